@@ -1,0 +1,134 @@
+//! Identity and access: users, API keys and tokens (fence), and grants (arborist).
+
+pub mod authz;
+pub mod tokens;
+
+use std::path::Path;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde_json::json;
+
+use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
+pub use authz::{Permissions, ReadScope};
+pub use tokens::{Claims, Lifetimes, TokenError, TokenService};
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserRow,
+    pub claims: Claims,
+    pub permissions: Permissions,
+}
+
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing with default parameters cannot fail")
+        .to_string()
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// Name of the policy that makes a user an administrator of everything.
+pub const ADMIN_POLICY: &str = "commons-admin";
+
+/// Ensure the built-in roles and the administrator policy exist.
+pub async fn ensure_builtin_authz(store: &Store) -> Result<(), StoreError> {
+    let roles = [
+        ("admin", "*", "*"),
+        ("reader", "*", "read"),
+        ("creator", "*", "create"),
+        ("updater", "*", "update"),
+        ("deleter", "*", "delete"),
+        ("peregrine_reader", "peregrine", "read"),
+        ("sheepdog_admin", "sheepdog", "*"),
+    ];
+    let existing = store.roles().await?;
+    for (id, service, method) in roles {
+        if existing.iter().any(|r| r.id == id) {
+            continue;
+        }
+        store
+            .upsert_role(&RoleRow {
+                id: id.to_string(),
+                permissions: json!([{"id": id, "action": {"service": service, "method": method}}]),
+            })
+            .await?;
+    }
+    if !store.policy_exists(ADMIN_POLICY).await? {
+        store
+            .upsert_policy(&PolicyRow {
+                id: ADMIN_POLICY.to_string(),
+                role_ids: vec!["admin".into()],
+                resource_paths: vec!["/".into()],
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Create a user; administrators get the administrator policy.
+pub async fn add_user(
+    store: &Store,
+    username: &str,
+    password: Option<&str>,
+    admin: bool,
+) -> Result<UserRow, StoreError> {
+    ensure_builtin_authz(store).await?;
+    let hash = password.map(hash_password);
+    let user = store.create_user(username, hash.as_deref(), admin).await?;
+    if admin {
+        store.grant_user_policy(username, ADMIN_POLICY).await?;
+    }
+    Ok(user)
+}
+
+/// Mint and record an API key; returns the credentials.json document.
+pub async fn create_api_key(
+    store: &Store,
+    tokens: &TokenService,
+    user: &UserRow,
+    scopes: Vec<String>,
+    expires_in: Option<i64>,
+) -> Result<serde_json::Value, StoreError> {
+    let (api_key, claims) = tokens.issue_api_key(user, scopes, expires_in);
+    store.insert_api_key(&claims.jti, user.id, claims.exp).await?;
+    Ok(json!({"api_key": api_key, "key_id": claims.jti}))
+}
+
+/// First start: an administrator and their credentials file (mode 0600).
+/// Returns the path written, or None when users already exist.
+pub async fn bootstrap(
+    store: &Store,
+    tokens: &TokenService,
+    data_dir: &Path,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
+    ensure_builtin_authz(store).await?;
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let admin = add_user(store, "admin", None, true).await?;
+    let scopes = tokens::USER_ALLOWED_SCOPES.iter().map(|s| s.to_string()).collect();
+    let credentials = create_api_key(store, tokens, &admin, scopes, None).await?;
+    let path = data_dir.join("credentials.json");
+    write_private_file(&path, &serde_json::to_string_pretty(&credentials)?)?;
+    Ok(Some(path))
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}

@@ -1,0 +1,306 @@
+//! Fence-compatible JWTs: API keys (`pur: api_key`) and access tokens
+//! (`pur: access`), RS256-signed with a `kid` that names a key published at
+//! `/user/.well-known/jwks`. Signing keys live in the database so every
+//! instance verifies every other instance's tokens.
+
+use std::sync::RwLock;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::store::{Store, StoreError, UserRow, now_unix};
+
+/// Scopes a user may carry into an API key (fence's USER_ALLOWED_SCOPES).
+pub const USER_ALLOWED_SCOPES: [&str; 9] = [
+    "fence",
+    "openid",
+    "user",
+    "data",
+    "admin",
+    "google_credentials",
+    "google_service_account",
+    "google_link",
+    "ga4gh_passport_v1",
+];
+
+/// The claims of both token kinds (API.md §1.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub pur: String,
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    #[serde(default)]
+    pub azp: String,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+}
+
+impl Claims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a token was refused; the text follows fence/authutils wording.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("Signature has expired")]
+    Expired,
+    #[error("Signature verification failed")]
+    BadSignature,
+    #[error("invalid issuer {0}; expected: ['{1}']")]
+    WrongIssuer(String, String),
+    #[error("claims have incorrect purpose: expected {expected}, got {got}")]
+    WrongPurpose { expected: String, got: String },
+    #[error("token is denylisted")]
+    Revoked,
+    #[error("token is missing required scopes: {{'{0}'}}")]
+    MissingScope(String),
+    #[error("could not decode token: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct SigningKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    modulus: Vec<u8>,
+    exponent: Vec<u8>,
+    private_der: Vec<u8>,
+}
+
+impl SigningKey {
+    fn from_der(kid: &str, der: &[u8]) -> Result<Self, TokenError> {
+        let pair = KeyPair::from_pkcs8(der)
+            .map_err(|e| TokenError::Malformed(format!("stored signing key {kid}: {e}")))?;
+        let public = pair.public_key();
+        let modulus = public.modulus().big_endian_without_leading_zero().to_vec();
+        let exponent = public.exponent().big_endian_without_leading_zero().to_vec();
+        Ok(Self {
+            kid: kid.to_string(),
+            encoding: EncodingKey::from_rsa_der(der),
+            decoding: DecodingKey::from_rsa_raw_components(&modulus, &exponent),
+            modulus,
+            exponent,
+            private_der: der.to_vec(),
+        })
+    }
+
+    fn jwk(&self) -> Value {
+        json!({
+            "kty": "RSA", "alg": "RS256", "use": "sig", "key_ops": ["verify"],
+            "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(&self.modulus),
+            "e": URL_SAFE_NO_PAD.encode(&self.exponent),
+        })
+    }
+
+    fn public_pem(&self) -> String {
+        let pair = KeyPair::from_pkcs8(&self.private_der).expect("checked when loaded");
+        let der = pair
+            .public_key()
+            .as_der()
+            .expect("an RSA public key encodes as DER");
+        pem::encode(&pem::Pem::new("PUBLIC KEY", der.as_ref().to_vec()))
+    }
+}
+
+/// Lifetimes, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub api_key: i64,
+    pub access_token: i64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            api_key: 30 * 24 * 3600,
+            access_token: 30 * 60,
+        }
+    }
+}
+
+/// Issues and verifies tokens for one public URL.
+pub struct TokenService {
+    pub issuer: String,
+    pub lifetimes: Lifetimes,
+    /// Verification keys, newest last; the newest signs.
+    keys: RwLock<Vec<SigningKey>>,
+}
+
+impl TokenService {
+    /// Load the signing keys from the database, creating the first one if none exist.
+    pub async fn load(store: &Store, public_url: &str, lifetimes: Lifetimes) -> Result<Self, TokenError> {
+        let service = Self {
+            issuer: format!("{}/user", public_url.trim_end_matches('/')),
+            lifetimes,
+            keys: RwLock::new(Vec::new()),
+        };
+        if store.signing_keys().await?.iter().all(|k| k.retired) {
+            rotate(store).await?;
+        }
+        service.reload(store).await?;
+        Ok(service)
+    }
+
+    async fn reload(&self, store: &Store) -> Result<(), TokenError> {
+        let rows = store.signing_keys().await?;
+        let keys = rows
+            .iter()
+            .filter(|r| !r.retired)
+            .map(|r| SigningKey::from_der(&r.kid, &r.private_der))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.keys.write().expect("key lock poisoned") = keys;
+        Ok(())
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        let keys = self.keys.read().expect("key lock poisoned");
+        let key = keys.last().expect("at least one signing key is loaded");
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, &key.encoding).expect("RS256 signing cannot fail")
+    }
+
+    /// A new API key for `user`; the caller records its `jti`.
+    pub fn issue_api_key(&self, user: &UserRow, scopes: Vec<String>, expires_in: Option<i64>) -> (String, Claims) {
+        let now = now_unix();
+        let ttl = expires_in
+            .filter(|&t| t > 0)
+            .map_or(self.lifetimes.api_key, |t| t.min(self.lifetimes.api_key));
+        let mut scope: Vec<String> = vec!["fence".into(), "openid".into()];
+        for s in scopes {
+            if !scope.contains(&s) && s != "credentials" {
+                scope.push(s);
+            }
+        }
+        let claims = Claims {
+            pur: "api_key".into(),
+            iss: self.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: vec!["gen3".into()],
+            iat: now,
+            exp: now + ttl,
+            jti: uuid::Uuid::new_v4().to_string(),
+            azp: String::new(),
+            scope,
+            context: None,
+        };
+        (self.sign(&claims), claims)
+    }
+
+    /// An access token for `user`, carrying `scope`.
+    pub fn issue_access_token(&self, user: &UserRow, scope: Vec<String>, ttl: i64) -> String {
+        let now = now_unix();
+        let claims = Claims {
+            pur: "access".into(),
+            iss: self.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: vec!["gen3".into()],
+            iat: now,
+            exp: now + ttl,
+            jti: uuid::Uuid::new_v4().to_string(),
+            azp: String::new(),
+            scope,
+            context: Some(json!({
+                "user": {"name": user.username, "is_admin": user.is_admin,
+                          "google": {"proxy_group": null}}
+            })),
+        };
+        self.sign(&claims)
+    }
+
+    /// Verify signature, expiry, issuer and purpose of `token`.
+    pub async fn verify(&self, store: &Store, token: &str, purpose: &str) -> Result<Claims, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Malformed(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Malformed("token header has no kid".into()))?;
+        if !self.has_key(&kid) {
+            // Another instance may have rotated keys since we loaded ours.
+            self.reload(store).await?;
+        }
+        let claims = {
+            let keys = self.keys.read().expect("key lock poisoned");
+            let key = keys
+                .iter()
+                .find(|k| k.kid == kid)
+                .ok_or(TokenError::BadSignature)?;
+            let mut validation = Validation::new(Algorithm::RS256);
+            validation.leeway = 0;
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss"]);
+            jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    _ => TokenError::Malformed(e.to_string()),
+                })?
+                .claims
+        };
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer(claims.iss, self.issuer.clone()));
+        }
+        if claims.pur != purpose {
+            return Err(TokenError::WrongPurpose {
+                expected: purpose.into(),
+                got: claims.pur,
+            });
+        }
+        Ok(claims)
+    }
+
+    fn has_key(&self, kid: &str) -> bool {
+        self.keys
+            .read()
+            .expect("key lock poisoned")
+            .iter()
+            .any(|k| k.kid == kid)
+    }
+
+    /// The JWKS document of every key that still verifies.
+    pub fn jwks(&self) -> Value {
+        let keys = self.keys.read().expect("key lock poisoned");
+        json!({"keys": keys.iter().map(SigningKey::jwk).collect::<Vec<_>>()})
+    }
+
+    /// Fence's legacy `/jwt/keys` listing: `[[kid, PEM], ...]`.
+    pub fn pem_keys(&self) -> Value {
+        let keys = self.keys.read().expect("key lock poisoned");
+        json!({"keys": keys.iter().map(|k| json!([k.kid, k.public_pem()])).collect::<Vec<_>>()})
+    }
+}
+
+/// Generate a new signing key; it signs from now on, older keys keep verifying.
+pub async fn rotate(store: &Store) -> Result<String, TokenError> {
+    let pair = KeyPair::generate(KeySize::Rsa2048)
+        .map_err(|e| TokenError::Malformed(format!("cannot generate an RSA key: {e}")))?;
+    let der = pair
+        .as_der()
+        .map_err(|e| TokenError::Malformed(format!("cannot encode the RSA key: {e}")))?;
+    let kid = format!("key-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%f"));
+    store.insert_signing_key(&kid, der.as_ref()).await?;
+    Ok(kid)
+}

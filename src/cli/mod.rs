@@ -1,0 +1,328 @@
+//! The `commons` command line: the composition root that reads flags and
+//! environment variables, opens the store and starts the server or runs an
+//! administrative command against the same database.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::{self, Lifetimes, TokenService};
+use crate::dictionary::{self, Dictionary};
+use crate::graphql::{self, Limits};
+use crate::server::{self, AppState};
+use crate::store::Store;
+use crate::validate::Validators;
+
+#[derive(Parser)]
+#[command(name = "commons", version, about = "A Gen3-compatible data commons in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the commons (API and portal) on one address.
+    Serve(ServeArgs),
+    /// Validate a dictionary and print a summary.
+    CheckDictionary {
+        /// A folder of YAML schemas, a schema.json bundle or an http(s) URL.
+        path: String,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Manage local user accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API keys and token-signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the database is: shared by every command that touches it.
+#[derive(Args, Clone)]
+struct DatabaseArgs {
+    /// Folder for the embedded database and credentials.json.
+    #[arg(long, env = "COMMONS_DATA_DIR", default_value = "./commons-data")]
+    data_dir: PathBuf,
+    /// Database URL (default: an SQLite file in the data directory).
+    #[arg(long, env = "COMMONS_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    async fn open(&self) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| Store::default_url(&self.data_dir));
+        Store::open(&url).await.with_context(|| format!("cannot open database {url}"))
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "COMMONS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data dictionary: YAML folder, schema.json bundle or URL (default: bundled).
+    #[arg(long, env = "COMMONS_DICTIONARY")]
+    dictionary: Option<String>,
+    /// The URL users reach this commons at (default: http://<listen>).
+    #[arg(long, env = "COMMONS_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// On first start, create an administrator and write <data-dir>/credentials.json.
+    #[arg(long, env = "COMMONS_BOOTSTRAP_ADMIN", default_value_t = true, action = clap::ArgAction::Set)]
+    bootstrap_admin: bool,
+    /// Lifetime of new API keys, in seconds.
+    #[arg(long, env = "COMMONS_API_KEY_TTL", default_value_t = Lifetimes::default().api_key)]
+    api_key_ttl: i64,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "COMMONS_ACCESS_TOKEN_TTL", default_value_t = Lifetimes::default().access_token)]
+    access_token_ttl: i64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "COMMONS_MAX_BODY_BYTES", default_value_t = 1 << 30)]
+    max_body_bytes: usize,
+    /// Deepest GraphQL query accepted.
+    #[arg(long, env = "COMMONS_GRAPHQL_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
+    graphql_max_depth: usize,
+    /// Most complex GraphQL query accepted (fields counted over the whole query).
+    #[arg(long, env = "COMMONS_GRAPHQL_MAX_COMPLEXITY", default_value_t = Limits::default().max_complexity)]
+    graphql_max_complexity: usize,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user (without a password the user can only use API keys).
+    Add {
+        name: String,
+        /// Grant full administrator rights.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new API key for a user as credentials.json on standard output.
+    Create {
+        name: String,
+        /// Lifetime in seconds (at most the configured API key lifetime).
+        #[arg(long)]
+        expires_in: Option<i64>,
+        /// The URL users reach this commons at (default: the one `serve` recorded).
+        #[arg(long, env = "COMMONS_PUBLIC_URL")]
+        public_url: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Start signing tokens with a new key; tokens signed earlier stay valid.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::CheckDictionary { path } => check_dictionary(&path),
+        Command::Migrate(database) => {
+            database.open().await?;
+            eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Add { name, admin, password_stdin, database }) => {
+            let store = database.open().await?;
+            let password = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text)?;
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                if text.is_empty() {
+                    bail!("--password-stdin was given but standard input is empty");
+                }
+                Some(text)
+            } else {
+                None
+            };
+            auth::add_user(&store, &name, password.as_deref(), admin).await?;
+            eprintln!("user '{name}' created{}", if admin { " (administrator)" } else { "" });
+            Ok(())
+        }
+        Command::Users(UsersCommand::List { database }) => {
+            let store = database.open().await?;
+            for user in store.list_users().await? {
+                println!("{}\t{}", user.username, if user.is_admin { "admin" } else { "user" });
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { name, expires_in, public_url, database }) => {
+            let store = database.open().await?;
+            let public_url = match public_url {
+                Some(url) => url,
+                None => store
+                    .setting("public_url")
+                    .await?
+                    .context("no public URL known yet: start `commons serve` once or pass --public-url")?,
+            };
+            let tokens = TokenService::load(&store, &public_url, Lifetimes::default()).await?;
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named '{name}' (create one with `commons users add`)"))?;
+            let scopes = auth::tokens::USER_ALLOWED_SCOPES.iter().map(|s| s.to_string()).collect();
+            let credentials = auth::create_api_key(&store, &tokens, &user, scopes, expires_in).await?;
+            println!("{}", serde_json::to_string(&credentials)?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { database }) => {
+            let store = database.open().await?;
+            let kid = auth::tokens::rotate(&store).await?;
+            eprintln!("new signing key {kid}; running servers pick it up on their next unknown token");
+            Ok(())
+        }
+    }
+}
+
+fn check_dictionary(path: &str) -> anyhow::Result<()> {
+    let dictionary = dictionary::load(Some(path))?;
+    Validators::compile(&dictionary)?;
+    let links: usize = dictionary.nodes().iter().map(|n| n.links.len()).sum();
+    println!(
+        "{path}: {} node types, {links} links, depth {} (version {}, commit {})",
+        dictionary.nodes().len(),
+        dictionary.depth(),
+        dictionary.version,
+        dictionary.commit
+    );
+    for node in dictionary.nodes() {
+        let parents: Vec<String> = node
+            .links
+            .iter()
+            .map(|l| format!("{} -> {}", l.name, l.target_type))
+            .collect();
+        println!("  {} [{}] {}", node.id, node.category, parents.join(", "));
+    }
+    Ok(())
+}
+
+/// Build the application state from a dictionary and an open store.
+pub async fn app_state(
+    dictionary: Dictionary,
+    store: Store,
+    public_url: &str,
+    lifetimes: Lifetimes,
+    limits: Limits,
+) -> anyhow::Result<AppState> {
+    let validators = Validators::compile(&dictionary)?;
+    let tokens = TokenService::load(&store, public_url, lifetimes).await?;
+    let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
+    let introspection = graphql::introspection(&schema).await;
+    Ok(AppState {
+        dictionary: Arc::new(dictionary),
+        validators,
+        store: Arc::new(store),
+        tokens,
+        schema,
+        introspection,
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let dictionary = dictionary::load(args.dictionary.as_deref())?;
+    let store = args.database.open().await?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen))
+        .trim_end_matches('/')
+        .to_string();
+    store.set_setting("public_url", &public_url).await?;
+    let lifetimes = Lifetimes {
+        api_key: args.api_key_ttl,
+        access_token: args.access_token_ttl,
+    };
+    let limits = Limits {
+        max_depth: args.graphql_max_depth,
+        max_complexity: args.graphql_max_complexity,
+    };
+    let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
+    if args.bootstrap_admin
+        && let Some(path) = auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
+    {
+        eprintln!("Created the administrator 'admin'; API key written to {}", path.display());
+        eprintln!("Try: gen3 --auth {} submission get-programs", path.display());
+    }
+    let app = server::router(state, args.max_body_bytes);
+    let app = tower::Layer::layer(&tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(), app);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("Commons listening on {} (public URL {public_url})", args.listen);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

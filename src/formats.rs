@@ -1,0 +1,337 @@
+//! TSV/CSV <-> entity documents, following sheepdog's conventions
+//! (API.md §2.6, §2.12, §2.13): `*` marks on headers, `<link>.<key>` columns,
+//! comma-separated arrays, empty cells meaning "no value".
+
+use serde_json::{Map, Value};
+
+use crate::dictionary::{Dictionary, ItemKind, NodeType, PropKind};
+
+/// Which delimited flavour a document uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimited {
+    Tsv,
+    Csv,
+}
+
+impl Delimited {
+    fn delimiter(self) -> u8 {
+        match self {
+            Delimited::Tsv => b'\t',
+            Delimited::Csv => b',',
+        }
+    }
+
+    /// Separator of several link targets inside one cell.
+    fn target_separator(self) -> char {
+        match self {
+            Delimited::Tsv => ',',
+            Delimited::Csv => '#',
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Delimited::Tsv => "tsv",
+            Delimited::Csv => "csv",
+        }
+    }
+}
+
+/// Parse a TSV/CSV document into entity documents; the error text completes
+/// `Unable to parse document: ...`.
+pub fn parse_delimited(
+    dictionary: &Dictionary,
+    text: &str,
+    flavour: Delimited,
+) -> Result<Vec<Value>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(flavour.delimiter())
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(text.trim().as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|h| h.trim().trim_start_matches('*').to_string())
+        .collect();
+    let mut columns = Vec::with_capacity(headers.len());
+    for header in &headers {
+        columns.push(match header.split_once('.') {
+            Some(("", _)) => return Err(format!("Invalid link name: {header}")),
+            Some((_, "")) => return Err(format!("Invalid link property name: {header}")),
+            Some((link, key)) => Column::Link(link.to_string(), key.to_string()),
+            None => Column::Property(header.clone()),
+        });
+    }
+    let type_index = headers.iter().position(|h| h == "type");
+    let mut docs = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let cell = |i: usize| record.get(i).map(str::trim).unwrap_or("");
+        let node_type = type_index.map(cell).unwrap_or("");
+        if node_type.is_empty() {
+            continue;
+        }
+        let node = dictionary.node(node_type);
+        let mut doc = Map::new();
+        for (i, column) in columns.iter().enumerate() {
+            let value = cell(i);
+            match column {
+                Column::Property(name) => {
+                    if value.is_empty() && name == "id" {
+                        continue;
+                    }
+                    let converted = if value.is_empty() || value == "null" {
+                        Value::Null
+                    } else {
+                        let kind = node.and_then(|n| n.property(name)).map(|p| p.kind);
+                        convert_cell(value, kind)
+                    };
+                    doc.insert(name.clone(), converted);
+                }
+                Column::Link(link, key) => {
+                    let targets: Vec<Value> = value
+                        .split(flavour.target_separator())
+                        .map(str::trim)
+                        .filter(|part| !part.is_empty())
+                        .map(|part| {
+                            let mut target = Map::new();
+                            target.insert(key.clone(), Value::String(part.to_string()));
+                            Value::Object(target)
+                        })
+                        .collect();
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    let entry = doc
+                        .entry(link.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(list) = entry {
+                        list.extend(targets);
+                    }
+                }
+            }
+        }
+        docs.push(Value::Object(doc));
+    }
+    Ok(docs)
+}
+
+enum Column {
+    Property(String),
+    Link(String, String),
+}
+
+fn convert_cell(value: &str, kind: Option<PropKind>) -> Value {
+    match kind {
+        Some(PropKind::Boolean) => match value.to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(value.to_string()),
+        },
+        Some(PropKind::Integer) => value
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(value.to_string())),
+        Some(PropKind::Number) => number(value).unwrap_or_else(|| Value::String(value.to_string())),
+        Some(PropKind::Array(item)) => Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .map(|part| match item {
+                    ItemKind::String => Value::String(part.to_string()),
+                    ItemKind::Integer => part
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .map(|f| Value::from(f as i64))
+                        .unwrap_or_else(|| Value::String(part.to_string())),
+                    ItemKind::Number => part
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                        .unwrap_or_else(|| Value::String(part.to_string())),
+                    ItemKind::Boolean => Value::Bool(matches!(
+                        part.to_ascii_lowercase().as_str(),
+                        "true" | "t" | "yes" | "y"
+                    )),
+                })
+                .collect(),
+        ),
+        Some(PropKind::String) | None => Value::String(value.to_string()),
+    }
+}
+
+/// An integer when integral, else a float.
+fn number(text: &str) -> Option<Value> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(Value::from(i));
+    }
+    let f = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Some(Value::from(f as i64))
+    } else {
+        serde_json::Number::from_f64(f).map(Value::Number)
+    }
+}
+
+/// The text of a stored value in a TSV cell: null is empty, arrays are comma-joined.
+pub fn cell_text(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| cell_text(Some(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A column of a node type's export or template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportColumn {
+    /// `type`
+    Type,
+    /// `id`
+    Id,
+    Property(String),
+    /// `<link>.id`
+    LinkId(String),
+    /// `<link>.<key>`, the target's first natural key other than `project_id`.
+    LinkKey(String, String),
+}
+
+impl ExportColumn {
+    pub fn header(&self) -> String {
+        match self {
+            ExportColumn::Type => "type".into(),
+            ExportColumn::Id => "id".into(),
+            ExportColumn::Property(p) => p.clone(),
+            ExportColumn::LinkId(link) => format!("{link}.id"),
+            ExportColumn::LinkKey(link, key) => format!("{link}.{key}"),
+        }
+    }
+}
+
+/// The natural key a link column uses for the target type (`submitter_id`, `code`, ...).
+pub fn target_key(dictionary: &Dictionary, target_type: &str) -> String {
+    dictionary
+        .node(target_type)
+        .and_then(|t| t.natural_key.iter().find(|k| *k != "project_id").cloned())
+        .unwrap_or_else(|| "submitter_id".into())
+}
+
+/// Properties in template order: natural keys, then required, then optional,
+/// each sorted; system properties other than `project_id` hidden.
+fn template_properties(node: &NodeType) -> Vec<String> {
+    let visible = |name: &str| name == "project_id" || !node.is_system_property(name);
+    let mut keys: Vec<String> = node
+        .natural_key
+        .iter()
+        .filter(|k| *k != "id" && visible(k))
+        .cloned()
+        .collect();
+    keys.sort();
+    let mut required: Vec<String> = node
+        .properties
+        .iter()
+        .filter(|p| node.is_required(&p.name) && visible(&p.name) && !keys.contains(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    required.sort();
+    let mut optional: Vec<String> = node
+        .properties
+        .iter()
+        .filter(|p| !node.is_required(&p.name) && visible(&p.name) && !keys.contains(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    optional.sort();
+    keys.into_iter().chain(required).chain(optional).collect()
+}
+
+/// Export columns (API.md §2.12): type, id, properties, then links sorted by name.
+pub fn export_columns(dictionary: &Dictionary, node: &NodeType, with_id: bool) -> Vec<ExportColumn> {
+    let mut columns = vec![ExportColumn::Type];
+    if with_id {
+        columns.push(ExportColumn::Id);
+    }
+    columns.extend(template_properties(node).into_iter().map(ExportColumn::Property));
+    let mut links: Vec<_> = node.links.iter().collect();
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    for link in links {
+        if with_id {
+            columns.push(ExportColumn::LinkId(link.name.clone()));
+        }
+        columns.push(ExportColumn::LinkKey(
+            link.name.clone(),
+            target_key(dictionary, &link.target_type),
+        ));
+    }
+    columns
+}
+
+/// Template header cells (API.md §2.13): `*` marks required columns.
+pub fn template_headers(dictionary: &Dictionary, node: &NodeType) -> Vec<String> {
+    let mut headers = vec!["*type".to_string()];
+    let mark = |name: &str, required: bool| {
+        if required {
+            format!("*{name}")
+        } else {
+            name.to_string()
+        }
+    };
+    let props = template_properties(node);
+    let natural: Vec<&String> = props.iter().filter(|p| node.natural_key.contains(p)).collect();
+    for p in &natural {
+        headers.push(mark(p, node.is_required(p)));
+    }
+    let mut links: Vec<_> = node.links.iter().collect();
+    links.sort_by(|a, b| a.name.cmp(&b.name));
+    for link in links {
+        let key = target_key(dictionary, &link.target_type);
+        headers.push(mark(&format!("{}.{key}", link.name), node.is_required(&link.name)));
+    }
+    for p in props.iter().filter(|p| !node.natural_key.contains(p)) {
+        headers.push(mark(p, node.is_required(p)));
+    }
+    if node.category == "data_file" {
+        headers.push("urls".into());
+    }
+    headers
+}
+
+/// A JSON template: template keys mapped to null, links to their key object.
+pub fn template_json(dictionary: &Dictionary, node: &NodeType) -> Value {
+    let mut out = Map::new();
+    for header in template_headers(dictionary, node) {
+        let bare = header.trim_start_matches('*');
+        let required = header.starts_with('*');
+        if let Some((link, key)) = bare.split_once('.') {
+            let name = if required { format!("*{link}") } else { link.to_string() };
+            let mut target = Map::new();
+            target.insert(key.to_string(), Value::Null);
+            out.insert(name, Value::Object(target));
+        } else if bare == "type" {
+            out.insert(header.clone(), Value::String(node.id.clone()));
+        } else {
+            out.insert(header.clone(), Value::Null);
+        }
+    }
+    Value::Object(out)
+}
+
+/// One line of delimited output (with CSV quoting where a cell needs it).
+pub fn delimited_line(cells: &[String], flavour: Delimited) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(flavour.delimiter())
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    writer
+        .write_record(cells)
+        .expect("writing to memory cannot fail");
+    writer.into_inner().expect("writing to memory cannot fail")
+}

@@ -1,0 +1,379 @@
+//! Peregrine-compatible GraphQL: a schema generated from the dictionary at
+//! start-up, root resolvers that run one SQL statement each (see [`plan`]),
+//! and nested fields that only read the JSON that statement returned.
+
+pub mod plan;
+
+use std::sync::Arc;
+
+use async_graphql::dynamic::{
+    Field, FieldFuture, FieldValue, InputObject, InputValue, Interface, InterfaceField, Object,
+    ResolverContext, Schema, TypeRef,
+};
+use async_graphql::{SelectionField, Value as GqlValue};
+use serde_json::{Value, json};
+
+use crate::auth::ReadScope;
+use crate::dictionary::{Dictionary, NodeType, PropKind};
+use crate::store::Store;
+use plan::{Selection, TYPE_KEY};
+
+/// Per-request data the resolvers need.
+pub struct RequestContext {
+    pub store: Arc<Store>,
+    pub dictionary: Arc<Dictionary>,
+    pub scope: ReadScope,
+}
+
+/// Limits that protect the server from runaway queries.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 24,
+            max_complexity: 100_000,
+        }
+    }
+}
+
+/// The GraphQL type of a property (GRAPHQL.md §2.2).
+fn scalar(kind: PropKind) -> &'static str {
+    match kind {
+        PropKind::Integer | PropKind::Number => TypeRef::FLOAT,
+        PropKind::Boolean => TypeRef::BOOLEAN,
+        PropKind::String | PropKind::Array(_) => TypeRef::STRING,
+    }
+}
+
+fn field_type(kind: PropKind) -> TypeRef {
+    match kind {
+        PropKind::Array(_) => TypeRef::named_list(TypeRef::STRING),
+        other => TypeRef::named(scalar(other)),
+    }
+}
+
+/// Properties exposed as GraphQL fields: valid names other than `id`/`type`.
+fn exposed(node: &NodeType) -> impl Iterator<Item = &crate::dictionary::Property> {
+    node.properties
+        .iter()
+        .filter(|p| plan::is_identifier(&p.name) && !p.name.starts_with("__") && p.name != "project_id")
+}
+
+const LIST_ARGS: [&str; 13] = [
+    "id", "ids", "quick_search", "first", "offset", "order_by_asc", "order_by_desc",
+    "created_after", "created_before", "updated_after", "updated_before", "with_links", "not",
+];
+
+/// Node-list arguments of `node` (GRAPHQL.md §3).
+fn list_arguments(field: Field, node: &NodeType) -> Field {
+    let mut field = field
+        .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new("quick_search", TypeRef::named(TypeRef::STRING)))
+        .argument(
+            InputValue::new("first", TypeRef::named(TypeRef::INT))
+                .default_value(plan::DEFAULT_FIRST),
+        )
+        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
+        .argument(InputValue::new("order_by_asc", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("order_by_desc", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("created_after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("created_before", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("updated_after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("updated_before", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("with_links", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new("with_links_any", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new("without_links", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "not",
+            TypeRef::named_list(format!("NotPropertiesInput_{}", node.id)),
+        ))
+        .argument(InputValue::new("project_id", TypeRef::named_list(TypeRef::STRING)));
+    for property in exposed(node) {
+        if LIST_ARGS.contains(&property.name.as_str()) || property.name.starts_with("with") {
+            continue;
+        }
+        field = field.argument(InputValue::new(
+            property.name.clone(),
+            TypeRef::named_list(scalar(property.kind)),
+        ));
+    }
+    field
+}
+
+/// The response key of the field being resolved.
+fn response_key(ctx: &ResolverContext<'_>) -> String {
+    let field = ctx.field();
+    field.alias().unwrap_or(field.name()).to_string()
+}
+
+/// The JSON object a nested resolver reads from.
+fn parent_json<'a>(ctx: &'a ResolverContext<'_>) -> Option<&'a Value> {
+    ctx.parent_value.try_downcast_ref::<Value>().ok()
+}
+
+/// A stored JSON value as the GraphQL scalar `kind` expects.
+fn to_scalar(value: &Value, kind: Option<PropKind>) -> GqlValue {
+    match (value, kind) {
+        (Value::Null, _) => GqlValue::Null,
+        (Value::Array(items), _) => GqlValue::List(
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => GqlValue::String(s.clone()),
+                    other => GqlValue::String(other.to_string()),
+                })
+                .collect(),
+        ),
+        (Value::Number(n), Some(PropKind::Integer | PropKind::Number)) => n
+            .as_f64()
+            .and_then(|f| async_graphql::Number::from_f64(f).map(GqlValue::Number))
+            .unwrap_or(GqlValue::Null),
+        (Value::Bool(b), Some(PropKind::Boolean)) => GqlValue::Boolean(*b),
+        (Value::String(s), _) => GqlValue::String(s.clone()),
+        (other, _) => GqlValue::String(other.to_string()),
+    }
+}
+
+fn scalar_field(name: &str, kind: Option<PropKind>, type_ref: TypeRef) -> Field {
+    Field::new(name, type_ref, move |ctx| {
+        FieldFuture::new(async move {
+            let key = response_key(&ctx);
+            let value = parent_json(&ctx)
+                .and_then(|p| p.get(&key))
+                .map(|v| to_scalar(v, kind))
+                .unwrap_or(GqlValue::Null);
+            Ok(Some(FieldValue::value(value)))
+        })
+    })
+}
+
+fn nested_list_field(name: &str, target: &str) -> Field {
+    Field::new(name, TypeRef::named_list(target), move |ctx| {
+        FieldFuture::new(async move {
+            let key = response_key(&ctx);
+            let items = parent_json(&ctx)
+                .and_then(|p| p.get(&key))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok(Some(FieldValue::list(items.into_iter().map(FieldValue::owned_any))))
+        })
+    })
+}
+
+fn nested_count_field(name: &str) -> Field {
+    Field::new(name, TypeRef::named(TypeRef::INT), move |ctx| {
+        FieldFuture::new(async move {
+            let key = response_key(&ctx);
+            let n = parent_json(&ctx).and_then(|p| p.get(&key)).and_then(Value::as_i64);
+            Ok(n.map(|n| FieldValue::value(GqlValue::from(n))))
+        })
+    })
+}
+
+/// Convert the library's selection into the planner's IR.
+fn selection(field: SelectionField<'_>) -> async_graphql::Result<Selection> {
+    let args = field
+        .arguments()?
+        .into_iter()
+        .map(|(name, value)| Ok((name.to_string(), value.into_json()?)))
+        .collect::<async_graphql::Result<Vec<_>>>()?;
+    Ok(Selection {
+        key: field.alias().unwrap_or(field.name()).to_string(),
+        name: field.name().to_string(),
+        args,
+        children: field.selection_set().map(selection).collect::<async_graphql::Result<_>>()?,
+    })
+}
+
+fn root_list_field(type_name: String, node: &NodeType, interface: bool) -> Field {
+    let field_type = if interface { "Node" } else { node.id.as_str() }.to_string();
+    let query_type = (!interface).then(|| type_name.clone());
+    let field = Field::new(
+        if interface { "node".to_string() } else { type_name },
+        TypeRef::named_list(field_type),
+        move |ctx| {
+            let query_type = query_type.clone();
+            FieldFuture::new(async move {
+                let request = ctx.data::<RequestContext>()?;
+                let sel = selection(ctx.field())?;
+                let statement =
+                    plan::root_list(&request.dictionary, &request.scope, query_type.as_deref(), &sel)?;
+                let text = request.store.query_json(&statement.sql, &statement.binds).await?;
+                let rows: Vec<Value> = serde_json::from_str(&text)?;
+                Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
+                    let type_name = row.get(TYPE_KEY).and_then(Value::as_str).unwrap_or_default().to_string();
+                    FieldValue::owned_any(row).with_type(type_name)
+                }))))
+            })
+        },
+    );
+    if interface {
+        field
+    } else {
+        list_arguments(field, node)
+    }
+}
+
+fn root_count_field(node: &NodeType) -> Field {
+    let type_name = node.id.clone();
+    let field = Field::new(format!("_{}_count", node.id), TypeRef::named(TypeRef::INT), move |ctx| {
+        let type_name = type_name.clone();
+        FieldFuture::new(async move {
+            let request = ctx.data::<RequestContext>()?;
+            let sel = selection(ctx.field())?;
+            let statement = plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
+            let n = request.store.query_count(&statement.sql, &statement.binds).await?;
+            Ok(Some(FieldValue::value(GqlValue::from(n))))
+        })
+    });
+    list_arguments(field, node)
+}
+
+const NODE_INTERFACE_FIELDS: [&str; 5] =
+    ["submitter_id", "project_id", "created_datetime", "updated_datetime", "type"];
+
+fn node_object(dictionary: &Dictionary, node: &NodeType) -> Object {
+    let mut object = Object::new(node.id.clone())
+        .implement("Node")
+        .field(scalar_field("id", None, TypeRef::named(TypeRef::ID)))
+        .field(scalar_field("type", None, TypeRef::named(TypeRef::STRING)))
+        .field(scalar_field("project_id", None, TypeRef::named(TypeRef::STRING)));
+    for property in exposed(node) {
+        object = object.field(scalar_field(&property.name, Some(property.kind), field_type(property.kind)));
+    }
+    for name in NODE_INTERFACE_FIELDS {
+        if name != "type" && name != "project_id" && node.property(name).is_none() {
+            object = object.field(scalar_field(name, None, TypeRef::named(TypeRef::STRING)));
+        }
+    }
+    let edges = node
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.target_type.clone()))
+        .chain(node.backrefs.iter().map(|b| (b.name.clone(), b.source_type.clone())));
+    for (name, other) in edges {
+        let Some(other_node) = dictionary.node(&other) else { continue };
+        object = object.field(list_arguments(nested_list_field(&name, &other), other_node));
+        object = object.field(list_arguments(nested_count_field(&format!("_{name}_count")), node));
+    }
+    object
+}
+
+fn not_input(node: &NodeType) -> InputObject {
+    let mut input = InputObject::new(format!("NotPropertiesInput_{}", node.id));
+    let mut any = false;
+    for property in exposed(node) {
+        input = input.field(InputValue::new(property.name.clone(), TypeRef::named(scalar(property.kind))));
+        any = true;
+    }
+    if !any {
+        input = input.field(InputValue::new("id", TypeRef::named(TypeRef::STRING)));
+    }
+    input
+}
+
+/// Build the schema for `dictionary`.
+pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, String> {
+    let mut interface = Interface::new("Node").field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)));
+    for name in NODE_INTERFACE_FIELDS {
+        interface = interface.field(InterfaceField::new(name, TypeRef::named(TypeRef::STRING)));
+    }
+    let mut root = Object::new("Root");
+    let mut builder = Schema::build("Root", None, None)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity);
+    for node in dictionary.nodes() {
+        root = root
+            .field(root_list_field(node.id.clone(), node, false))
+            .field(root_count_field(node));
+        builder = builder.register(node_object(dictionary, node)).register(not_input(node));
+    }
+    let any = dictionary.nodes().first().ok_or("the dictionary has no node types")?;
+    let node_field = root_list_field(String::new(), any, true)
+        .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new("submitter_id", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("quick_search", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)).default_value(plan::DEFAULT_FIRST))
+        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
+        .argument(InputValue::new("order_by_asc", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("order_by_desc", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("created_after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("created_before", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("updated_after", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("updated_before", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("project_id", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("of_type", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING)));
+    root = root.field(node_field);
+    builder
+        .register(interface)
+        .register(root)
+        .finish()
+        .map_err(|e| format!("cannot build the GraphQL schema: {e}"))
+}
+
+/// Run one request and shape the response as peregrine does (GRAPHQL.md §6):
+/// `{"data": ...}` with 200, or `{"data": ..., "errors": [strings]}` with 400.
+pub async fn execute(
+    schema: &Schema,
+    context: RequestContext,
+    query: String,
+    variables: Value,
+    operation_name: Option<String>,
+) -> (u16, Value) {
+    let mut request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables))
+        .data(context);
+    if let Some(name) = operation_name {
+        request = request.operation_name(name);
+    }
+    let response = schema.execute(request).await;
+    let data = response.data.into_json().unwrap_or(Value::Null);
+    if response.errors.is_empty() {
+        return (200, json!({"data": data}));
+    }
+    let errors: Vec<String> = response.errors.into_iter().map(|e| e.message).collect();
+    (400, json!({"data": data, "errors": errors}))
+}
+
+/// The standard introspection result served by `/getschema`.
+pub async fn introspection(schema: &Schema) -> Value {
+    let response = schema.execute(async_graphql::Request::new(INTROSPECTION_QUERY)).await;
+    json!({"data": response.data.into_json().unwrap_or(Value::Null)})
+}
+
+const INTROSPECTION_QUERY: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name }
+    mutationType { name }
+    subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}
+"#;

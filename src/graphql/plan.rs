@@ -1,0 +1,518 @@
+//! Compiles one GraphQL root field, whatever its nesting, into ONE SQL
+//! statement that returns the response-shaped JSON. Nested links become
+//! correlated subqueries aggregating child rows with `json_group_array`;
+//! identifiers come only from the dictionary, every value is a bind parameter.
+
+use serde_json::Value;
+
+use crate::auth::ReadScope;
+use crate::dictionary::{Dictionary, NodeType, PropKind};
+use crate::store::BindValue;
+
+/// A field of a GraphQL selection, independent of the GraphQL library.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Response key: the alias, or the field name.
+    pub key: String,
+    pub name: String,
+    pub args: Vec<(String, Value)>,
+    pub children: Vec<Selection>,
+}
+
+/// A compiled statement with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub binds: Vec<BindValue>,
+}
+
+/// The default page size at every level (peregrine's DEFAULT_LIMIT).
+pub const DEFAULT_FIRST: i64 = 10;
+
+/// Key under which every object carries its node type (for `Node` resolution).
+pub const TYPE_KEY: &str = "__node_type";
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+struct Builder<'a> {
+    dictionary: &'a Dictionary,
+    scope: &'a ReadScope,
+    binds: Vec<BindValue>,
+    aliases: usize,
+}
+
+/// Which rows a list starts from.
+enum Source<'a> {
+    /// Root field over one node type.
+    Root(&'a NodeType),
+    /// The `node` root field: any node type (filtered by `of_type` / `category`).
+    AnyType,
+    /// Parents of `parent_alias` via forward link `link`.
+    Forward { parent: String, link: &'a str, target: &'a NodeType },
+    /// Children of type `source` pointing at `parent_alias` via its link `link`.
+    Backward { parent: String, link: &'a str, source: &'a NodeType },
+}
+
+impl<'a> Builder<'a> {
+    fn bind(&mut self, value: BindValue) -> String {
+        self.binds.push(value);
+        format!("?{}", self.binds.len())
+    }
+
+    fn bind_text(&mut self, s: &str) -> String {
+        self.bind(BindValue::Text(s.to_string()))
+    }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("n{}", self.aliases)
+    }
+
+    /// `FROM ... WHERE ...` of a list: source rows, authorization, argument filters.
+    fn from_where(
+        &mut self,
+        alias: &str,
+        source: &Source<'_>,
+        args: &[(String, Value)],
+        filter_type: Option<&NodeType>,
+    ) -> Result<(String, Vec<String>), PlanError> {
+        let mut conditions = Vec::new();
+        let from = match source {
+            Source::Root(node) => {
+                conditions.push(format!("{alias}.node_type = {}", self.bind_text(&node.id)));
+                format!("nodes {alias}")
+            }
+            Source::AnyType => format!("nodes {alias}"),
+            Source::Forward { parent, link, target } => {
+                let e = self.alias();
+                conditions.push(format!("{e}.src_id = {parent}.node_id"));
+                conditions.push(format!("{e}.link = {}", self.bind_text(link)));
+                conditions.push(format!("{alias}.node_type = {}", self.bind_text(&target.id)));
+                format!("edges {e} JOIN nodes {alias} ON {alias}.node_id = {e}.dst_id")
+            }
+            Source::Backward { parent, link, source } => {
+                let e = self.alias();
+                conditions.push(format!("{e}.dst_id = {parent}.node_id"));
+                conditions.push(format!("{e}.link = {}", self.bind_text(link)));
+                conditions.push(format!("{alias}.node_type = {}", self.bind_text(&source.id)));
+                format!("edges {e} JOIN nodes {alias} ON {alias}.node_id = {e}.src_id")
+            }
+        };
+        conditions.extend(self.authorization(alias, source));
+        conditions.extend(self.filters(alias, args, filter_type)?);
+        Ok((from, conditions))
+    }
+
+    /// Rows of project-scoped types (and projects) only from readable projects.
+    fn authorization(&mut self, alias: &str, source: &Source<'_>) -> Option<String> {
+        let ReadScope::Projects(set) = self.scope else {
+            return None;
+        };
+        let list: Vec<&String> = set.iter().collect();
+        let json = serde_json::to_string(&list).expect("strings serialize");
+        let param = self.bind_text(&json);
+        let restricted = format!("{alias}.project_id IN (SELECT value FROM json_each({param}))");
+        match source {
+            Source::AnyType => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
+            Source::Root(n) | Source::Forward { target: n, .. } | Source::Backward { source: n, .. } => {
+                (n.id != "program").then_some(restricted)
+            }
+        }
+    }
+
+    fn filters(
+        &mut self,
+        alias: &str,
+        args: &[(String, Value)],
+        node: Option<&NodeType>,
+    ) -> Result<Vec<String>, PlanError> {
+        let mut out = Vec::new();
+        for (name, value) in args {
+            if value.is_null() {
+                continue;
+            }
+            match name.as_str() {
+                "first" | "offset" | "order_by_asc" | "order_by_desc" => {}
+                "id" => {
+                    let p = self.bind_text(&text(value));
+                    out.push(format!("{alias}.node_id = {p}"));
+                }
+                "ids" => {
+                    let p = self.bind_text(&json_strings(value));
+                    out.push(format!("{alias}.node_id IN (SELECT value FROM json_each({p}))"));
+                }
+                "project_id" => {
+                    let p = self.bind_text(&json_strings(value));
+                    out.push(format!("{alias}.project_id IN (SELECT value FROM json_each({p}))"));
+                }
+                "quick_search" => {
+                    let needle = text(value).to_lowercase();
+                    if needle.is_empty() {
+                        continue;
+                    }
+                    let p = self.bind_text(&needle);
+                    out.push(format!(
+                        "(instr(lower({alias}.node_id), {p}) > 0 OR instr(lower(coalesce({alias}.props ->> '$.submitter_id', '')), {p}) > 0)"
+                    ));
+                }
+                "created_after" | "created_before" | "updated_after" | "updated_before" => {
+                    let (column, op) = match name.as_str() {
+                        "created_after" => ("created_datetime", ">"),
+                        "created_before" => ("created_datetime", "<"),
+                        "updated_after" => ("updated_datetime", ">"),
+                        _ => ("updated_datetime", "<"),
+                    };
+                    let at = normalize_datetime(&text(value))
+                        .ok_or_else(|| PlanError(format!("Invalid datetime for {name}: '{}'", text(value))))?;
+                    let p = self.bind_text(&at);
+                    out.push(format!("({alias}.props ->> '$.{column}') {op} {p}"));
+                }
+                "of_type" => {
+                    let p = self.bind_text(&json_strings(value));
+                    out.push(format!("{alias}.node_type IN (SELECT value FROM json_each({p}))"));
+                }
+                "category" => {
+                    let types: Vec<String> = self
+                        .dictionary
+                        .nodes()
+                        .iter()
+                        .filter(|n| n.category == text(value))
+                        .map(|n| n.id.clone())
+                        .collect();
+                    let p = self.bind_text(&serde_json::to_string(&types).expect("strings serialize"));
+                    out.push(format!("{alias}.node_type IN (SELECT value FROM json_each({p}))"));
+                }
+                "with_links" | "with_links_any" | "without_links" => {
+                    let Some(node) = node else { continue };
+                    let mut parts = Vec::new();
+                    for link in list(value) {
+                        let link = text(&link);
+                        let (column, other, label) = self.edge_direction(node, &link)?;
+                        let e = self.alias();
+                        let p = self.bind_text(&label);
+                        parts.push(format!(
+                            "EXISTS (SELECT 1 FROM edges {e} WHERE {e}.{column} = {alias}.node_id AND {e}.link = {p}{other})",
+                            other = other.map(|(col, t)| {
+                                let t = self.bind_text(&t);
+                                format!(" AND (SELECT node_type FROM nodes WHERE node_id = {e}.{col}) = {t}")
+                            }).unwrap_or_default()
+                        ));
+                    }
+                    if parts.is_empty() {
+                        continue;
+                    }
+                    out.push(match name.as_str() {
+                        "with_links" => parts.join(" AND "),
+                        "with_links_any" => format!("({})", parts.join(" OR ")),
+                        _ => parts.iter().map(|p| format!("NOT {p}")).collect::<Vec<_>>().join(" AND "),
+                    });
+                }
+                "not" => {
+                    let Some(node) = node else { continue };
+                    for item in list(value) {
+                        let Some(obj) = item.as_object() else { continue };
+                        let Some(property) = node.properties.iter().find(|p| obj.contains_key(&p.name)) else {
+                            continue;
+                        };
+                        let path = json_path(&property.name);
+                        let p = self.bind_text(&text(&obj[&property.name]));
+                        out.push(format!(
+                            "({alias}.props ->> '{path}') IS NOT NULL AND CAST(({alias}.props ->> '{path}') AS TEXT) <> {p}"
+                        ));
+                    }
+                }
+                property => {
+                    let Some(node) = node else {
+                        // `node` root field: `submitter_id` is the only property argument.
+                        let p = self.bind_text(&json_strings(value));
+                        out.push(format!(
+                            "({alias}.props ->> '{}') IN (SELECT value FROM json_each({p}))",
+                            json_path(property)
+                        ));
+                        continue;
+                    };
+                    let Some(prop) = node.property(property) else {
+                        // Count fields take the owner's arguments; the neighbour may lack them.
+                        continue;
+                    };
+                    let path = json_path(&prop.name);
+                    let values = list(value);
+                    if matches!(prop.kind, PropKind::Array(_)) {
+                        if values.is_empty() {
+                            out.push("0".into());
+                        }
+                        for v in values {
+                            let p = self.bind_text(&text(&v));
+                            out.push(format!(
+                                "EXISTS (SELECT 1 FROM json_each({alias}.props, '{path}') WHERE CAST(value AS TEXT) = {p})"
+                            ));
+                        }
+                    } else {
+                        let p = self.bind_text(&Value::Array(values).to_string());
+                        out.push(format!(
+                            "({alias}.props ->> '{path}') IN (SELECT value FROM json_each({p}))"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// For a link or backref name on `node`: the edge column matching this node,
+    /// the edge label, and (for backrefs) the source type to check.
+    fn edge_direction(
+        &self,
+        node: &NodeType,
+        name: &str,
+    ) -> Result<(&'static str, Option<(&'static str, String)>, String), PlanError> {
+        if let Some(link) = node.link(name) {
+            return Ok(("src_id", None, link.name.clone()));
+        }
+        if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
+            return Ok((
+                "dst_id",
+                Some(("src_id", backref.source_type.clone())),
+                backref.link_name.clone(),
+            ));
+        }
+        Err(PlanError(format!("Invalid link name '{name}'")))
+    }
+
+    fn order_limit(
+        &mut self,
+        alias: &str,
+        node: Option<&NodeType>,
+        args: &[(String, Value)],
+        paged: bool,
+    ) -> Result<String, PlanError> {
+        let arg = |name: &str| args.iter().find(|(n, v)| n == name && !v.is_null()).map(|(_, v)| v);
+        let mut order = Vec::new();
+        for (name, direction) in [("order_by_asc", "ASC"), ("order_by_desc", "DESC")] {
+            let Some(key) = arg(name) else { continue };
+            let key = text(key);
+            let nulls = if direction == "ASC" { "NULLS FIRST" } else { "NULLS LAST" };
+            match key.as_str() {
+                "id" => order.push(format!("{alias}.node_id {direction}")),
+                "type" => {}
+                "project_id" => order.push(format!("{alias}.project_id {direction} {nulls}")),
+                other => {
+                    let known = match node {
+                        Some(n) => n.property(other).is_some(),
+                        None => is_identifier(other),
+                    };
+                    if !known {
+                        let type_name = node.map_or("node", |n| n.id.as_str());
+                        return Err(PlanError(format!("Cannot order by {other} on {type_name}")));
+                    }
+                    order.push(format!("({alias}.props ->> '{}') {direction} {nulls}", json_path(other)));
+                }
+            }
+        }
+        order.push(format!("{alias}.seq ASC"));
+        let mut sql = format!(" ORDER BY {}", order.join(", "));
+        if paged {
+            let first = arg("first").and_then(Value::as_i64).unwrap_or(DEFAULT_FIRST);
+            let offset = arg("offset").and_then(Value::as_i64).unwrap_or(0).max(0);
+            let limit = if first <= 0 { -1 } else { first };
+            let l = self.bind(BindValue::Int(limit));
+            let o = self.bind(BindValue::Int(offset));
+            sql.push_str(&format!(" LIMIT {l} OFFSET {o}"));
+        }
+        Ok(sql)
+    }
+
+    /// A JSON array of the selected objects of one list.
+    fn list(
+        &mut self,
+        source: Source<'_>,
+        node: Option<&'a NodeType>,
+        selection: &Selection,
+    ) -> Result<String, PlanError> {
+        let alias = self.alias();
+        let (from, conditions) = self.from_where(&alias, &source, &selection.args, node)?;
+        let object = self.object(&alias, node, &selection.children)?;
+        let tail = self.order_limit(&alias, node, &selection.args, true)?;
+        Ok(format!(
+            "SELECT coalesce(json_group_array(json(obj)), '[]') FROM (SELECT {object} AS obj FROM {from}{where_}{tail})",
+            where_ = where_clause(&conditions),
+        ))
+    }
+
+    /// The number of rows of a list (counts ignore `first` and `offset`).
+    fn count(
+        &mut self,
+        source: Source<'_>,
+        node: Option<&NodeType>,
+        args: &[(String, Value)],
+    ) -> Result<String, PlanError> {
+        let alias = self.alias();
+        let (from, conditions) = self.from_where(&alias, &source, args, node)?;
+        Ok(format!(
+            "SELECT count(*) FROM {from}{}",
+            where_clause(&conditions)
+        ))
+    }
+
+    /// `json_object(...)` of the selected fields of the row `alias`.
+    fn object(
+        &mut self,
+        alias: &str,
+        node: Option<&'a NodeType>,
+        fields: &[Selection],
+    ) -> Result<String, PlanError> {
+        let mut pairs: Vec<String> = vec![format!("'{TYPE_KEY}', {alias}.node_type")];
+        let mut seen = std::collections::HashSet::new();
+        for field in fields {
+            if field.name.starts_with("__") || !seen.insert(field.key.clone()) {
+                continue;
+            }
+            let key = self.bind_text(&field.key);
+            let expr = match field.name.as_str() {
+                "id" => format!("{alias}.node_id"),
+                "type" => format!("{alias}.node_type"),
+                "project_id" => format!("{alias}.project_id"),
+                name => match node {
+                    None => format!("json({alias}.props -> '{}')", json_path(name)),
+                    Some(node) => self.node_field(alias, node, field)?,
+                },
+            };
+            pairs.push(format!("{key}, {expr}"));
+        }
+        // SQLite caps function arguments; merge several objects for wide selections.
+        let chunks: Vec<String> = pairs
+            .chunks(50)
+            .map(|c| format!("json_object({})", c.join(", ")))
+            .collect();
+        Ok(chunks
+            .into_iter()
+            .reduce(|acc, next| format!("json_patch({acc}, {next})"))
+            .expect("the type key is always selected"))
+    }
+
+    fn node_field(&mut self, alias: &str, node: &'a NodeType, field: &Selection) -> Result<String, PlanError> {
+        let name = field.name.as_str();
+        if let Some(link) = node.link(name) {
+            let target = self.node_type(&link.target_type)?;
+            let source = Source::Forward { parent: alias.into(), link: &link.name, target };
+            return Ok(format!("json(({}))", self.list(source, Some(target), field)?));
+        }
+        if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
+            let source_type = self.node_type(&backref.source_type)?;
+            let source = Source::Backward { parent: alias.into(), link: &backref.link_name, source: source_type };
+            return Ok(format!("json(({}))", self.list(source, Some(source_type), field)?));
+        }
+        if let Some(edge) = name.strip_prefix('_').and_then(|n| n.strip_suffix("_count")) {
+            // `_<edge>_count` takes the owner's arguments, applied to the neighbours.
+            if let Some(link) = node.link(edge) {
+                let target = self.node_type(&link.target_type)?;
+                let source = Source::Forward { parent: alias.into(), link: &link.name, target };
+                return Ok(format!("({})", self.count(source, Some(target), &field.args)?));
+            }
+            if let Some(backref) = node.backrefs.iter().find(|b| b.name == edge) {
+                let source_type = self.node_type(&backref.source_type)?;
+                let source = Source::Backward { parent: alias.into(), link: &backref.link_name, source: source_type };
+                return Ok(format!("({})", self.count(source, Some(source_type), &field.args)?));
+            }
+        }
+        if node.property(name).is_some() {
+            return Ok(format!("json({alias}.props -> '{}')", json_path(name)));
+        }
+        Ok("NULL".into())
+    }
+
+    fn node_type(&self, id: &str) -> Result<&'a NodeType, PlanError> {
+        self.dictionary
+            .node(id)
+            .ok_or_else(|| PlanError(format!("unknown node type {id}")))
+    }
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// `$."name"` path of a property; names are dictionary identifiers.
+fn json_path(name: &str) -> String {
+    debug_assert!(is_identifier(name), "property names are checked identifiers");
+    format!("$.{name}")
+}
+
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A single value is accepted where a list is expected.
+fn list(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_strings(value: &Value) -> String {
+    let items: Vec<String> = list(value).iter().map(text).collect();
+    serde_json::to_string(&items).expect("strings serialize")
+}
+
+/// Parse a user-supplied datetime into the stored timestamp format (UTC).
+fn normalize_datetime(input: &str) -> Option<String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(input)
+        .map(|d| d.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc())
+        })
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(input, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        })
+        .ok()?;
+    Some(crate::format_timestamp(parsed))
+}
+
+/// The statement of a root list field over `node_type` (or `node` when None).
+pub fn root_list(
+    dictionary: &Dictionary,
+    scope: &ReadScope,
+    node_type: Option<&str>,
+    selection: &Selection,
+) -> Result<Statement, PlanError> {
+    let mut b = Builder { dictionary, scope, binds: Vec::new(), aliases: 0 };
+    let sql = match node_type {
+        Some(t) => {
+            let node = b.node_type(t)?;
+            b.list(Source::Root(node), Some(node), selection)?
+        }
+        None => b.list(Source::AnyType, None, selection)?,
+    };
+    Ok(Statement { sql, binds: b.binds })
+}
+
+/// The statement of a root `_<type>_count` field.
+pub fn root_count(
+    dictionary: &Dictionary,
+    scope: &ReadScope,
+    node_type: &str,
+    args: &[(String, Value)],
+) -> Result<Statement, PlanError> {
+    let mut b = Builder { dictionary, scope, binds: Vec::new(), aliases: 0 };
+    let node = b.node_type(node_type)?;
+    let sql = b.count(Source::Root(node), Some(node), args)?;
+    Ok(Statement { sql, binds: b.binds })
+}

@@ -1,0 +1,262 @@
+//! Arborist-compatible `/authz` endpoints: the caller's auth mapping, auth
+//! checks, and the admin API that manages users, roles, policies and grants.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{ApiError, SharedState, bearer, parse_json_body};
+use crate::auth::{Permissions, Principal, add_user};
+use crate::store::{PolicyRow, RoleRow, StoreError};
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/mapping", get(own_mapping).post(user_mapping))
+        .route("/resources", get(resources))
+        .route("/auth/request", post(auth_request))
+        .route("/user", post(create_user).get(list_users))
+        .route("/user/{name}/policy", post(grant_policy))
+        .route("/user/{name}/policy/{policy}", delete(revoke_policy))
+        .route("/role", post(create_role).get(list_roles))
+        .route("/role/{id}", delete(delete_role))
+        .route("/policy", post(create_policy).get(list_policies))
+        .route("/policy/{id}", delete(delete_policy))
+}
+
+/// The caller's permissions; without a token, the anonymous group's.
+async fn caller_permissions(state: &SharedState, headers: &HeaderMap) -> Result<Permissions, ApiError> {
+    match bearer(headers)? {
+        None => Ok(Permissions::load(&state.store, None).await?),
+        Some(token) => state
+            .principal_from_token(token, None)
+            .await
+            .map(|p| p.permissions)
+            .map_err(|e| ApiError::bad_request(e.message)),
+    }
+}
+
+async fn own_mapping(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let permissions = caller_permissions(&state, &headers).await?;
+    let resources = state.store.list_resources().await?;
+    Ok(Json(permissions.mapping(&resources)))
+}
+
+async fn user_mapping(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let body = parse_json_body(&body)?;
+    let username = body
+        .get("username")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("missing 'username'"))?;
+    if !username.eq_ignore_ascii_case(&principal.user.username) {
+        require_admin(&principal)?;
+    }
+    let permissions = Permissions::load(&state.store, Some(username)).await?;
+    let resources = state.store.list_resources().await?;
+    Ok(Json(permissions.mapping(&resources)))
+}
+
+async fn resources(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let permissions = caller_permissions(&state, &headers).await?;
+    let all = state.store.list_resources().await?;
+    let mapping = permissions.mapping(&all);
+    let paths: Vec<&String> = mapping.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    Ok(Json(json!({"resources": paths})))
+}
+
+/// `POST /authz/auth/request`: `{"requests": [{"resource", "action": {"service", "method"}}]}`.
+async fn auth_request(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let permissions = caller_permissions(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let requests = body
+        .get("requests")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("missing 'requests'"))?;
+    let auth = !requests.is_empty()
+        && requests.iter().all(|r| {
+            let resource = r["resource"].as_str().unwrap_or_default();
+            let service = r["action"]["service"].as_str().unwrap_or_default();
+            let method = r["action"]["method"].as_str().unwrap_or_default();
+            permissions.allows(resource, service, method)
+        });
+    Ok(Json(json!({"auth": auth})))
+}
+
+fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.permissions.allows("/", "arborist", "*") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("Unauthorized: User must be an authorization administrator"))
+    }
+}
+
+async fn admin(state: &SharedState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let principal = state.principal(headers, None).await?;
+    require_admin(&principal)?;
+    Ok(principal)
+}
+
+fn string_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, ApiError> {
+    body.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("missing or empty '{key}'")))
+}
+
+fn string_list(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
+    body.get(key)
+        .and_then(Value::as_array)
+        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .ok_or_else(|| ApiError::bad_request(format!("missing list '{key}'")))
+}
+
+async fn create_user(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let name = string_field(&body, "name")?;
+    match add_user(&state.store, name, None, false).await {
+        Ok(user) => Ok((StatusCode::CREATED, Json(json!({"name": user.username})))).map(IntoResponse::into_response),
+        Err(StoreError::Conflict(m)) => Err(ApiError::new(409, m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list_users(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let users = state.store.list_users().await?;
+    let users: Vec<Value> = users.iter().map(|u| json!({"name": u.username, "is_admin": u.is_admin})).collect();
+    Ok(Json(json!({"users": users})))
+}
+
+async fn grant_policy(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let policy = string_field(&body, "policy")?;
+    if state.store.user_by_name(&name).await?.is_none() {
+        return Err(ApiError::new(404, format!("user not found: {name}")));
+    }
+    if !state.store.policy_exists(policy).await? {
+        return Err(ApiError::bad_request(format!("policy not found: {policy}")));
+    }
+    state.store.grant_user_policy(&name, policy).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_policy(
+    State(state): State<SharedState>,
+    Path((name, policy)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    state.store.revoke_user_policy(&name, &policy).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_role(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let id = string_field(&body, "id")?.to_string();
+    let permissions = body
+        .get("permissions")
+        .filter(|p| p.is_array())
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("missing list 'permissions'"))?;
+    for permission in permissions.as_array().into_iter().flatten() {
+        if permission["action"]["service"].as_str().is_none() || permission["action"]["method"].as_str().is_none() {
+            return Err(ApiError::bad_request(format!(
+                "each permission needs action.service and action.method: {permission}"
+            )));
+        }
+    }
+    if state.store.roles().await?.iter().any(|r| r.id == id) {
+        return Err(ApiError::new(409, format!("role with this ID already exists: {id}")));
+    }
+    state.store.upsert_role(&RoleRow { id: id.clone(), permissions }).await?;
+    Ok((StatusCode::CREATED, Json(json!({"created": {"id": id}}))).into_response())
+}
+
+async fn list_roles(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let roles: Vec<Value> = state
+        .store
+        .roles()
+        .await?
+        .into_iter()
+        .map(|r| json!({"id": r.id, "permissions": r.permissions}))
+        .collect();
+    Ok(Json(json!({"roles": roles})))
+}
+
+async fn delete_role(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    state.store.delete_role(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_policy(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let policy = PolicyRow {
+        id: string_field(&body, "id")?.to_string(),
+        role_ids: string_list(&body, "role_ids")?,
+        resource_paths: string_list(&body, "resource_paths")?,
+    };
+    let roles = state.store.roles().await?;
+    if let Some(missing) = policy.role_ids.iter().find(|r| !roles.iter().any(|role| &role.id == *r)) {
+        return Err(ApiError::bad_request(format!("role not found: {missing}")));
+    }
+    if let Some(bad) = policy.resource_paths.iter().find(|p| !p.starts_with('/')) {
+        return Err(ApiError::bad_request(format!("resource paths must start with '/': {bad}")));
+    }
+    if state.store.policy_exists(&policy.id).await? {
+        return Err(ApiError::new(409, format!("policy with this ID already exists: {}", policy.id)));
+    }
+    for path in &policy.resource_paths {
+        state.store.upsert_resource(path).await?;
+    }
+    state.store.upsert_policy(&policy).await?;
+    Ok((StatusCode::CREATED, Json(json!({"created": {"id": policy.id}}))).into_response())
+}
+
+async fn list_policies(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    admin(&state, &headers).await?;
+    let policies: Vec<Value> = state
+        .store
+        .policies()
+        .await?
+        .into_iter()
+        .map(|p| json!({"id": p.id, "role_ids": p.role_ids, "resource_paths": p.resource_paths}))
+        .collect();
+    Ok(Json(json!({"policies": policies})))
+}
+
+async fn delete_policy(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    state.store.delete_policy(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

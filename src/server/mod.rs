@@ -1,0 +1,194 @@
+//! HTTP: the Gen3 URL layout (`/user` fence, `/authz` arborist,
+//! `/api/v0/submission` sheepdog + peregrine) over one shared [`AppState`].
+//! Only this module knows HTTP; errors become responses in one place.
+
+mod arborist;
+mod fence;
+mod graphql;
+mod sheepdog;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::auth::{Permissions, Principal, TokenError, TokenService};
+use crate::dictionary::Dictionary;
+use crate::store::{Store, StoreError};
+use crate::validate::Validators;
+
+/// Read-only state shared by every request.
+pub struct AppState {
+    pub dictionary: Arc<Dictionary>,
+    pub validators: Validators,
+    pub store: Arc<Store>,
+    pub tokens: TokenService,
+    pub schema: async_graphql::dynamic::Schema,
+    /// `/getschema`, computed once at start-up.
+    pub introspection: Value,
+    pub version: &'static str,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// An error answered as `{"message": ...}` with a status (API.md G4).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn unauthorized(reason: impl std::fmt::Display) -> Self {
+        Self::new(401, format!("Authentication Error: {reason}"))
+    }
+
+    pub fn forbidden(detail: &str) -> Self {
+        Self::new(403, format!("You don't have access to this resource: {detail}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"message": self.message}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "database unavailable");
+                ApiError::new(503, "The database is unavailable; try again shortly.")
+            }
+            StoreError::Conflict(detail) => ApiError::new(409, format!("Conflict: {detail}")),
+            StoreError::Other(detail) => {
+                tracing::error!(%detail, "database error");
+                ApiError::new(500, "internal server error")
+            }
+        }
+    }
+}
+
+impl From<crate::submission::SubmissionError> for ApiError {
+    fn from(e: crate::submission::SubmissionError) -> Self {
+        match e {
+            crate::submission::SubmissionError::Status(status, message) => ApiError::new(status, message),
+            crate::submission::SubmissionError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// The bearer token of a request (API.md G3), or why there is none.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("could not parse authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ') => {
+            Ok(Some(token))
+        }
+        _ => Err(ApiError::unauthorized("could not parse authorization header")),
+    }
+}
+
+impl AppState {
+    /// Verify the access token of a request and load the caller's grants.
+    pub async fn principal(&self, headers: &HeaderMap, scope: Option<&str>) -> Result<Principal, ApiError> {
+        let token = bearer(headers)?.ok_or_else(|| ApiError::unauthorized("no authorization header provided"))?;
+        self.principal_from_token(token, scope).await
+    }
+
+    pub async fn principal_from_token(&self, token: &str, scope: Option<&str>) -> Result<Principal, ApiError> {
+        let claims = self
+            .tokens
+            .verify(&self.store, token, "access")
+            .await
+            .map_err(|e| match e {
+                TokenError::Store(s) => s.into(),
+                other => ApiError::unauthorized(other),
+            })?;
+        if let Some(scope) = scope
+            && !claims.has_scope(scope)
+        {
+            return Err(ApiError::unauthorized(TokenError::MissingScope(scope.into())));
+        }
+        let user = claims
+            .sub
+            .parse::<i64>()
+            .ok()
+            .map(|id| self.store.user_by_id(id));
+        let user = match user {
+            Some(fut) => fut.await?,
+            None => None,
+        };
+        let user = user
+            .filter(|u| u.active)
+            .ok_or_else(|| ApiError::unauthorized("the token's user does not exist or is inactive"))?;
+        let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
+        Ok(Principal {
+            user,
+            claims,
+            permissions,
+        })
+    }
+}
+
+async fn healthy() -> &'static str {
+    "Healthy"
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(404, "The requested URL was not found on the server.")
+}
+
+/// The whole application.
+pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
+    let submission = sheepdog::routes().merge(graphql::routes());
+    Router::new()
+        .route("/_status", get(healthy))
+        .route("/api/_status", get(healthy))
+        .route("/user/_status", get(healthy))
+        .route("/index/_status", get(healthy))
+        .route("/api/_version", get(version))
+        .nest("/user", fence::routes())
+        .nest("/authz", arborist::routes())
+        .nest("/api/v0/submission", submission.clone())
+        .nest("/api/submission", submission)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn version(axum::extract::State(state): axum::extract::State<SharedState>) -> axum::Json<Value> {
+    axum::Json(json!({
+        "version": state.version,
+        "commit": option_env!("COMMONS_COMMIT").unwrap_or("unknown"),
+        "dictionary": {"version": state.dictionary.version, "commit": state.dictionary.commit},
+    }))
+}
+
+/// Parse a request body that must be JSON (API.md G5).
+pub fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
+    serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("Unable to parse json: {e}")))
+}

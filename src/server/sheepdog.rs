@@ -1,0 +1,795 @@
+//! Sheepdog-compatible submission endpoints under `/api/v0/submission`:
+//! programs, projects, entity upload/read/delete, export, templates and the
+//! dictionary (API.md §2).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+
+use super::{ApiError, SharedState, parse_json_body};
+use crate::auth::Principal;
+use crate::export::{Exporter, Format, PAGE_SIZE};
+use crate::formats::{Delimited, delimited_line, parse_delimited, template_headers, template_json};
+use crate::store::NodeRow;
+use crate::submission::{Mode, Project, Rights, Submission};
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/", get(list_programs).post(upsert_program).put(upsert_program).patch(upsert_program))
+        .route("/_dictionary", get(dictionary_index))
+        .route("/_dictionary/{entry}", get(dictionary_entry))
+        .route("/template", get(all_templates))
+        .route("/template/{node}", get(template))
+        .route(
+            "/{program}",
+            get(list_projects)
+                .post(upsert_project)
+                .put(upsert_project)
+                .patch(upsert_project)
+                .delete(delete_program),
+        )
+        .route("/{program}/{project}", post(submit_create).put(submit_upsert).delete(delete_project))
+        .route("/{program}/{project}/_dry_run", post(dry_run_create).put(dry_run_upsert))
+        .route("/{program}/{project}/entities/{ids}", get(get_entities).delete(delete_entities))
+        .route("/{program}/{project}/entities/_dry_run/{ids}", delete(delete_entities_dry_run))
+        .route("/{program}/{project}/export", get(export_get).post(export_post))
+        .route("/{program}/{project}/_dictionary", get(project_dictionary_index))
+        .route("/{program}/{project}/_dictionary/{entry}", get(project_dictionary_entry))
+        .route("/{program}/{project}/template", get(all_templates))
+        .route("/{program}/{project}/template/{node}", get(project_template))
+        .route("/{program}/{project}/open", post(open_project).put(open_project))
+}
+
+fn submission<'a>(state: &'a SharedState, principal: &'a Principal) -> Submission<'a> {
+    Submission {
+        dictionary: &state.dictionary,
+        validators: &state.validators,
+        store: &state.store,
+        username: &principal.user.username,
+    }
+}
+
+const PROGRAM_ADMIN: &str = "/services/sheepdog/submission/program";
+const PROJECT_ADMIN: &str = "/services/sheepdog/submission/project";
+
+fn require(principal: &Principal, resource: &str, detail: &str) -> Result<(), ApiError> {
+    if principal.permissions.allows(resource, "sheepdog", "*") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(detail))
+    }
+}
+
+fn require_project(principal: &Principal, project: &Project, methods: &[&str]) -> Result<(), ApiError> {
+    if principal.permissions.allows_project(&project.program, &project.code, methods) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("user is unauthorized"))
+    }
+}
+
+fn envelope(status: u16, body: Value) -> Response {
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
+}
+
+// ------------------------------------------------------------------ programs
+
+async fn list_programs(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    state.principal(&headers, Some("openid")).await?;
+    let links: Vec<String> = state
+        .store
+        .nodes_of_type("program")
+        .await?
+        .iter()
+        .filter_map(|p| p.props.get("name").and_then(Value::as_str))
+        .map(|name| format!("/v0/submission/{name}"))
+        .collect();
+    Ok(Json(json!({"links": links})))
+}
+
+async fn upsert_program(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    require(&principal, PROGRAM_ADMIN, "Unauthorized: User must be Sheepdog program admin")?;
+    let doc = single_document_body(&state, &headers, &body)?;
+    Ok(Json(submission(&state, &principal).upsert_program(doc).await?))
+}
+
+async fn delete_program(
+    State(state): State<SharedState>,
+    Path(program): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let sub = submission(&state, &principal);
+    sub.program(&program).await?;
+    require(&principal, PROGRAM_ADMIN, "Unauthorized: User must be Sheepdog program admin")?;
+    sub.delete_program(&program).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ projects
+
+async fn list_projects(
+    State(state): State<SharedState>,
+    Path(program): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, Some("openid")).await?;
+    submission(&state, &principal).program(&program).await?;
+    let prefix = format!("{program}-");
+    let links: Vec<String> = state
+        .store
+        .nodes_of_type("project")
+        .await?
+        .iter()
+        .filter(|p| p.project_id.as_deref().is_some_and(|id| id.starts_with(&prefix)))
+        .filter_map(|p| p.props.get("code").and_then(Value::as_str))
+        .map(|code| format!("/v0/submission/{program}/{code}"))
+        .collect();
+    Ok(Json(json!({"links": links})))
+}
+
+async fn upsert_project(
+    State(state): State<SharedState>,
+    Path(program): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let sub = submission(&state, &principal);
+    sub.program(&program).await?;
+    require(&principal, PROJECT_ADMIN, "Unauthorized: User must be Sheepdog project admin")?;
+    let doc = single_document_body(&state, &headers, &body)?;
+    Ok(Json(sub.upsert_project(&program, doc).await?))
+}
+
+async fn delete_project(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let sub = submission(&state, &principal);
+    let project = sub.project(&program, &code).await?;
+    require(&principal, PROJECT_ADMIN, "Unauthorized: User must be Sheepdog project admin")?;
+    sub.delete_project(&project).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn open_project(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let sub = submission(&state, &principal);
+    let project = sub.project(&program, &code).await?;
+    require_project(&principal, &project, &["release"])?;
+    let doc = json!({"type": "project", "code": code, "state": "open"});
+    let mut body = sub.upsert_project(&program, doc).await?;
+    body["message"] = json!("Successfully transitioned project state to 'open'");
+    Ok(Json(body))
+}
+
+// ------------------------------------------------------------------ entities
+
+/// How a submission body is encoded (API.md §2.5): media type, parameters ignored.
+fn body_flavour(headers: &HeaderMap) -> Option<Delimited> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())?;
+    match media.as_str() {
+        "text/tab-separated-values" | "text/tsv" => Some(Delimited::Tsv),
+        "text/csv" => Some(Delimited::Csv),
+        _ => None,
+    }
+}
+
+/// The entity documents of a submission body.
+fn documents(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    match body_flavour(headers) {
+        Some(flavour) => {
+            let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
+            parse_delimited(&state.dictionary, text, flavour)
+                .map_err(|e| ApiError::bad_request(format!("Unable to parse document: {e}")))
+        }
+        None => match parse_json_body(body)? {
+            Value::Array(items) => Ok(items),
+            Value::Object(map) => Ok(vec![Value::Object(map)]),
+            other => Err(ApiError::bad_request(format!(
+                "JSON parsed from request is an invalid type: {}",
+                match other {
+                    Value::String(_) => "str",
+                    Value::Number(_) => "number",
+                    Value::Bool(_) => "bool",
+                    _ => "NoneType",
+                }
+            ))),
+        },
+    }
+}
+
+fn single_document_body(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let mut docs = documents(state, headers, body)?;
+    if body_flavour(headers).is_some() && docs.len() == 1 {
+        return Ok(docs.remove(0));
+    }
+    if body_flavour(headers).is_some() {
+        return Err(ApiError::bad_request("Expected exactly one row"));
+    }
+    parse_json_body(body)
+}
+
+async fn submit(
+    state: SharedState,
+    program: String,
+    code: String,
+    headers: HeaderMap,
+    body: Bytes,
+    mode: Mode,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    let sub = submission(&state, &principal);
+    let project = sub.project(&program, &code).await?;
+    let rights = Rights {
+        create: principal.permissions.allows_project(&program, &code, &["create"]),
+        update: principal.permissions.allows_project(&program, &code, &["update"]),
+    };
+    let allowed = match mode {
+        Mode::Create => rights.create,
+        Mode::Upsert => rights.create || rights.update,
+    };
+    if !allowed {
+        return Err(ApiError::forbidden("user is unauthorized"));
+    }
+    if project.state() != "open" {
+        return Err(ApiError::bad_request(format!(
+            "Project is in state '{}', which prevents submission to {}. In order to perform this action, the project must be in state <open>.",
+            project.state(),
+            project.project_id
+        )));
+    }
+    let docs = documents(&state, &headers, &body)?;
+    let (status, body) = sub.upload(&project, docs, mode, rights, dry_run).await?;
+    Ok(envelope(status, body))
+}
+
+async fn submit_create(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(state, program, code, headers, body, Mode::Create, false).await
+}
+
+async fn submit_upsert(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(state, program, code, headers, body, Mode::Upsert, false).await
+}
+
+async fn dry_run_create(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(state, program, code, headers, body, Mode::Create, true).await
+}
+
+async fn dry_run_upsert(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    submit(state, program, code, headers, body, Mode::Upsert, true).await
+}
+
+fn split_ids(ids: &str) -> Vec<String> {
+    ids.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase).collect()
+}
+
+async fn project_for(
+    state: &SharedState,
+    headers: &HeaderMap,
+    program: &str,
+    code: &str,
+    methods: &[&str],
+) -> Result<(Principal, Project), ApiError> {
+    let principal = state.principal(headers, None).await?;
+    let project = submission(state, &principal).project(program, code).await?;
+    require_project(&principal, &project, methods)?;
+    Ok((principal, project))
+}
+
+async fn get_entities(
+    State(state): State<SharedState>,
+    Path((program, code, ids)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let ids = split_ids(&ids);
+    let nodes: Vec<NodeRow> = state
+        .store
+        .nodes_by_ids(&ids)
+        .await?
+        .into_iter()
+        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
+        .collect();
+    let missing: Vec<&String> = ids.iter().filter(|id| !nodes.iter().any(|n| &n.id == *id)).collect();
+    if !missing.is_empty() {
+        let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::new(404, format!("Not found: {}", list.join(", "))));
+    }
+    let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    let edges = state.store.edges_from(&node_ids).await?;
+    let targets: HashMap<String, NodeRow> = state
+        .store
+        .nodes_by_ids(&edges.iter().map(|e| e.dst_id.clone()).collect::<Vec<_>>())
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    let entities: Vec<Value> = nodes
+        .iter()
+        .map(|node| {
+            let mut props = node.props.clone();
+            props.insert("id".into(), Value::String(node.id.clone()));
+            props.insert("type".into(), Value::String(node.node_type.clone()));
+            let mut links: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for edge in edges.iter().filter(|e| e.src_id == node.id) {
+                let key = targets
+                    .get(&edge.dst_id)
+                    .map(|t| {
+                        let k = crate::formats::target_key(&state.dictionary, &t.node_type);
+                        (k.clone(), t.props.get(&k).cloned().unwrap_or(Value::Null))
+                    });
+                let mut target = Map::new();
+                target.insert("id".into(), Value::String(edge.dst_id.clone()));
+                if let Some((k, v)) = key {
+                    target.insert(k, v);
+                }
+                links.entry(edge.link.clone()).or_default().push(Value::Object(target));
+            }
+            for (link, list) in links {
+                props.insert(link, Value::Array(list));
+            }
+            json!({"program": project.program, "project": project.code, "properties": props})
+        })
+        .collect();
+    Ok(Json(json!({"entities": entities})))
+}
+
+async fn delete_entities(
+    State(state): State<SharedState>,
+    Path((program, code, ids)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    remove(state, program, code, ids, headers, false).await
+}
+
+async fn delete_entities_dry_run(
+    State(state): State<SharedState>,
+    Path((program, code, ids)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    remove(state, program, code, ids, headers, true).await
+}
+
+async fn remove(
+    state: SharedState,
+    program: String,
+    code: String,
+    ids: String,
+    headers: HeaderMap,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let (principal, project) = project_for(&state, &headers, &program, &code, &["delete"]).await?;
+    if project.state() != "open" {
+        return Err(ApiError::bad_request(format!(
+            "Project is in state '{}', which prevents deletion. In order to perform this action, the project must be in state <open>.",
+            project.state()
+        )));
+    }
+    let (status, body) = submission(&state, &principal).delete(&project, &split_ids(&ids), dry_run).await?;
+    Ok(envelope(status, body))
+}
+
+// -------------------------------------------------------------------- export
+
+/// Export parameters from the query string (GET) or a JSON body (POST).
+struct ExportParams {
+    ids: Vec<String>,
+    node_label: Option<String>,
+    format: Format,
+    with_id: bool,
+}
+
+fn export_params(fields: &Map<String, Value>) -> Result<ExportParams, ApiError> {
+    let text = |key: &str| fields.get(key).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    let ids = match fields.get("ids") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_lowercase).collect(),
+        Some(Value::String(s)) => split_ids(s),
+        _ => Vec::new(),
+    };
+    let format_text = text("format").unwrap_or_else(|| "tsv".into());
+    let format = Format::parse(&format_text)
+        .ok_or_else(|| ApiError::bad_request(format!("Format {format_text} is not supported; supported formats are: csv,tsv,json.")))?;
+    Ok(ExportParams {
+        ids,
+        node_label: text("node_label").filter(|s| !s.is_empty()),
+        format,
+        with_id: !text("without_id").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    })
+}
+
+async fn export_get(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let fields: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    export(state, program, code, headers, fields).await
+}
+
+async fn export_post(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut fields: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        match parse_json_body(&body)? {
+            Value::Object(map) => fields.extend(map),
+            _ => return Err(ApiError::bad_request("the export body must be a JSON object")),
+        }
+    }
+    export(state, program, code, headers, fields).await
+}
+
+fn attachment(name: &str, format: Format, body: Body) -> Response {
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Delimited(_) => "application/octet-stream",
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename={name}")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+async fn export(
+    state: SharedState,
+    program: String,
+    code: String,
+    headers: HeaderMap,
+    fields: Map<String, Value>,
+) -> Result<Response, ApiError> {
+    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let params = export_params(&fields)?;
+    if !params.ids.is_empty() {
+        return export_ids(&state, &project, &params).await;
+    }
+    let label = params
+        .node_label
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("expected either `ids` or `node_label` parameter"))?;
+    let node = state
+        .dictionary
+        .node(&label)
+        .ok_or_else(|| ApiError::bad_request(format!("dictionary does not have node with type {label}")))?;
+    if node.category == "internal" {
+        return Err(ApiError::bad_request("cannot export node with category `internal`"));
+    }
+    let name = format!("{label}.{}", params.format.extension());
+    Ok(attachment(&name, params.format, Body::from_stream(export_stream(state.clone(), project.project_id, label, params))))
+}
+
+/// Stream a whole node type page by page: memory stays flat whatever the size.
+fn export_stream(
+    state: SharedState,
+    project_id: String,
+    label: String,
+    params: ExportParams,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    enum Step {
+        Start,
+        After(i64, bool),
+        Done,
+    }
+    futures::stream::unfold(Step::Start, move |step| {
+        let state = Arc::clone(&state);
+        let project_id = project_id.clone();
+        let label = label.clone();
+        let (format, with_id) = (params.format, params.with_id);
+        async move {
+            let node = state.dictionary.node(&label)?;
+            let exporter = Exporter::new(&state.dictionary, node, with_id);
+            let (after, first) = match step {
+                Step::Done => return None,
+                Step::Start => {
+                    let head = match format {
+                        Format::Delimited(flavour) => exporter.header(flavour),
+                        Format::Json => b"{\"data\": [".to_vec(),
+                    };
+                    return Some((Ok(Bytes::from(head)), Step::After(0, true)));
+                }
+                Step::After(after, first) => (after, first),
+            };
+            let page = match state.store.nodes_page(&label, &project_id, after, PAGE_SIZE).await {
+                Ok(page) => page,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Step::Done)),
+            };
+            if page.is_empty() {
+                let tail = if format == Format::Json { b"]}".to_vec() } else { Vec::new() };
+                return Some((Ok(Bytes::from(tail)), Step::Done));
+            }
+            let last = page.last().map_or(after, |n| n.seq);
+            let chunk = match format {
+                Format::Delimited(flavour) => exporter.rows(&state.store, &page, flavour).await,
+                Format::Json => exporter.objects(&state.store, &page).await.map(|objects| {
+                    let mut out = Vec::new();
+                    for (i, object) in objects.iter().enumerate() {
+                        if !(first && i == 0) {
+                            out.push(b',');
+                        }
+                        out.extend(object.to_string().into_bytes());
+                    }
+                    out
+                }),
+            };
+            match chunk {
+                Ok(bytes) => Some((Ok(Bytes::from(bytes)), Step::After(last, false))),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), Step::Done)),
+            }
+        }
+    })
+}
+
+async fn export_ids(state: &SharedState, project: &Project, params: &ExportParams) -> Result<Response, ApiError> {
+    let nodes: Vec<NodeRow> = state
+        .store
+        .nodes_by_ids(&params.ids)
+        .await?
+        .into_iter()
+        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()) && n.node_type != "project")
+        .collect();
+    if nodes.is_empty() {
+        return Err(ApiError::new(404, format!("Unable to find {}", params.ids.join(", "))));
+    }
+    let mut by_type: BTreeMap<String, Vec<NodeRow>> = BTreeMap::new();
+    for node in nodes {
+        by_type.entry(node.node_type.clone()).or_default().push(node);
+    }
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut objects: Vec<Value> = Vec::new();
+    for (label, nodes) in &by_type {
+        let Some(node_type) = state.dictionary.node(label) else { continue };
+        let exporter = Exporter::new(&state.dictionary, node_type, true);
+        match params.format {
+            Format::Json => objects.extend(exporter.objects(&state.store, nodes).await?),
+            Format::Delimited(flavour) => {
+                let mut bytes = exporter.header(flavour);
+                bytes.extend(exporter.rows(&state.store, nodes, flavour).await?);
+                files.push((format!("{label}.{}", flavour.extension()), bytes));
+            }
+        }
+    }
+    let digest = {
+        let mut hasher = sha2::Sha512::new();
+        hasher.update(crate::timestamp().as_bytes());
+        for id in &params.ids {
+            hasher.update(id.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    };
+    match params.format {
+        Format::Json => {
+            let name = if by_type.len() == 1 {
+                format!("{}.json", by_type.keys().next().expect("one type"))
+            } else {
+                format!("gdc_export_{digest}.json")
+            };
+            Ok(attachment(&name, Format::Json, Body::from(Value::Array(objects).to_string())))
+        }
+        Format::Delimited(_) if files.len() == 1 => {
+            let (name, bytes) = files.remove(0);
+            Ok(attachment(&name, params.format, Body::from(bytes)))
+        }
+        Format::Delimited(_) => {
+            let archive = tar_gz(&files).map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
+            Ok(attachment(&format!("gdc_export_{digest}.tar.gz"), params.format, Body::from(archive)))
+        }
+    }
+}
+
+fn tar_gz(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    for (name, bytes) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(crate::store::now_unix().max(0) as u64);
+        header.set_cksum();
+        builder.append_data(&mut header, name, bytes.as_slice())?;
+    }
+    let mut encoder = builder.into_inner()?;
+    encoder.flush()?;
+    encoder.finish()
+}
+
+// --------------------------------------------------------- dictionary, templates
+
+async fn dictionary_index(State(state): State<SharedState>) -> Json<Value> {
+    let mut links: Vec<String> = state
+        .dictionary
+        .nodes()
+        .iter()
+        .map(|n| format!("/v0/submission/_dictionary/{}", n.id))
+        .collect();
+    links.push("/v0/submission/_dictionary/_all".into());
+    Json(json!({"links": links}))
+}
+
+fn dictionary_document(state: &SharedState, entry: &str) -> Result<Value, ApiError> {
+    if entry == "_all" {
+        let mut all = Map::new();
+        for node in state.dictionary.nodes() {
+            all.insert(node.id.clone(), node.schema.clone());
+        }
+        for (name, document) in state.dictionary.documents() {
+            if state.dictionary.node(name).is_none() && name.starts_with('_') || name == "metaschema" {
+                all.insert(name.clone(), document.clone());
+            }
+        }
+        return Ok(Value::Object(all));
+    }
+    if let Some(document) = state.dictionary.documents().get(entry) {
+        return Ok(document.clone());
+    }
+    state
+        .dictionary
+        .node(entry)
+        .map(|n| n.schema.clone())
+        .ok_or_else(|| ApiError::new(404, format!("Entry {entry} not in dictionary")))
+}
+
+async fn dictionary_entry(State(state): State<SharedState>, Path(entry): Path<String>) -> Result<Json<Value>, ApiError> {
+    dictionary_document(&state, &entry).map(Json)
+}
+
+async fn project_dictionary_index(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    submission(&state, &principal).project(&program, &code).await?;
+    let mut links: Vec<String> = state
+        .dictionary
+        .nodes()
+        .iter()
+        .map(|n| format!("/v0/submission/{program}/{code}/_dictionary/{}", n.id))
+        .collect();
+    links.push(format!("/v0/submission/{program}/{code}/_dictionary/_all"));
+    Ok(Json(json!({"links": links})))
+}
+
+async fn project_dictionary_entry(
+    State(state): State<SharedState>,
+    Path((program, code, entry)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let principal = state.principal(&headers, None).await?;
+    submission(&state, &principal).project(&program, &code).await?;
+    dictionary_document(&state, &entry).map(Json)
+}
+
+fn template_format(query: &HashMap<String, String>) -> Result<Format, ApiError> {
+    let text = query.get("format").map_or("tsv", String::as_str);
+    Format::parse(text)
+        .ok_or_else(|| ApiError::bad_request(format!("Format {text} is not supported; supported formats are: csv,tsv,json.")))
+}
+
+fn template_bytes(state: &SharedState, node: &crate::dictionary::NodeType, format: Format) -> Vec<u8> {
+    match format {
+        Format::Json => serde_json::to_vec_pretty(&template_json(&state.dictionary, node)).expect("JSON serializes"),
+        Format::Delimited(flavour) => {
+            let headers = template_headers(&state.dictionary, node);
+            let mut row = vec![String::new(); headers.len()];
+            row[0] = node.id.clone();
+            let mut bytes = delimited_line(&headers, flavour);
+            bytes.extend(delimited_line(&row, flavour));
+            bytes
+        }
+    }
+}
+
+async fn template(
+    State(state): State<SharedState>,
+    Path(node): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let format = template_format(&query)?;
+    let node_type = state
+        .dictionary
+        .node(&node)
+        .ok_or_else(|| ApiError::new(404, format!("Entity type {node} is not in dictionary")))?;
+    let mut response = attachment(
+        &format!("submission_{node}_template.{}", format.extension()),
+        format,
+        Body::from(template_bytes(&state, node_type, format)),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    Ok(response)
+}
+
+async fn project_template(
+    State(state): State<SharedState>,
+    Path((_, _, node)): Path<(String, String, String)>,
+    query: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    template(State(state), Path(node), query).await
+}
+
+async fn all_templates(
+    State(state): State<SharedState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let format = template_format(&query)?;
+    let list = |key: &str| -> Vec<String> {
+        query
+            .get(key)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let (categories, exclude) = (list("categories"), list("exclude"));
+    let nodes: Vec<&crate::dictionary::NodeType> = state
+        .dictionary
+        .nodes()
+        .iter()
+        .filter(|n| n.is_project_scoped())
+        .filter(|n| categories.is_empty() || categories.contains(&n.category))
+        .filter(|n| !exclude.contains(&n.id))
+        .collect();
+    match format {
+        Format::Json => {
+            let all: Vec<Value> = nodes.iter().map(|n| template_json(&state.dictionary, n)).collect();
+            Ok(attachment("submission_templates.json", format, Body::from(Value::Array(all).to_string())))
+        }
+        Format::Delimited(flavour) => {
+            let files: Vec<(String, Vec<u8>)> = nodes
+                .iter()
+                .map(|n| (format!("{}.{}", n.id, flavour.extension()), template_bytes(&state, n, format)))
+                .collect();
+            let archive = tar_gz(&files).map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
+            Ok(attachment("submission_templates.tar.gz", format, Body::from(archive)))
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Sheepdog's write side: programs, projects, entity uploads and deletions.
+//! Every operation validates completely first and then writes in one
+//! transaction, so a request either lands whole or leaves nothing behind.
+
+mod delete;
+pub mod envelope;
+mod upload;
+
+use serde_json::{Map, Value, json};
+
+use crate::dictionary::{Dictionary, NodeType};
+use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, Store, StoreError, TransactionRecord};
+use crate::validate::Validators;
+use envelope::EntityResult;
+pub use upload::{Mode, Rights};
+
+/// UUIDv5 namespaces Gen3 uses for program and project node ids.
+const PROGRAM_NAMESPACE: uuid::Uuid = uuid::uuid!("85b08c6a-56a6-4474-9c30-b65abfd214a8");
+const PROJECT_NAMESPACE: uuid::Uuid = uuid::uuid!("249b4405-2c69-45d9-96bc-7410333d5d80");
+
+/// A project addressed by a submission URL.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub program: String,
+    pub code: String,
+    pub project_id: String,
+    pub node: NodeRow,
+}
+
+impl Project {
+    pub fn state(&self) -> &str {
+        self.node.props.get("state").and_then(Value::as_str).unwrap_or("open")
+    }
+}
+
+/// A failure reported as plain `{"message": ...}` with a status (no envelope).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmissionError {
+    #[error("{1}")]
+    Status(u16, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn bad_request(message: impl Into<String>) -> SubmissionError {
+    SubmissionError::Status(400, message.into())
+}
+
+/// The write operations, bound to one caller.
+pub struct Submission<'a> {
+    pub dictionary: &'a Dictionary,
+    pub validators: &'a Validators,
+    pub store: &'a Store,
+    pub username: &'a str,
+}
+
+/// The lower-cased natural key of a document (None when a key value is missing).
+pub fn natural_key_of(node: &NodeType, project_id: &str, doc: &Map<String, Value>) -> Option<String> {
+    if node.natural_key.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::with_capacity(node.natural_key.len());
+    for key in &node.natural_key {
+        let value = if key == "project_id" {
+            project_id.to_string()
+        } else {
+            match doc.get(key)? {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            }
+        };
+        parts.push(value.to_lowercase());
+    }
+    Some(parts.join("\u{1f}"))
+}
+
+impl Submission<'_> {
+    /// Look up `/P/Q`: unknown program or project is a 404.
+    pub async fn project(&self, program: &str, code: &str) -> Result<Project, SubmissionError> {
+        self.program(program).await?;
+        let rows = self
+            .store
+            .nodes_by_natural_keys("project", &[code.to_lowercase()])
+            .await?;
+        let project_id = format!("{program}-{code}");
+        let node = rows
+            .into_iter()
+            .map(|(_, row)| row)
+            .find(|row| row.project_id.as_deref() == Some(project_id.as_str()))
+            .ok_or_else(|| SubmissionError::Status(404, format!("Project {code} not found")))?;
+        Ok(Project {
+            program: program.to_string(),
+            code: code.to_string(),
+            project_id,
+            node,
+        })
+    }
+
+    pub async fn program(&self, name: &str) -> Result<NodeRow, SubmissionError> {
+        self.store
+            .nodes_by_natural_keys("program", &[name.to_lowercase()])
+            .await?
+            .into_iter()
+            .map(|(_, row)| row)
+            .find(|row| row.props.get("name").and_then(Value::as_str) == Some(name))
+            .ok_or_else(|| SubmissionError::Status(404, format!("Program {name} not found")))
+    }
+
+    /// `POST /`: register or update a program (API.md §2.2).
+    pub async fn upsert_program(&self, doc: Value) -> Result<Value, SubmissionError> {
+        let doc = single_document(doc, "The program creation endpoint only supports single documents (dict). Received a list of documents.")?;
+        let node_type = doc.get("type").and_then(Value::as_str).unwrap_or("");
+        if node_type != "program" {
+            return Err(bad_request(format!("Invalid type in key type='{node_type}'")));
+        }
+        let name = doc
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad_request("No program specified in key 'name'"))?
+            .to_string();
+        if name.contains('-') || name.contains('/') {
+            return Err(bad_request(format!(
+                "Program name '{name}' must not contain '-' or '/': project ids are '<program>-<project>'"
+            )));
+        }
+        let mut props = Map::new();
+        for (key, value) in &doc {
+            if key != "type" && key != "id" {
+                props.insert(key.trim_start_matches('*').to_string(), value.clone());
+            }
+        }
+        self.schema_errors("program", &props, None)?;
+        let existing = self.program(&name).await.ok();
+        let id = existing
+            .as_ref()
+            .map(|row| row.id.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v5(&PROGRAM_NAMESPACE, name.as_bytes()).to_string());
+        let mut stored = existing.as_ref().map(|r| r.props.clone()).unwrap_or_default();
+        stored.extend(props);
+        let change = ChangeSet {
+            nodes: vec![NodeWrite {
+                id: id.clone(),
+                node_type: "program".into(),
+                project_id: None,
+                natural_key: Some(name.to_lowercase()),
+                props: stored,
+                is_new: existing.is_none(),
+            }],
+            ..ChangeSet::default()
+        };
+        self.store.write(&change, &self.record(None, "create", 1)).await?;
+        self.store.upsert_resource(&format!("/programs/{name}")).await?;
+        let message = if existing.is_some() {
+            "Program is updated!"
+        } else {
+            "Program registered."
+        };
+        Ok(json!({"id": id, "name": name, "message": message}))
+    }
+
+    /// `PUT|POST /P`: create or update a project (API.md §2.3).
+    pub async fn upsert_project(&self, program: &str, doc: Value) -> Result<Value, SubmissionError> {
+        let program_row = self.program(program).await?;
+        let mut doc = single_document(doc, "The project creation endpoint only supports single documents (dict). Received a list of documents.")?;
+        if let Some(t) = doc.get("type").and_then(Value::as_str)
+            && t != "project"
+        {
+            return Err(bad_request(format!("Invalid post to program endpoint with type='{t}'")));
+        }
+        let code = doc
+            .get("code")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| bad_request("No project specified in key 'code'"))?
+            .to_string();
+        if code.contains('/') {
+            return Err(bad_request(format!("Project code '{code}' must not contain '/'")));
+        }
+        for dropped in ["type", "state", "released", "programs", "id"] {
+            doc.remove(dropped);
+        }
+        let existing_code = self
+            .store
+            .nodes_by_natural_keys("project", &[code.to_lowercase()])
+            .await?
+            .into_iter()
+            .map(|(_, row)| row)
+            .next();
+        let project_id = format!("{program}-{code}");
+        if let Some(row) = &existing_code
+            && row.project_id.as_deref() != Some(project_id.as_str())
+        {
+            return Err(bad_request(format!("ERROR: Project {code} already exists in DB")));
+        }
+        if existing_code.is_none() && !doc.contains_key("dbgap_accession_number") {
+            return Err(bad_request("No dbgap_accession_number specified."));
+        }
+        let node = self
+            .dictionary
+            .node("project")
+            .ok_or_else(|| bad_request("the dictionary has no project node"))?;
+        let mut props = existing_code.as_ref().map(|r| r.props.clone()).unwrap_or_default();
+        for (key, value) in doc {
+            props.insert(key, value);
+        }
+        for property in &node.properties {
+            if let Some(default) = &property.default
+                && node.is_system_property(&property.name)
+                && props.get(&property.name).is_none_or(Value::is_null)
+            {
+                props.insert(property.name.clone(), default.clone());
+            }
+        }
+        self.schema_errors("project", &props, Some(&program_row.id))?;
+        let is_new = existing_code.is_none();
+        let id = existing_code
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v5(&PROJECT_NAMESPACE, code.as_bytes()).to_string());
+        let change = ChangeSet {
+            nodes: vec![NodeWrite {
+                id: id.clone(),
+                node_type: "project".into(),
+                project_id: Some(project_id.clone()),
+                natural_key: Some(code.to_lowercase()),
+                props,
+                is_new,
+            }],
+            add_edges: vec![(
+                Edge {
+                    src_id: id.clone(),
+                    link: "programs".into(),
+                    dst_id: program_row.id.clone(),
+                },
+                Some(project_id.clone()),
+            )],
+            ..ChangeSet::default()
+        };
+        let action = if is_new { "create" } else { "update" };
+        let transaction_id = self
+            .store
+            .write(&change, &self.record(Some(&project_id), action, 1))
+            .await?;
+        self.store
+            .upsert_resource(&format!("/programs/{program}/projects/{code}"))
+            .await?;
+        let entity = EntityResult {
+            id: Some(id),
+            node_type: Some("project".into()),
+            action: Some(action),
+            unique_keys: vec![json!({"code": code})],
+            ..EntityResult::default()
+        };
+        Ok(envelope::upload_envelope(transaction_id, &[entity], &[], false, 200).1)
+    }
+
+    /// Validate a program/project document; problems become one 400 message.
+    fn schema_errors(
+        &self,
+        node_type: &str,
+        props: &Map<String, Value>,
+        program_id: Option<&str>,
+    ) -> Result<(), SubmissionError> {
+        let mut doc = props.clone();
+        doc.insert("type".into(), Value::String(node_type.into()));
+        if let Some(id) = program_id {
+            doc.insert("programs".into(), json!({"id": id}));
+        }
+        let problems = self.validators.check(node_type, &Value::Object(doc));
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+        Err(bad_request(format!("ERROR: {}", text.join("; "))))
+    }
+
+    /// `DELETE /P`: only an empty program.
+    pub async fn delete_program(&self, name: &str) -> Result<(), SubmissionError> {
+        let program = self.program(name).await?;
+        let prefix = format!("{name}-");
+        let projects = self.store.nodes_of_type("project").await?;
+        if projects
+            .iter()
+            .any(|p| p.project_id.as_deref().is_some_and(|id| id.starts_with(&prefix)))
+        {
+            return Err(bad_request(format!(
+                "ERROR: Can not delete the program. Program {name} is not empty"
+            )));
+        }
+        let change = ChangeSet {
+            delete_nodes: vec![program.id],
+            ..ChangeSet::default()
+        };
+        self.store.write(&change, &self.record(None, "delete", 1)).await?;
+        self.store.delete_resource(&format!("/programs/{name}")).await?;
+        Ok(())
+    }
+
+    /// `DELETE /P/Q`: only an empty project.
+    pub async fn delete_project(&self, project: &Project) -> Result<(), SubmissionError> {
+        if self.store.count_project_nodes(&project.project_id).await? > 0 {
+            return Err(bad_request(format!(
+                "ERROR: Can not delete the project. Project {} is not empty",
+                project.code
+            )));
+        }
+        let change = ChangeSet {
+            delete_nodes: vec![project.node.id.clone()],
+            ..ChangeSet::default()
+        };
+        self.store
+            .write(&change, &self.record(Some(&project.project_id), "delete", 1))
+            .await?;
+        self.store
+            .delete_resource(&format!("/programs/{}/projects/{}", project.program, project.code))
+            .await?;
+        Ok(())
+    }
+
+    fn record(&self, project_id: Option<&str>, role: &str, count: i64) -> TransactionRecord {
+        TransactionRecord {
+            project_id: project_id.map(str::to_string),
+            role: role.into(),
+            is_dry_run: false,
+            state: "SUCCEEDED".into(),
+            submitter: Some(self.username.to_string()),
+            entity_count: count,
+        }
+    }
+}
+
+fn single_document(doc: Value, list_message: &str) -> Result<Map<String, Value>, SubmissionError> {
+    match doc {
+        Value::Object(map) => Ok(map),
+        Value::Array(mut items) if items.len() == 1 => match items.pop() {
+            Some(Value::Object(map)) => Ok(map),
+            _ => Err(bad_request(list_message)),
+        },
+        _ => Err(bad_request(list_message)),
+    }
+}

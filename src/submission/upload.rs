@@ -1,0 +1,849 @@
+//! Create (POST) and upsert (PUT) of entity documents: parse, validate,
+//! identify, resolve links, check the graph, then write everything in one
+//! transaction or nothing at all (API.md §2.5, DICTIONARY.md §8).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use super::envelope::{EntityResult, ErrorType, upload_envelope};
+use super::{Project, Submission, natural_key_of};
+use crate::dictionary::{Link, NodeType};
+use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, StoreError, TransactionRecord};
+
+/// POST creates only; PUT creates or updates by id / natural key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Create,
+    Upsert,
+}
+
+/// What the caller may do in the project (checked per entity).
+#[derive(Debug, Clone, Copy)]
+pub struct Rights {
+    pub create: bool,
+    pub update: bool,
+}
+
+/// A reference from a document to a link target, before resolution.
+#[derive(Debug, Clone)]
+enum TargetRef {
+    Id(String),
+    NaturalKey(String),
+}
+
+struct Staged<'d> {
+    result: EntityResult,
+    node: Option<&'d NodeType>,
+    doc: Map<String, Value>,
+    existing: Option<NodeRow>,
+    natural_key: Option<String>,
+    /// Link name -> references given in the document.
+    link_refs: Vec<(&'d Link, Vec<TargetRef>)>,
+    /// Link name -> resolved target ids (final set after merging).
+    targets: HashMap<String, Vec<String>>,
+    props: Map<String, Value>,
+}
+
+impl Submission<'_> {
+    pub async fn upload(
+        &self,
+        project: &Project,
+        docs: Vec<Value>,
+        mode: Mode,
+        rights: Rights,
+        dry_run: bool,
+    ) -> Result<(u16, Value), StoreError> {
+        let role = match mode {
+            Mode::Create => "create",
+            Mode::Upsert => "update",
+        };
+        let success_code = match mode {
+            Mode::Create => 201,
+            Mode::Upsert => 200,
+        };
+        let mut transactional: Vec<Value> = Vec::new();
+        if docs.is_empty() {
+            transactional.push(json!({"message": "Nothing to submit", "type": "ERROR"}));
+        }
+        let mut staged: Vec<Staged> = docs.into_iter().map(|d| self.parse(project, d, mode)).collect();
+
+        self.identify(project, &mut staged, mode, rights).await?;
+        for entity in staged.iter_mut() {
+            self.set_properties(project, entity);
+        }
+        duplicates_in_request(&staged, &mut transactional);
+        self.resolve_links(project, &mut staged).await?;
+        self.check_graph(&mut staged).await?;
+
+        let entities: Vec<EntityResult> = staged.iter().map(|s| s.result.clone()).collect();
+        let failed = entities.iter().any(|e| !e.valid()) || !transactional.is_empty();
+        let mut record = TransactionRecord {
+            project_id: Some(project.project_id.clone()),
+            role: role.into(),
+            is_dry_run: dry_run,
+            state: if failed { "FAILED".into() } else { "SUCCEEDED".into() },
+            submitter: Some(self.username.to_string()),
+            entity_count: entities.len() as i64,
+        };
+        if failed || dry_run {
+            let id = self.store.log_transaction(&record).await?;
+            return Ok(upload_envelope(id, &entities, &transactional, dry_run, success_code));
+        }
+        let change = change_set(project, &staged);
+        match self.store.write(&change, &record).await {
+            Ok(id) => Ok(upload_envelope(id, &entities, &transactional, false, success_code)),
+            Err(StoreError::Conflict(detail)) => {
+                // A concurrent request inserted the same natural key first.
+                record.state = "FAILED".into();
+                let id = self.store.log_transaction(&record).await?;
+                let errors = vec![json!({
+                    "message": format!("Another submission created one of these entities at the same time; nothing was written ({detail}). Submit again to update it."),
+                    "type": "NOT_UNIQUE",
+                })];
+                Ok(upload_envelope(id, &entities, &errors, false, success_code))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Step 1-2: shape, type, id format, JSON schema.
+    fn parse(&self, project: &Project, doc: Value, mode: Mode) -> Staged<'_> {
+        let mut staged = Staged {
+            result: EntityResult::default(),
+            node: None,
+            doc: Map::new(),
+            existing: None,
+            natural_key: None,
+            link_refs: Vec::new(),
+            targets: HashMap::new(),
+            props: Map::new(),
+        };
+        let result = &mut staged.result;
+        let Value::Object(raw) = doc else {
+            result.error(
+                ErrorType::InvalidValue,
+                &[],
+                format!("Entity document must be an object, not a {}", json_type(&doc)),
+            );
+            return staged;
+        };
+        let mut doc: Map<String, Value> = raw
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches('*').to_string(), v))
+            .collect();
+        let Some(type_name) = doc.get("type").and_then(Value::as_str).map(str::to_string) else {
+            result.error(ErrorType::InvalidType, &["type"], "missing 'type'");
+            return staged;
+        };
+        result.node_type = Some(type_name.clone());
+        let Some(node) = self.dictionary.node(&type_name) else {
+            let hint = self
+                .dictionary
+                .suggest(&type_name)
+                .map(|s| format!(" Did you mean '{s}'?"))
+                .unwrap_or_default();
+            result.error(
+                ErrorType::InvalidType,
+                &["type"],
+                format!("Invalid entity type: {type_name}.{hint}"),
+            );
+            return staged;
+        };
+        if !node.is_project_scoped() {
+            result.error(
+                ErrorType::InvalidType,
+                &["type"],
+                format!("{type_name} is not an entity that can be upload via the project endpoint."),
+            );
+            return staged;
+        }
+        staged.node = Some(node);
+        result.unique_keys = node
+            .unique_keys
+            .iter()
+            .map(|keys| {
+                let map: Map<String, Value> = keys
+                    .iter()
+                    .map(|k| {
+                        let v = if k == "project_id" {
+                            Value::String(project.project_id.clone())
+                        } else {
+                            doc.get(k).cloned().unwrap_or(Value::Null)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                Value::Object(map)
+            })
+            .collect();
+        if node.is_data_file() {
+            doc.remove("urls");
+        }
+        match doc.get("id") {
+            None | Some(Value::Null) => {
+                doc.remove("id");
+            }
+            Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => {
+                result.id = Some(id.to_lowercase());
+            }
+            Some(_) => {
+                let message = match mode {
+                    Mode::Create => "Cannot create entity with custom id that is not a UUID.",
+                    Mode::Upsert => "The id of an entity must be a UUID.",
+                };
+                result.error(ErrorType::InvalidValue, &["id"], message);
+            }
+        }
+        if let Some(given) = doc.get("project_id")
+            && !given.is_null()
+            && given.as_str() != Some(project.project_id.as_str())
+        {
+            result.error(
+                ErrorType::InvalidValue,
+                &["project_id"],
+                format!(
+                    "Key 'project_id' is a system property and cannot be updated from '{}' to '{}'",
+                    project.project_id,
+                    crate::formats::cell_text(Some(given))
+                ),
+            );
+        }
+        for problem in self.validators.check(&type_name, &Value::Object(doc.clone())) {
+            let kind = if problem.message.contains("is not of type") {
+                ErrorType::InvalidValue
+            } else if problem.message.contains("is a required property") {
+                ErrorType::MissingProperty
+            } else if problem.message.contains("Additional properties are not allowed") {
+                ErrorType::InvalidProperty
+            } else if problem.keys.first().is_some_and(|k| {
+                let first = k.split('.').next().unwrap_or(k);
+                node.link(first).is_some()
+            }) {
+                ErrorType::InvalidLink
+            } else {
+                ErrorType::Error
+            };
+            let keys: Vec<&str> = problem.keys.iter().map(String::as_str).collect();
+            result.error(kind, &keys, problem.message);
+        }
+        staged.doc = doc;
+        staged
+    }
+
+    /// Steps 3-4: find the stored node each document means; create or update.
+    async fn identify(
+        &self,
+        project: &Project,
+        staged: &mut [Staged<'_>],
+        mode: Mode,
+        rights: Rights,
+    ) -> Result<(), StoreError> {
+        let mut ids = Vec::new();
+        let mut keys_by_type: HashMap<String, Vec<String>> = HashMap::new();
+        for entity in staged.iter_mut() {
+            let Some(node) = entity.node else { continue };
+            entity.natural_key = natural_key_of(node, &project.project_id, &entity.doc);
+            if let Some(id) = &entity.result.id {
+                ids.push(id.clone());
+            }
+            match &entity.natural_key {
+                Some(key) => keys_by_type.entry(node.id.clone()).or_default().push(key.clone()),
+                None if entity.result.id.is_none() => {
+                    let message = if node.natural_key.is_empty() {
+                        format!(
+                            "There are no unique keys defined on type {} except for the official id. To upload this entity you must add a UUID",
+                            node.id
+                        )
+                    } else {
+                        format!(
+                            "Either an id or required unique fields ({}) required",
+                            node.natural_key.join(", ")
+                        )
+                    };
+                    let keys: Vec<&str> = node.natural_key.iter().map(String::as_str).collect();
+                    entity.result.error(ErrorType::MissingProperty, &keys, message);
+                }
+                None => {}
+            }
+        }
+        let by_id: HashMap<String, NodeRow> = self
+            .store
+            .nodes_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        let mut by_key: HashMap<(String, String), NodeRow> = HashMap::new();
+        for (node_type, keys) in &keys_by_type {
+            for (key, row) in self.store.nodes_by_natural_keys(node_type, keys).await? {
+                by_key.insert((node_type.clone(), key), row);
+            }
+        }
+        for entity in staged.iter_mut() {
+            let Some(node) = entity.node else { continue };
+            let found_id = entity.result.id.as_ref().and_then(|id| by_id.get(id));
+            let found_key = entity
+                .natural_key
+                .as_ref()
+                .and_then(|k| by_key.get(&(node.id.clone(), k.clone())));
+            let result = &mut entity.result;
+            let existing = match mode {
+                Mode::Create => {
+                    if found_id.is_some() {
+                        result.error(
+                            ErrorType::NotUnique,
+                            &["id"],
+                            "Cannot create entity that already exists. Try updating entity (PUT instead of POST)",
+                        );
+                        continue;
+                    }
+                    if found_key.is_some() {
+                        let keys: Vec<&str> = node.natural_key.iter().map(String::as_str).collect();
+                        result.error(
+                            ErrorType::NotUnique,
+                            &keys,
+                            format!(
+                                "{} with {} already exists in the DB",
+                                node.id,
+                                result.unique_keys.first().cloned().unwrap_or_default()
+                            ),
+                        );
+                        continue;
+                    }
+                    None
+                }
+                Mode::Upsert => match (found_id, found_key) {
+                    (Some(a), Some(b)) if a.id != b.id => {
+                        result.error(
+                            ErrorType::NotUnique,
+                            &["id"],
+                            format!(
+                                "Existing {} entity found with id different from {}",
+                                node.id, a.id
+                            ),
+                        );
+                        continue;
+                    }
+                    (Some(a), _) => Some(a.clone()),
+                    (None, Some(b)) => {
+                        if result.id.is_some() {
+                            result.error(
+                                ErrorType::NotUnique,
+                                &["id"],
+                                format!(
+                                    "Existing {} entity found with id different from {}",
+                                    node.id,
+                                    result.id.as_deref().unwrap_or_default()
+                                ),
+                            );
+                            continue;
+                        }
+                        Some(b.clone())
+                    }
+                    (None, None) => None,
+                },
+            };
+            match existing {
+                Some(row) => {
+                    if row.node_type != node.id {
+                        result.error(
+                            ErrorType::NotUnique,
+                            &["type"],
+                            format!(
+                                "Existing {} entity found with type different from {}",
+                                row.node_type, node.id
+                            ),
+                        );
+                        continue;
+                    }
+                    if row.project_id.as_deref() != Some(project.project_id.as_str()) {
+                        result.error(
+                            ErrorType::InvalidPermissions,
+                            &["project_id"],
+                            format!(
+                                "Entity is owned by project {}, not {}",
+                                row.project_id.as_deref().unwrap_or_default(),
+                                project.project_id
+                            ),
+                        );
+                        continue;
+                    }
+                    result.id = Some(row.id.clone());
+                    result.action = Some("update");
+                    if !rights.update {
+                        result.error(
+                            ErrorType::InvalidPermissions,
+                            &[],
+                            format!("You do not have update permission for project {}", project.project_id),
+                        );
+                    }
+                    entity.existing = Some(row);
+                }
+                None => {
+                    if result.id.is_none() {
+                        result.id = Some(uuid::Uuid::new_v4().to_string());
+                    }
+                    result.action = Some("create");
+                    if !rights.create {
+                        result.error(
+                            ErrorType::InvalidPermissions,
+                            &[],
+                            format!("You do not have create permission for project {}", project.project_id),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 5: the stored property document after this submission.
+    fn set_properties(&self, project: &Project, entity: &mut Staged<'_>) {
+        let Some(node) = entity.node else { return };
+        let mut props = entity
+            .existing
+            .as_ref()
+            .map(|e| e.props.clone())
+            .unwrap_or_default();
+        let before = props.clone();
+        let is_new = entity.existing.is_none();
+        let mut link_refs = Vec::new();
+        for (key, value) in &entity.doc {
+            if matches!(
+                key.as_str(),
+                "type" | "id" | "project_id" | "created_datetime" | "updated_datetime"
+            ) {
+                continue;
+            }
+            if let Some(link) = node.link(key) {
+                link_refs.push((link, target_refs(value)));
+                continue;
+            }
+            let Some(property) = node.property(key) else {
+                let hint = crate::dictionary::closest(key, node.properties.iter().map(|p| p.name.as_str()))
+                    .map(|s| format!(" Did you mean '{s}'?"))
+                    .unwrap_or_default();
+                entity.result.error(
+                    ErrorType::InvalidProperty,
+                    &[key],
+                    format!("Key '{key}' is not a valid property for type '{}'.{hint}", node.id),
+                );
+                continue;
+            };
+            if node.is_system_property(key) {
+                let current = props
+                    .get(key)
+                    .cloned()
+                    .or_else(|| property.default.clone())
+                    .unwrap_or(Value::Null);
+                if *value == current || value.is_null() {
+                    continue;
+                }
+                if property.default.is_some() {
+                    entity.result.warning(
+                        &[key],
+                        format!(
+                            "Property '{key}' ({}) is a system property and will be ignored.",
+                            crate::formats::cell_text(Some(value))
+                        ),
+                    );
+                } else {
+                    entity.result.error(
+                        ErrorType::InvalidPermissions,
+                        &[key],
+                        format!(
+                            "Key '{key}' is a system property and cannot be updated from '{}' to '{}'",
+                            crate::formats::cell_text(Some(&current)),
+                            crate::formats::cell_text(Some(value))
+                        ),
+                    );
+                }
+                continue;
+            }
+            if value.is_null() {
+                props.remove(key);
+            } else {
+                props.insert(key.clone(), value.clone());
+            }
+        }
+        entity.link_refs = link_refs;
+        if node.property("project_id").is_some() {
+            props.insert("project_id".into(), Value::String(project.project_id.clone()));
+        }
+        for property in &node.properties {
+            if node.is_system_property(&property.name)
+                && let Some(default) = &property.default
+                && props.get(&property.name).is_none_or(Value::is_null)
+            {
+                props.insert(property.name.clone(), default.clone());
+            }
+        }
+        let now = Value::String(crate::timestamp());
+        if is_new && node.property("created_datetime").is_some() {
+            props.insert("created_datetime".into(), now.clone());
+        }
+        if node.property("updated_datetime").is_some() && (is_new || props != before) {
+            props.insert("updated_datetime".into(), now);
+        }
+        entity.props = props;
+    }
+
+    /// Step 8: each link reference names exactly one node of the project.
+    async fn resolve_links(&self, project: &Project, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+        // Entities of this request can be targets of each other.
+        let mut in_request_ids: HashMap<String, String> = HashMap::new();
+        let mut in_request_keys: HashMap<(String, String), String> = HashMap::new();
+        for entity in staged.iter() {
+            if let (Some(node), Some(id)) = (entity.node, &entity.result.id) {
+                in_request_ids.insert(id.clone(), node.id.clone());
+                if let Some(key) = &entity.natural_key {
+                    in_request_keys.insert((node.id.clone(), key.clone()), id.clone());
+                }
+            }
+        }
+        let mut ids = Vec::new();
+        let mut keys_by_type: HashMap<String, Vec<String>> = HashMap::new();
+        for entity in staged.iter() {
+            for (link, refs) in &entity.link_refs {
+                for r in refs {
+                    match r {
+                        TargetRef::Id(id) => ids.push(id.clone()),
+                        TargetRef::NaturalKey(key) => keys_by_type
+                            .entry(link.target_type.clone())
+                            .or_default()
+                            .push(key.clone()),
+                    }
+                }
+            }
+        }
+        let stored_by_id: HashMap<String, NodeRow> = self
+            .store
+            .nodes_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        let mut stored_by_key: HashMap<(String, String), NodeRow> = HashMap::new();
+        for (node_type, keys) in &keys_by_type {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| self.qualify_key(project, node_type, k))
+                .collect();
+            for (key, row) in self.store.nodes_by_natural_keys(node_type, &keys).await? {
+                stored_by_key.insert((node_type.clone(), key), row);
+            }
+        }
+        for entity in staged.iter_mut() {
+            let link_refs = std::mem::take(&mut entity.link_refs);
+            for (link, refs) in &link_refs {
+                let mut resolved = Vec::new();
+                for r in refs {
+                    let hit: Result<String, (ErrorType, String)> = match r {
+                        TargetRef::Id(id) => match (in_request_ids.get(id), stored_by_id.get(id)) {
+                            (Some(t), _) if *t == link.target_type => Ok(id.clone()),
+                            (_, Some(row)) if row.node_type == link.target_type => {
+                                self.check_target_project(project, link, row)
+                            }
+                            _ => Err((
+                                ErrorType::InvalidLink,
+                                format!("No link destination found for {}, id='{id}'", link.name),
+                            )),
+                        },
+                        TargetRef::NaturalKey(key) => {
+                            let qualified = self.qualify_key(project, &link.target_type, key);
+                            let lookup = (link.target_type.clone(), qualified);
+                            match (in_request_keys.get(&lookup), stored_by_key.get(&lookup)) {
+                                (Some(id), _) => Ok(id.clone()),
+                                (None, Some(row)) => self.check_target_project(project, link, row),
+                                (None, None) => Err((
+                                    ErrorType::InvalidLink,
+                                    format!(
+                                        "No link destination found for {}, unique_keys='{key}'",
+                                        link.name
+                                    ),
+                                )),
+                            }
+                        }
+                    };
+                    match hit {
+                        Ok(id) if !resolved.contains(&id) => resolved.push(id),
+                        Ok(_) => {}
+                        Err((kind, message)) => entity.result.error(kind, &[&link.name], message),
+                    }
+                }
+                entity.targets.insert(link.name.clone(), resolved);
+            }
+            entity.link_refs = link_refs;
+        }
+        Ok(())
+    }
+
+    /// The lower-cased natural key a link reference means inside `project`.
+    fn qualify_key(&self, project: &Project, target_type: &str, key: &str) -> String {
+        let scoped = self
+            .dictionary
+            .node(target_type)
+            .is_some_and(|n| n.natural_key.first().is_some_and(|k| k == "project_id"));
+        if scoped {
+            format!("{}\u{1f}{}", project.project_id.to_lowercase(), key.to_lowercase())
+        } else {
+            key.to_lowercase()
+        }
+    }
+
+    fn check_target_project(
+        &self,
+        project: &Project,
+        link: &Link,
+        row: &NodeRow,
+    ) -> Result<String, (ErrorType, String)> {
+        let owner = row.project_id.as_deref().unwrap_or_default();
+        if owner == project.project_id {
+            return Ok(row.id.clone());
+        }
+        if row.node_type == "project" {
+            return Err((
+                ErrorType::InvalidPermissions,
+                format!("Cannot link entity to project {owner} under {} endpoint", project.code),
+            ));
+        }
+        Err((
+            ErrorType::InvalidPermissions,
+            format!(
+                "Relationship to {} {} in project {owner} not allowed",
+                link.target_type, row.id
+            ),
+        ))
+    }
+
+    /// Steps 6 and 9: merge with stored links, then required/subgroup/multiplicity rules.
+    async fn check_graph(&self, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+        let updated: Vec<String> = staged
+            .iter()
+            .filter_map(|s| s.existing.as_ref().map(|e| e.id.clone()))
+            .collect();
+        let mut stored: HashMap<(String, String), Vec<String>> = HashMap::new();
+        for edge in self.store.edges_from(&updated).await? {
+            stored.entry((edge.src_id, edge.link)).or_default().push(edge.dst_id);
+        }
+        for entity in staged.iter_mut() {
+            let (Some(node), Some(id)) = (entity.node, entity.result.id.clone()) else {
+                continue;
+            };
+            for link in &node.links {
+                let mut final_targets = stored
+                    .get(&(id.clone(), link.name.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(given) = entity.targets.get(&link.name) {
+                    if link.multiplicity.to_one() && given.len() == 1 {
+                        final_targets = given.clone();
+                    } else {
+                        for t in given {
+                            if !final_targets.contains(t) {
+                                final_targets.push(t.clone());
+                            }
+                        }
+                    }
+                }
+                entity.targets.insert(link.name.clone(), final_targets);
+            }
+            if !entity.result.valid() {
+                continue;
+            }
+            let count = |name: &str| entity.targets.get(name).map_or(0, Vec::len);
+            for link in &node.links {
+                let n = count(&link.name);
+                if link.required && n == 0 {
+                    entity.result.error(
+                        ErrorType::InvalidLink,
+                        &[&link.name],
+                        format!("Entity is missing required link to {}", link.name),
+                    );
+                }
+                if link.multiplicity.to_one() && n > 1 {
+                    entity.result.error(
+                        ErrorType::InvalidLink,
+                        &[&link.name],
+                        format!("'{}' link has to be {}", link.name, link.multiplicity.as_str()),
+                    );
+                }
+            }
+            for group in &node.subgroups {
+                let used: Vec<&String> = group.members.iter().filter(|m| count(m) > 0).collect();
+                let keys: Vec<&str> = group.members.iter().map(String::as_str).collect();
+                if group.required && used.is_empty() {
+                    let names = match group.members.split_last() {
+                        Some((last, rest)) if !rest.is_empty() => {
+                            format!("{} or {last}", rest.join(", "))
+                        }
+                        _ => group.members.join(""),
+                    };
+                    entity.result.error(
+                        ErrorType::InvalidLink,
+                        &keys,
+                        format!("Entity is missing a required link to {names}"),
+                    );
+                }
+                if group.exclusive && used.len() > 1 {
+                    entity.result.error(
+                        ErrorType::InvalidLink,
+                        &keys,
+                        format!(
+                            "Links to {:?} are exclusive.  More than one was provided.",
+                            group.members
+                        ),
+                    );
+                }
+            }
+        }
+        self.check_one_source_per_target(staged).await
+    }
+
+    /// Multiplicity `one_to_*`: a target has at most one source via the link.
+    async fn check_one_source_per_target(&self, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+        let mut targets = Vec::new();
+        for entity in staged.iter() {
+            let Some(node) = entity.node else { continue };
+            for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
+                targets.extend(entity.targets.get(&link.name).into_iter().flatten().cloned());
+            }
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let mut sources: HashMap<(String, String), HashSet<String>> = HashMap::new();
+        for edge in self.store.edges_to(&targets).await? {
+            sources.entry((edge.dst_id, edge.link)).or_default().insert(edge.src_id);
+        }
+        for entity in staged.iter() {
+            let (Some(node), Some(id)) = (entity.node, &entity.result.id) else { continue };
+            for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
+                for t in entity.targets.get(&link.name).into_iter().flatten() {
+                    sources.entry((t.clone(), link.name.clone())).or_default().insert(id.clone());
+                }
+            }
+        }
+        for entity in staged.iter_mut() {
+            let (Some(node), Some(id)) = (entity.node, entity.result.id.clone()) else { continue };
+            for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
+                for t in entity.targets.get(&link.name).cloned().unwrap_or_default() {
+                    let set = &sources[&(t.clone(), link.name.clone())];
+                    if set.len() > 1 && set.contains(&id) {
+                        entity.result.error(
+                            ErrorType::InvalidLink,
+                            &[&link.name],
+                            format!(
+                                "'{}' link has to be {}, target node {} already has {}",
+                                link.name,
+                                link.multiplicity.as_str(),
+                                link.target_type,
+                                link.backref
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step 7: two documents of one request naming the same entity.
+fn duplicates_in_request(staged: &[Staged<'_>], transactional: &mut Vec<Value>) {
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut seen_ids: HashSet<String> = HashSet::new();
+    for entity in staged {
+        let Some(node) = entity.node else { continue };
+        if let Some(key) = &entity.natural_key
+            && !seen.insert((node.id.clone(), key.clone()))
+        {
+            transactional.push(json!({
+                "message": format!("Entity is not unique, {}", entity.result.unique_keys.first().cloned().unwrap_or_default()),
+                "type": "NOT_UNIQUE",
+            }));
+        }
+        if let Some(id) = &entity.result.id
+            && !seen_ids.insert(id.clone())
+            && entity.natural_key.is_none()
+        {
+            transactional.push(json!({
+                "message": format!("Entity is not unique, {{'id': '{id}'}}"),
+                "type": "NOT_UNIQUE",
+            }));
+        }
+    }
+}
+
+/// The references of one link value: an object or a list of objects.
+fn target_refs(value: &Value) -> Vec<TargetRef> {
+    let items: Vec<&Value> = match value {
+        Value::Array(list) => list.iter().collect(),
+        Value::Object(_) => vec![value],
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let obj = item.as_object()?;
+            if let Some(id) = obj.get("id").or_else(|| obj.get("node_id")).and_then(Value::as_str)
+                && !id.is_empty()
+            {
+                return Some(TargetRef::Id(id.to_lowercase()));
+            }
+            obj.iter()
+                .find(|(k, v)| *k != "project_id" && v.is_string())
+                .and_then(|(_, v)| v.as_str())
+                .map(|s| TargetRef::NaturalKey(s.to_string()))
+        })
+        .collect()
+}
+
+fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
+    let mut change = ChangeSet::default();
+    for entity in staged {
+        let (Some(node), Some(id)) = (entity.node, &entity.result.id) else { continue };
+        change.nodes.push(NodeWrite {
+            id: id.clone(),
+            node_type: node.id.clone(),
+            project_id: Some(project.project_id.clone()),
+            natural_key: entity.natural_key.clone(),
+            props: entity.props.clone(),
+            is_new: entity.existing.is_none(),
+        });
+        for (link, targets) in &entity.targets {
+            for t in targets {
+                change.add_edges.push((
+                    Edge {
+                        src_id: id.clone(),
+                        link: link.clone(),
+                        dst_id: t.clone(),
+                    },
+                    Some(project.project_id.clone()),
+                ));
+            }
+        }
+        if entity.existing.is_some() {
+            // Replaced to-one targets: drop stored edges of this link not kept.
+            for link in node.links.iter().filter(|l| l.multiplicity.to_one()) {
+                if entity.targets.get(&link.name).is_some_and(|t| t.len() == 1) {
+                    change.replace_links.push((id.clone(), link.name.clone(), entity.targets[&link.name][0].clone()));
+                }
+            }
+        }
+    }
+    change
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NoneType",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
