@@ -90,9 +90,13 @@ impl SigningKey {
         let public = pair.public_key();
         let modulus = public.modulus().big_endian_without_leading_zero().to_vec();
         let exponent = public.exponent().big_endian_without_leading_zero().to_vec();
+        // The signer wants PKCS#1; jsonwebtoken unwraps it from a PKCS#8 PEM.
+        let pkcs8_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec()));
+        let encoding = EncodingKey::from_rsa_pem(pkcs8_pem.as_bytes())
+            .map_err(|e| TokenError::Malformed(format!("stored signing key {kid}: {e}")))?;
         Ok(Self {
             kid: kid.to_string(),
-            encoding: EncodingKey::from_rsa_der(der),
+            encoding,
             decoding: DecodingKey::from_rsa_raw_components(&modulus, &exponent),
             modulus,
             exponent,

@@ -138,9 +138,10 @@ fn build(sources: Sources) -> Result<Dictionary, DictionaryError> {
     let mut documents = Map::new();
     let mut nodes = Vec::new();
     for (file, raw) in &sources {
-        let resolved = resolve(&sources, file, raw)?;
+        let shared = SHARED_FILES.contains(&file.as_str());
+        let resolved = resolve(&sources, file, raw, !shared)?;
         let base = file.trim_end_matches(".yaml").to_string();
-        if !SHARED_FILES.contains(&file.as_str()) {
+        if !shared {
             nodes.push(node_type(file, &resolved)?);
         }
         documents.insert(base, resolved);

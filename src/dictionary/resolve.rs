@@ -11,9 +11,14 @@ use super::DictionaryError;
 pub type Sources = Map<String, Value>;
 
 /// Resolve every `$ref` inside `value`, which lives in document `doc`.
-pub fn resolve(sources: &Sources, doc: &str, value: &Value) -> Result<Value, DictionaryError> {
+///
+/// Node schemas resolve strictly. Shared fragment files (`_definitions.yaml`)
+/// resolve leniently, as Gen3 only resolves what nodes use: a dangling
+/// reference that no node reaches (real dictionaries have some) stays as written.
+pub fn resolve(sources: &Sources, doc: &str, value: &Value, strict: bool) -> Result<Value, DictionaryError> {
     Resolver {
         sources,
+        strict,
         stack: Vec::new(),
     }
     .value(doc, value)
@@ -21,6 +26,7 @@ pub fn resolve(sources: &Sources, doc: &str, value: &Value) -> Result<Value, Dic
 
 struct Resolver<'a> {
     sources: &'a Sources,
+    strict: bool,
     /// References being expanded, to report cycles instead of overflowing the stack.
     stack: Vec<String>,
 }
@@ -46,7 +52,13 @@ impl Resolver<'_> {
                 let reference = v.as_str().ok_or_else(|| {
                     DictionaryError(format!("{doc}: `{key}` must be a string, found {v}"))
                 })?;
-                fragments.push(self.reference(doc, reference)?);
+                match self.reference(doc, reference) {
+                    Ok(fragment) => fragments.push(fragment),
+                    Err(_) if !self.strict => {
+                        out.insert(key.clone(), v.clone());
+                    }
+                    Err(e) => return Err(e),
+                }
             } else {
                 out.insert(key.clone(), self.value(doc, v)?);
             }

@@ -208,6 +208,9 @@ fn root_list_field(type_name: String, node: &NodeType, interface: bool) -> Field
                 let text = request.store.query_json(&statement.sql, &statement.binds).await?;
                 let rows: Vec<Value> = serde_json::from_str(&text)?;
                 Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
+                    if !interface {
+                        return FieldValue::owned_any(row);
+                    }
                     let type_name = row.get(TYPE_KEY).and_then(Value::as_str).unwrap_or_default().to_string();
                     FieldValue::owned_any(row).with_type(type_name)
                 }))))
