@@ -148,7 +148,8 @@ fn scalar_field(name: &str, kind: Option<PropKind>, type_ref: TypeRef) -> Field 
                 .and_then(|p| p.get(&key))
                 .map(|v| to_scalar(v, kind))
                 .unwrap_or(GqlValue::Null);
-            Ok(Some(FieldValue::value(value)))
+            // A null list must be "no value", not a null scalar value.
+            Ok((value != GqlValue::Null).then(|| FieldValue::value(value)))
         })
     })
 }
