@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use crate::dictionary::{Dictionary, NodeType};
-use crate::formats::{Delimited, ExportColumn, cell_text, delimited_line, export_columns, target_key};
+use crate::formats::{
+    Delimited, ExportColumn, cell_text, delimited_line, export_columns, target_key,
+};
 use crate::store::{NodeRow, Store, StoreError};
 
 /// Requested output format.
@@ -40,7 +42,11 @@ pub const PAGE_SIZE: i64 = 2000;
 /// Link targets of a page of nodes: source id -> link -> [(target id, key value)].
 type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>)>>>;
 
-async fn neighbours(store: &Store, dictionary: &Dictionary, nodes: &[NodeRow]) -> Result<Neighbours, StoreError> {
+async fn neighbours(
+    store: &Store,
+    dictionary: &Dictionary,
+    nodes: &[NodeRow],
+) -> Result<Neighbours, StoreError> {
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let edges = store.edges_from(&ids).await?;
     let targets: Vec<String> = edges.iter().map(|e| e.dst_id.clone()).collect();
@@ -87,21 +93,37 @@ impl<'a> Exporter<'a> {
     }
 
     /// Delimited lines of a page.
-    pub async fn rows(&self, store: &Store, nodes: &[NodeRow], flavour: Delimited) -> Result<Vec<u8>, StoreError> {
+    pub async fn rows(
+        &self,
+        store: &Store,
+        nodes: &[NodeRow],
+        flavour: Delimited,
+    ) -> Result<Vec<u8>, StoreError> {
         let links = neighbours(store, self.dictionary, nodes).await?;
         let mut out = Vec::new();
         for node in nodes {
             let node_links = links.get(&node.id);
-            let targets = |link: &str| node_links.and_then(|l| l.get(link)).cloned().unwrap_or_default();
+            let targets = |link: &str| {
+                node_links
+                    .and_then(|l| l.get(link))
+                    .cloned()
+                    .unwrap_or_default()
+            };
             let cells: Vec<String> = self
                 .columns
                 .iter()
                 .map(|column| match column {
                     ExportColumn::Type => node.node_type.clone(),
                     ExportColumn::Id => node.id.clone(),
-                    ExportColumn::Property(p) if p == "project_id" => node.project_id.clone().unwrap_or_default(),
+                    ExportColumn::Property(p) if p == "project_id" => {
+                        node.project_id.clone().unwrap_or_default()
+                    }
                     ExportColumn::Property(p) => cell_text(node.props.get(p)),
-                    ExportColumn::LinkId(link) => targets(link).into_iter().map(|(id, _)| id).collect::<Vec<_>>().join(","),
+                    ExportColumn::LinkId(link) => targets(link)
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect::<Vec<_>>()
+                        .join(","),
                     ExportColumn::LinkKey(link, _) => targets(link)
                         .into_iter()
                         .map(|(_, key)| cell_text(key.as_ref()))
@@ -115,7 +137,11 @@ impl<'a> Exporter<'a> {
     }
 
     /// JSON objects of a page: non-null columns, links as `[{"node_id", key}]`.
-    pub async fn objects(&self, store: &Store, nodes: &[NodeRow]) -> Result<Vec<Value>, StoreError> {
+    pub async fn objects(
+        &self,
+        store: &Store,
+        nodes: &[NodeRow],
+    ) -> Result<Vec<Value>, StoreError> {
         let links = neighbours(store, self.dictionary, nodes).await?;
         let with_id = self.columns.contains(&ExportColumn::Id);
         let mut out = Vec::with_capacity(nodes.len());
@@ -130,7 +156,10 @@ impl<'a> Exporter<'a> {
                         obj.insert("id".into(), Value::String(node.id.clone()));
                     }
                     ExportColumn::Property(p) if p == "project_id" => {
-                        obj.insert(p.clone(), node.project_id.clone().map_or(Value::Null, Value::String));
+                        obj.insert(
+                            p.clone(),
+                            node.project_id.clone().map_or(Value::Null, Value::String),
+                        );
                     }
                     ExportColumn::Property(p) => {
                         if let Some(v) = node.props.get(p).filter(|v| !v.is_null()) {
@@ -140,7 +169,9 @@ impl<'a> Exporter<'a> {
                     ExportColumn::LinkId(_) => {}
                     ExportColumn::LinkKey(link, key) => {
                         let targets = links.get(&node.id).and_then(|l| l.get(link));
-                        let Some(targets) = targets.filter(|t| !t.is_empty()) else { continue };
+                        let Some(targets) = targets.filter(|t| !t.is_empty()) else {
+                            continue;
+                        };
                         let list: Vec<Value> = targets
                             .iter()
                             .map(|(id, value)| {

@@ -254,12 +254,20 @@ fn template_properties(node: &NodeType) -> Vec<String> {
 }
 
 /// Export columns (API.md §2.12): type, id, properties, then links sorted by name.
-pub fn export_columns(dictionary: &Dictionary, node: &NodeType, with_id: bool) -> Vec<ExportColumn> {
+pub fn export_columns(
+    dictionary: &Dictionary,
+    node: &NodeType,
+    with_id: bool,
+) -> Vec<ExportColumn> {
     let mut columns = vec![ExportColumn::Type];
     if with_id {
         columns.push(ExportColumn::Id);
     }
-    columns.extend(template_properties(node).into_iter().map(ExportColumn::Property));
+    columns.extend(
+        template_properties(node)
+            .into_iter()
+            .map(ExportColumn::Property),
+    );
     let mut links: Vec<_> = node.links.iter().collect();
     links.sort_by(|a, b| a.name.cmp(&b.name));
     for link in links {
@@ -285,7 +293,10 @@ pub fn template_headers(dictionary: &Dictionary, node: &NodeType) -> Vec<String>
         }
     };
     let props = template_properties(node);
-    let natural: Vec<&String> = props.iter().filter(|p| node.natural_key.contains(p)).collect();
+    let natural: Vec<&String> = props
+        .iter()
+        .filter(|p| node.natural_key.contains(p))
+        .collect();
     for p in &natural {
         headers.push(mark(p, node.is_required(p)));
     }
@@ -293,7 +304,10 @@ pub fn template_headers(dictionary: &Dictionary, node: &NodeType) -> Vec<String>
     links.sort_by(|a, b| a.name.cmp(&b.name));
     for link in links {
         let key = target_key(dictionary, &link.target_type);
-        headers.push(mark(&format!("{}.{key}", link.name), node.is_required(&link.name)));
+        headers.push(mark(
+            &format!("{}.{key}", link.name),
+            node.is_required(&link.name),
+        ));
     }
     for p in props.iter().filter(|p| !node.natural_key.contains(p)) {
         headers.push(mark(p, node.is_required(p)));
@@ -311,7 +325,11 @@ pub fn template_json(dictionary: &Dictionary, node: &NodeType) -> Value {
         let bare = header.trim_start_matches('*');
         let required = header.starts_with('*');
         if let Some((link, key)) = bare.split_once('.') {
-            let name = if required { format!("*{link}") } else { link.to_string() };
+            let name = if required {
+                format!("*{link}")
+            } else {
+                link.to_string()
+            };
             let mut target = Map::new();
             target.insert(key.to_string(), Value::Null);
             out.insert(name, Value::Object(target));

@@ -58,7 +58,11 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> SchemaError {
         .collect();
     let keys = match &error.kind {
         ValidationErrorKind::Required { property } => {
-            vec![property.as_str().map_or_else(|| property.to_string(), str::to_string)]
+            vec![
+                property
+                    .as_str()
+                    .map_or_else(|| property.to_string(), str::to_string),
+            ]
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected.clone(),
         _ if path.is_empty() => Vec::new(),

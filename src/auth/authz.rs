@@ -88,7 +88,9 @@ impl Permissions {
     /// Asking for method `*` only matches grants whose method is literally `*`.
     pub fn allows(&self, resource: &str, service: &str, method: &str) -> bool {
         self.grants.iter().any(|g| {
-            covers(&g.resource, resource) && matches(&g.service, service) && matches(&g.method, method)
+            covers(&g.resource, resource)
+                && matches(&g.service, service)
+                && matches(&g.method, method)
         })
     }
 
@@ -201,6 +203,9 @@ mod tests {
             panic!("a project grant is not a grant on everything");
         };
         assert_eq!(set.into_iter().collect::<Vec<_>>(), vec!["O-S", "P-Q"]);
-        assert_eq!(perms(&[("/", "*", "*")]).read_scope(&projects), ReadScope::All);
+        assert_eq!(
+            perms(&[("/", "*", "*")]).read_scope(&projects),
+            ReadScope::All
+        );
     }
 }

@@ -5,8 +5,8 @@ pub mod tokens;
 
 use std::path::Path;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
@@ -22,7 +22,8 @@ pub struct Principal {
 }
 
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashing with default parameters cannot fail")
@@ -30,8 +31,11 @@ pub fn hash_password(password: &str) -> String {
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// Name of the policy that makes a user an administrator of everything.
@@ -97,7 +101,9 @@ pub async fn create_api_key(
     expires_in: Option<i64>,
 ) -> Result<serde_json::Value, StoreError> {
     let (api_key, claims) = tokens.issue_api_key(user, scopes, expires_in);
-    store.insert_api_key(&claims.jti, user.id, claims.exp).await?;
+    store
+        .insert_api_key(&claims.jti, user.id, claims.exp)
+        .await?;
     Ok(json!({"api_key": api_key, "key_id": claims.jti}))
 }
 
@@ -113,7 +119,10 @@ pub async fn bootstrap(
         return Ok(None);
     }
     let admin = add_user(store, "admin", None, true).await?;
-    let scopes = tokens::USER_ALLOWED_SCOPES.iter().map(|s| s.to_string()).collect();
+    let scopes = tokens::USER_ALLOWED_SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let credentials = create_api_key(store, tokens, &admin, scopes, None).await?;
     let path = data_dir.join("credentials.json");
     write_private_file(&path, &serde_json::to_string_pretty(&credentials)?)?;

@@ -149,7 +149,11 @@ pub struct TokenService {
 
 impl TokenService {
     /// Load the signing keys from the database, creating the first one if none exist.
-    pub async fn load(store: &Store, public_url: &str, lifetimes: Lifetimes) -> Result<Self, TokenError> {
+    pub async fn load(
+        store: &Store,
+        public_url: &str,
+        lifetimes: Lifetimes,
+    ) -> Result<Self, TokenError> {
         let service = Self {
             issuer: format!("{}/user", public_url.trim_end_matches('/')),
             lifetimes,
@@ -182,7 +186,12 @@ impl TokenService {
     }
 
     /// A new API key for `user`; the caller records its `jti`.
-    pub fn issue_api_key(&self, user: &UserRow, scopes: Vec<String>, expires_in: Option<i64>) -> (String, Claims) {
+    pub fn issue_api_key(
+        &self,
+        user: &UserRow,
+        scopes: Vec<String>,
+        expires_in: Option<i64>,
+    ) -> (String, Claims) {
         let now = now_unix();
         let ttl = expires_in
             .filter(|&t| t > 0)
@@ -230,7 +239,12 @@ impl TokenService {
     }
 
     /// Verify signature, expiry, issuer and purpose of `token`.
-    pub async fn verify(&self, store: &Store, token: &str, purpose: &str) -> Result<Claims, TokenError> {
+    pub async fn verify(
+        &self,
+        store: &Store,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Claims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {

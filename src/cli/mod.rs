@@ -19,7 +19,11 @@ use crate::store::Store;
 use crate::validate::Validators;
 
 #[derive(Parser)]
-#[command(name = "commons", version, about = "A Gen3-compatible data commons in one binary")]
+#[command(
+    name = "commons",
+    version,
+    about = "A Gen3-compatible data commons in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +67,9 @@ impl DatabaseArgs {
             .database_url
             .clone()
             .unwrap_or_else(|| Store::default_url(&self.data_dir));
-        Store::open(&url).await.with_context(|| format!("cannot open database {url}"))
+        Store::open(&url)
+            .await
+            .with_context(|| format!("cannot open database {url}"))
     }
 }
 
@@ -169,7 +175,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("database is up to date");
             Ok(())
         }
-        Command::Users(UsersCommand::Add { name, admin, password_stdin, database }) => {
+        Command::Users(UsersCommand::Add {
+            name,
+            admin,
+            password_stdin,
+            database,
+        }) => {
             let store = database.open().await?;
             let password = if password_stdin {
                 let mut text = String::new();
@@ -183,39 +194,55 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 None
             };
             auth::add_user(&store, &name, password.as_deref(), admin).await?;
-            eprintln!("user '{name}' created{}", if admin { " (administrator)" } else { "" });
+            eprintln!(
+                "user '{name}' created{}",
+                if admin { " (administrator)" } else { "" }
+            );
             Ok(())
         }
         Command::Users(UsersCommand::List { database }) => {
             let store = database.open().await?;
             for user in store.list_users().await? {
-                println!("{}\t{}", user.username, if user.is_admin { "admin" } else { "user" });
+                println!(
+                    "{}\t{}",
+                    user.username,
+                    if user.is_admin { "admin" } else { "user" }
+                );
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Create { name, expires_in, public_url, database }) => {
+        Command::Keys(KeysCommand::Create {
+            name,
+            expires_in,
+            public_url,
+            database,
+        }) => {
             let store = database.open().await?;
             let public_url = match public_url {
                 Some(url) => url,
-                None => store
-                    .setting("public_url")
-                    .await?
-                    .context("no public URL known yet: start `commons serve` once or pass --public-url")?,
+                None => store.setting("public_url").await?.context(
+                    "no public URL known yet: start `commons serve` once or pass --public-url",
+                )?,
             };
             let tokens = TokenService::load(&store, &public_url, Lifetimes::default()).await?;
-            let user = store
-                .user_by_name(&name)
-                .await?
-                .with_context(|| format!("no user named '{name}' (create one with `commons users add`)"))?;
-            let scopes = auth::tokens::USER_ALLOWED_SCOPES.iter().map(|s| s.to_string()).collect();
-            let credentials = auth::create_api_key(&store, &tokens, &user, scopes, expires_in).await?;
+            let user = store.user_by_name(&name).await?.with_context(|| {
+                format!("no user named '{name}' (create one with `commons users add`)")
+            })?;
+            let scopes = auth::tokens::USER_ALLOWED_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let credentials =
+                auth::create_api_key(&store, &tokens, &user, scopes, expires_in).await?;
             println!("{}", serde_json::to_string(&credentials)?);
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate { database }) => {
             let store = database.open().await?;
             let kid = auth::tokens::rotate(&store).await?;
-            eprintln!("new signing key {kid}; running servers pick it up on their next unknown token");
+            eprintln!(
+                "new signing key {kid}; running servers pick it up on their next unknown token"
+            );
             Ok(())
         }
     }
@@ -270,7 +297,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
     let dictionary = dictionary::load(args.dictionary.as_deref())?;
@@ -292,17 +320,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
     if args.bootstrap_admin
-        && let Some(path) = auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
+        && let Some(path) =
+            auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
     {
-        eprintln!("Created the administrator 'admin'; API key written to {}", path.display());
-        eprintln!("Try: gen3 --auth {} submission get-programs", path.display());
+        eprintln!(
+            "Created the administrator 'admin'; API key written to {}",
+            path.display()
+        );
+        eprintln!(
+            "Try: gen3 --auth {} submission get-programs",
+            path.display()
+        );
     }
     let app = server::router(state, args.max_body_bytes);
-    let app = tower::Layer::layer(&tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(), app);
+    let app = tower::Layer::layer(
+        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
+        app,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("Commons listening on {} (public URL {public_url})", args.listen);
+    eprintln!(
+        "Commons listening on {} (public URL {public_url})",
+        args.listen
+    );
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
@@ -317,7 +358,9 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     };
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -83,7 +83,10 @@ pub fn load_path(path: &Path) -> Result<Dictionary, DictionaryError> {
         let name = name.replace(".yml", ".yaml");
         let text = std::fs::read_to_string(&file)
             .map_err(|e| DictionaryError(format!("{}: {e}", file.display())))?;
-        sources.insert(name.clone(), parse_yaml(&file.display().to_string(), &text)?);
+        sources.insert(
+            name.clone(),
+            parse_yaml(&file.display().to_string(), &text)?,
+        );
     }
     build(sources)
 }
@@ -147,7 +150,9 @@ fn build(sources: Sources) -> Result<Dictionary, DictionaryError> {
         documents.insert(base, resolved);
     }
     if nodes.is_empty() {
-        return Err(DictionaryError("the dictionary defines no node types".into()));
+        return Err(DictionaryError(
+            "the dictionary defines no node types".into(),
+        ));
     }
     let mut index = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -185,7 +190,9 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
         .and_then(Value::as_str)
         .ok_or_else(|| fail("missing key 'id'".into()))?
         .to_string();
-    let fail = |key: &str, msg: String| DictionaryError(format!("{file}: node '{id}', key '{key}': {msg}"));
+    let fail = |key: &str, msg: String| {
+        DictionaryError(format!("{file}: node '{id}', key '{key}': {msg}"))
+    };
     if !is_identifier(&id) {
         return Err(fail("id", "must match ^[A-Za-z_][A-Za-z0-9_]*$".into()));
     }
@@ -193,7 +200,10 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
         && !validators.is_null()
         && validators.as_array().is_some_and(|v| !v.is_empty())
     {
-        return Err(fail("validators", "named validators are not supported".into()));
+        return Err(fail(
+            "validators",
+            "named validators are not supported".into(),
+        ));
     }
     let category = obj
         .get("category")
@@ -237,7 +247,12 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
     let props = match obj.get("properties") {
         Some(Value::Object(p)) => p.clone(),
         None => Map::new(),
-        Some(other) => return Err(fail("properties", format!("expected a mapping, found {other}"))),
+        Some(other) => {
+            return Err(fail(
+                "properties",
+                format!("expected a mapping, found {other}"),
+            ));
+        }
     };
     for link in &links {
         if !props.contains_key(&link.name) {
@@ -264,7 +279,12 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
         for key in keys {
             let names: Vec<String> = key
                 .as_array()
-                .ok_or_else(|| fail("uniqueKeys", format!("expected lists of names, found {key}")))?
+                .ok_or_else(|| {
+                    fail(
+                        "uniqueKeys",
+                        format!("expected lists of names, found {key}"),
+                    )
+                })?
                 .iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect();
@@ -313,8 +333,14 @@ fn parse_link_entry(
         }
         subgroups.push(Subgroup {
             members: names.clone(),
-            required: entry.get("required").and_then(Value::as_bool).unwrap_or(false),
-            exclusive: entry.get("exclusive").and_then(Value::as_bool).unwrap_or(false),
+            required: entry
+                .get("required")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            exclusive: entry
+                .get("exclusive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         });
         return Ok(names);
     }
@@ -333,7 +359,10 @@ fn parse_link_entry(
         backref: field("backref")?,
         label: field("label").unwrap_or_default(),
         target_type: field("target_type")?,
-        required: entry.get("required").and_then(Value::as_bool).unwrap_or(false),
+        required: entry
+            .get("required")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         name: name.clone(),
     };
     links.push(link);
@@ -400,14 +429,12 @@ fn prop_kind(schema: &Value) -> PropKind {
         Some("integer") => PropKind::Integer,
         Some("number") => PropKind::Number,
         Some("boolean") => PropKind::Boolean,
-        Some("array") => PropKind::Array(
-            match schema.get("items").and_then(first_type) {
-                Some("integer") => ItemKind::Integer,
-                Some("number") => ItemKind::Number,
-                Some("boolean") => ItemKind::Boolean,
-                _ => ItemKind::String,
-            },
-        ),
+        Some("array") => PropKind::Array(match schema.get("items").and_then(first_type) {
+            Some("integer") => ItemKind::Integer,
+            Some("number") => ItemKind::Number,
+            Some("boolean") => ItemKind::Boolean,
+            _ => ItemKind::String,
+        }),
         _ => PropKind::String,
     }
 }
@@ -438,7 +465,10 @@ fn allow_null(prop: &mut Value) {
     match obj.get_mut("type") {
         Some(Value::String(t)) if t != "null" => {
             let t = std::mem::take(t);
-            obj.insert("type".into(), Value::Array(vec![Value::String(t), "null".into()]));
+            obj.insert(
+                "type".into(),
+                Value::Array(vec![Value::String(t), "null".into()]),
+            );
         }
         Some(Value::Array(types)) => {
             if !types.iter().any(|t| t == "null") {

@@ -15,7 +15,12 @@ pub type Sources = Map<String, Value>;
 /// Node schemas resolve strictly. Shared fragment files (`_definitions.yaml`)
 /// resolve leniently, as Gen3 only resolves what nodes use: a dangling
 /// reference that no node reaches (real dictionaries have some) stays as written.
-pub fn resolve(sources: &Sources, doc: &str, value: &Value, strict: bool) -> Result<Value, DictionaryError> {
+pub fn resolve(
+    sources: &Sources,
+    doc: &str,
+    value: &Value,
+    strict: bool,
+) -> Result<Value, DictionaryError> {
     Resolver {
         sources,
         strict,

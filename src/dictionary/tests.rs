@@ -13,7 +13,13 @@ fn bundled_dictionary_loads_with_links_and_backrefs() {
     let d = load(None).expect("the bundled dictionary loads");
     let project = d.node("project").expect("project node");
     assert!(project.link("programs").is_some());
-    assert!(d.node("program").unwrap().backrefs.iter().any(|b| b.name == "projects"));
+    assert!(
+        d.node("program")
+            .unwrap()
+            .backrefs
+            .iter()
+            .any(|b| b.name == "projects")
+    );
     assert!(d.nodes().iter().any(|n| n.is_data_file()));
     assert!(d.depth() >= 4, "depth {}", d.depth());
 }
@@ -32,7 +38,12 @@ fn gdcdictionary_resolves_refs_and_null_allowance() {
     // `$ref` merged: ubiquitous properties appear on every node.
     assert!(case.property("created_datetime").is_some());
     let sample = d.node("sample").unwrap();
-    assert!(sample.backrefs.iter().any(|b| b.name == "aliquots" && b.source_type == "aliquot"));
+    assert!(
+        sample
+            .backrefs
+            .iter()
+            .any(|b| b.name == "aliquots" && b.source_type == "aliquot")
+    );
 }
 
 #[test]
@@ -56,7 +67,10 @@ fn broken_dictionary_names_file_node_and_key() {
         }
     });
     let err = load_bundle_value("bundle", bundle).unwrap_err().to_string();
-    assert!(err.contains("thing.yaml") && err.contains("to_one"), "{err}");
+    assert!(
+        err.contains("thing.yaml") && err.contains("to_one"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -59,14 +59,25 @@ fn field_type(kind: PropKind) -> TypeRef {
 
 /// Properties exposed as GraphQL fields: valid names other than `id`/`type`.
 fn exposed(node: &NodeType) -> impl Iterator<Item = &crate::dictionary::Property> {
-    node.properties
-        .iter()
-        .filter(|p| plan::is_identifier(&p.name) && !p.name.starts_with("__") && p.name != "project_id")
+    node.properties.iter().filter(|p| {
+        plan::is_identifier(&p.name) && !p.name.starts_with("__") && p.name != "project_id"
+    })
 }
 
 const LIST_ARGS: [&str; 13] = [
-    "id", "ids", "quick_search", "first", "offset", "order_by_asc", "order_by_desc",
-    "created_after", "created_before", "updated_after", "updated_before", "with_links", "not",
+    "id",
+    "ids",
+    "quick_search",
+    "first",
+    "offset",
+    "order_by_asc",
+    "order_by_desc",
+    "created_after",
+    "created_before",
+    "updated_after",
+    "updated_before",
+    "with_links",
+    "not",
 ];
 
 /// Node-list arguments of `node` (GRAPHQL.md §3).
@@ -74,26 +85,59 @@ fn list_arguments(field: Field, node: &NodeType) -> Field {
     let mut field = field
         .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
-        .argument(InputValue::new("quick_search", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "quick_search",
+            TypeRef::named(TypeRef::STRING),
+        ))
         .argument(
             InputValue::new("first", TypeRef::named(TypeRef::INT))
                 .default_value(plan::DEFAULT_FIRST),
         )
         .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
-        .argument(InputValue::new("order_by_asc", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("order_by_desc", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("created_after", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("created_before", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("updated_after", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("updated_before", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("with_links", TypeRef::named_list(TypeRef::STRING)))
-        .argument(InputValue::new("with_links_any", TypeRef::named_list(TypeRef::STRING)))
-        .argument(InputValue::new("without_links", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "order_by_asc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "order_by_desc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "created_after",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "created_before",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "updated_after",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "updated_before",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "with_links",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "with_links_any",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "without_links",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
         .argument(InputValue::new(
             "not",
             TypeRef::named_list(format!("NotPropertiesInput_{}", node.id)),
         ))
-        .argument(InputValue::new("project_id", TypeRef::named_list(TypeRef::STRING)));
+        .argument(InputValue::new(
+            "project_id",
+            TypeRef::named_list(TypeRef::STRING),
+        ));
     for property in exposed(node) {
         if LIST_ARGS.contains(&property.name.as_str()) || property.name.starts_with("with") {
             continue;
@@ -163,7 +207,9 @@ fn nested_list_field(name: &str, target: &str) -> Field {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            Ok(Some(FieldValue::list(items.into_iter().map(FieldValue::owned_any))))
+            Ok(Some(FieldValue::list(
+                items.into_iter().map(FieldValue::owned_any),
+            )))
         })
     })
 }
@@ -172,7 +218,9 @@ fn nested_count_field(name: &str) -> Field {
     Field::new(name, TypeRef::named(TypeRef::INT), move |ctx| {
         FieldFuture::new(async move {
             let key = response_key(&ctx);
-            let n = parent_json(&ctx).and_then(|p| p.get(&key)).and_then(Value::as_i64);
+            let n = parent_json(&ctx)
+                .and_then(|p| p.get(&key))
+                .and_then(Value::as_i64);
             Ok(n.map(|n| FieldValue::value(GqlValue::from(n))))
         })
     })
@@ -189,7 +237,10 @@ fn selection(field: SelectionField<'_>) -> async_graphql::Result<Selection> {
         key: field.alias().unwrap_or(field.name()).to_string(),
         name: field.name().to_string(),
         args,
-        children: field.selection_set().map(selection).collect::<async_graphql::Result<_>>()?,
+        children: field
+            .selection_set()
+            .map(selection)
+            .collect::<async_graphql::Result<_>>()?,
     })
 }
 
@@ -197,22 +248,37 @@ fn root_list_field(type_name: String, node: &NodeType, interface: bool) -> Field
     let field_type = if interface { "Node" } else { node.id.as_str() }.to_string();
     let query_type = (!interface).then(|| type_name.clone());
     let field = Field::new(
-        if interface { "node".to_string() } else { type_name },
+        if interface {
+            "node".to_string()
+        } else {
+            type_name
+        },
         TypeRef::named_list(field_type),
         move |ctx| {
             let query_type = query_type.clone();
             FieldFuture::new(async move {
                 let request = ctx.data::<RequestContext>()?;
                 let sel = selection(ctx.field())?;
-                let statement =
-                    plan::root_list(&request.dictionary, &request.scope, query_type.as_deref(), &sel)?;
-                let text = request.store.query_json(&statement.sql, &statement.binds).await?;
+                let statement = plan::root_list(
+                    &request.dictionary,
+                    &request.scope,
+                    query_type.as_deref(),
+                    &sel,
+                )?;
+                let text = request
+                    .store
+                    .query_json(&statement.sql, &statement.binds)
+                    .await?;
                 let rows: Vec<Value> = serde_json::from_str(&text)?;
                 Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
                     if !interface {
                         return FieldValue::owned_any(row);
                     }
-                    let type_name = row.get(TYPE_KEY).and_then(Value::as_str).unwrap_or_default().to_string();
+                    let type_name = row
+                        .get(TYPE_KEY)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     FieldValue::owned_any(row).with_type(type_name)
                 }))))
             })
@@ -227,30 +293,51 @@ fn root_list_field(type_name: String, node: &NodeType, interface: bool) -> Field
 
 fn root_count_field(node: &NodeType) -> Field {
     let type_name = node.id.clone();
-    let field = Field::new(format!("_{}_count", node.id), TypeRef::named(TypeRef::INT), move |ctx| {
-        let type_name = type_name.clone();
-        FieldFuture::new(async move {
-            let request = ctx.data::<RequestContext>()?;
-            let sel = selection(ctx.field())?;
-            let statement = plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
-            let n = request.store.query_count(&statement.sql, &statement.binds).await?;
-            Ok(Some(FieldValue::value(GqlValue::from(n))))
-        })
-    });
+    let field = Field::new(
+        format!("_{}_count", node.id),
+        TypeRef::named(TypeRef::INT),
+        move |ctx| {
+            let type_name = type_name.clone();
+            FieldFuture::new(async move {
+                let request = ctx.data::<RequestContext>()?;
+                let sel = selection(ctx.field())?;
+                let statement =
+                    plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
+                let n = request
+                    .store
+                    .query_count(&statement.sql, &statement.binds)
+                    .await?;
+                Ok(Some(FieldValue::value(GqlValue::from(n))))
+            })
+        },
+    );
     list_arguments(field, node)
 }
 
-const NODE_INTERFACE_FIELDS: [&str; 5] =
-    ["submitter_id", "project_id", "created_datetime", "updated_datetime", "type"];
+const NODE_INTERFACE_FIELDS: [&str; 5] = [
+    "submitter_id",
+    "project_id",
+    "created_datetime",
+    "updated_datetime",
+    "type",
+];
 
 fn node_object(dictionary: &Dictionary, node: &NodeType) -> Object {
     let mut object = Object::new(node.id.clone())
         .implement("Node")
         .field(scalar_field("id", None, TypeRef::named(TypeRef::ID)))
         .field(scalar_field("type", None, TypeRef::named(TypeRef::STRING)))
-        .field(scalar_field("project_id", None, TypeRef::named(TypeRef::STRING)));
+        .field(scalar_field(
+            "project_id",
+            None,
+            TypeRef::named(TypeRef::STRING),
+        ));
     for property in exposed(node) {
-        object = object.field(scalar_field(&property.name, Some(property.kind), field_type(property.kind)));
+        object = object.field(scalar_field(
+            &property.name,
+            Some(property.kind),
+            field_type(property.kind),
+        ));
     }
     for name in NODE_INTERFACE_FIELDS {
         if name != "type" && name != "project_id" && node.property(name).is_none() {
@@ -261,11 +348,20 @@ fn node_object(dictionary: &Dictionary, node: &NodeType) -> Object {
         .links
         .iter()
         .map(|l| (l.name.clone(), l.target_type.clone()))
-        .chain(node.backrefs.iter().map(|b| (b.name.clone(), b.source_type.clone())));
+        .chain(
+            node.backrefs
+                .iter()
+                .map(|b| (b.name.clone(), b.source_type.clone())),
+        );
     for (name, other) in edges {
-        let Some(other_node) = dictionary.node(&other) else { continue };
+        let Some(other_node) = dictionary.node(&other) else {
+            continue;
+        };
         object = object.field(list_arguments(nested_list_field(&name, &other), other_node));
-        object = object.field(list_arguments(nested_count_field(&format!("_{name}_count")), node));
+        object = object.field(list_arguments(
+            nested_count_field(&format!("_{name}_count")),
+            node,
+        ));
     }
     object
 }
@@ -274,7 +370,10 @@ fn not_input(node: &NodeType) -> InputObject {
     let mut input = InputObject::new(format!("NotPropertiesInput_{}", node.id));
     let mut any = false;
     for property in exposed(node) {
-        input = input.field(InputValue::new(property.name.clone(), TypeRef::named(scalar(property.kind))));
+        input = input.field(InputValue::new(
+            property.name.clone(),
+            TypeRef::named(scalar(property.kind)),
+        ));
         any = true;
     }
     if !any {
@@ -285,7 +384,8 @@ fn not_input(node: &NodeType) -> InputObject {
 
 /// Build the schema for `dictionary`.
 pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, String> {
-    let mut interface = Interface::new("Node").field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)));
+    let mut interface =
+        Interface::new("Node").field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)));
     for name in NODE_INTERFACE_FIELDS {
         interface = interface.field(InterfaceField::new(name, TypeRef::named(TypeRef::STRING)));
     }
@@ -297,24 +397,62 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         root = root
             .field(root_list_field(node.id.clone(), node, false))
             .field(root_count_field(node));
-        builder = builder.register(node_object(dictionary, node)).register(not_input(node));
+        builder = builder
+            .register(node_object(dictionary, node))
+            .register(not_input(node));
     }
-    let any = dictionary.nodes().first().ok_or("the dictionary has no node types")?;
+    let any = dictionary
+        .nodes()
+        .first()
+        .ok_or("the dictionary has no node types")?;
     let node_field = root_list_field(String::new(), any, true)
         .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
-        .argument(InputValue::new("submitter_id", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("quick_search", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)).default_value(plan::DEFAULT_FIRST))
+        .argument(InputValue::new(
+            "submitter_id",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "quick_search",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(
+            InputValue::new("first", TypeRef::named(TypeRef::INT))
+                .default_value(plan::DEFAULT_FIRST),
+        )
         .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
-        .argument(InputValue::new("order_by_asc", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("order_by_desc", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("created_after", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("created_before", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("updated_after", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("updated_before", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("project_id", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("of_type", TypeRef::named_list(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "order_by_asc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "order_by_desc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "created_after",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "created_before",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "updated_after",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "updated_before",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "project_id",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "of_type",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
         .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING)));
     root = root.field(node_field);
     builder
@@ -350,7 +488,9 @@ pub async fn execute(
 
 /// The standard introspection result served by `/getschema`.
 pub async fn introspection(schema: &Schema) -> Value {
-    let response = schema.execute(async_graphql::Request::new(INTROSPECTION_QUERY)).await;
+    let response = schema
+        .execute(async_graphql::Request::new(INTROSPECTION_QUERY))
+        .await;
     json!({"data": response.data.into_json().unwrap_or(Value::Null)})
 }
 

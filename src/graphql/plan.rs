@@ -43,6 +43,14 @@ struct Builder<'a> {
     aliases: usize,
 }
 
+/// Edges of one link or backref seen from a node: the edge column holding the
+/// node, the stored link name, and for backrefs the type of the other end.
+struct EdgeRef {
+    own_column: &'static str,
+    label: String,
+    source_type: Option<String>,
+}
+
 /// Which rows a list starts from.
 enum Source<'a> {
     /// Root field over one node type.
@@ -50,9 +58,17 @@ enum Source<'a> {
     /// The `node` root field: any node type (filtered by `of_type` / `category`).
     AnyType,
     /// Parents of `parent_alias` via forward link `link`.
-    Forward { parent: String, link: &'a str, target: &'a NodeType },
+    Forward {
+        parent: String,
+        link: &'a str,
+        target: &'a NodeType,
+    },
     /// Children of type `source` pointing at `parent_alias` via its link `link`.
-    Backward { parent: String, link: &'a str, source: &'a NodeType },
+    Backward {
+        parent: String,
+        link: &'a str,
+        source: &'a NodeType,
+    },
 }
 
 impl<'a> Builder<'a> {
@@ -71,7 +87,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `FROM ... WHERE ...` of a list: source rows, authorization, argument filters.
-    fn from_where(
+    fn source_rows(
         &mut self,
         alias: &str,
         source: &Source<'_>,
@@ -85,18 +101,32 @@ impl<'a> Builder<'a> {
                 format!("nodes {alias}")
             }
             Source::AnyType => format!("nodes {alias}"),
-            Source::Forward { parent, link, target } => {
+            Source::Forward {
+                parent,
+                link,
+                target,
+            } => {
                 let e = self.alias();
                 conditions.push(format!("{e}.src_id = {parent}.node_id"));
                 conditions.push(format!("{e}.link = {}", self.bind_text(link)));
-                conditions.push(format!("{alias}.node_type = {}", self.bind_text(&target.id)));
+                conditions.push(format!(
+                    "{alias}.node_type = {}",
+                    self.bind_text(&target.id)
+                ));
                 format!("edges {e} JOIN nodes {alias} ON {alias}.node_id = {e}.dst_id")
             }
-            Source::Backward { parent, link, source } => {
+            Source::Backward {
+                parent,
+                link,
+                source,
+            } => {
                 let e = self.alias();
                 conditions.push(format!("{e}.dst_id = {parent}.node_id"));
                 conditions.push(format!("{e}.link = {}", self.bind_text(link)));
-                conditions.push(format!("{alias}.node_type = {}", self.bind_text(&source.id)));
+                conditions.push(format!(
+                    "{alias}.node_type = {}",
+                    self.bind_text(&source.id)
+                ));
                 format!("edges {e} JOIN nodes {alias} ON {alias}.node_id = {e}.src_id")
             }
         };
@@ -116,9 +146,9 @@ impl<'a> Builder<'a> {
         let restricted = format!("{alias}.project_id IN (SELECT value FROM json_each({param}))");
         match source {
             Source::AnyType => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
-            Source::Root(n) | Source::Forward { target: n, .. } | Source::Backward { source: n, .. } => {
-                (n.id != "program").then_some(restricted)
-            }
+            Source::Root(n)
+            | Source::Forward { target: n, .. }
+            | Source::Backward { source: n, .. } => (n.id != "program").then_some(restricted),
         }
     }
 
@@ -141,11 +171,15 @@ impl<'a> Builder<'a> {
                 }
                 "ids" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!("{alias}.node_id IN (SELECT value FROM json_each({p}))"));
+                    out.push(format!(
+                        "{alias}.node_id IN (SELECT value FROM json_each({p}))"
+                    ));
                 }
                 "project_id" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!("{alias}.project_id IN (SELECT value FROM json_each({p}))"));
+                    out.push(format!(
+                        "{alias}.project_id IN (SELECT value FROM json_each({p}))"
+                    ));
                 }
                 "quick_search" => {
                     let needle = text(value).to_lowercase();
@@ -164,14 +198,17 @@ impl<'a> Builder<'a> {
                         "updated_after" => ("updated_datetime", ">"),
                         _ => ("updated_datetime", "<"),
                     };
-                    let at = normalize_datetime(&text(value))
-                        .ok_or_else(|| PlanError(format!("Invalid datetime for {name}: '{}'", text(value))))?;
+                    let at = normalize_datetime(&text(value)).ok_or_else(|| {
+                        PlanError(format!("Invalid datetime for {name}: '{}'", text(value)))
+                    })?;
                     let p = self.bind_text(&at);
                     out.push(format!("({alias}.props ->> '$.{column}') {op} {p}"));
                 }
                 "of_type" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!("{alias}.node_type IN (SELECT value FROM json_each({p}))"));
+                    out.push(format!(
+                        "{alias}.node_type IN (SELECT value FROM json_each({p}))"
+                    ));
                 }
                 "category" => {
                     let types: Vec<String> = self
@@ -181,23 +218,31 @@ impl<'a> Builder<'a> {
                         .filter(|n| n.category == text(value))
                         .map(|n| n.id.clone())
                         .collect();
-                    let p = self.bind_text(&serde_json::to_string(&types).expect("strings serialize"));
-                    out.push(format!("{alias}.node_type IN (SELECT value FROM json_each({p}))"));
+                    let p =
+                        self.bind_text(&serde_json::to_string(&types).expect("strings serialize"));
+                    out.push(format!(
+                        "{alias}.node_type IN (SELECT value FROM json_each({p}))"
+                    ));
                 }
                 "with_links" | "with_links_any" | "without_links" => {
                     let Some(node) = node else { continue };
                     let mut parts = Vec::new();
                     for link in list(value) {
-                        let link = text(&link);
-                        let (column, other, label) = self.edge_direction(node, &link)?;
+                        let edge = self.edge_ref(node, &text(&link))?;
                         let e = self.alias();
-                        let p = self.bind_text(&label);
+                        let label = self.bind_text(&edge.label);
+                        let source_check = match &edge.source_type {
+                            Some(t) => {
+                                let t = self.bind_text(t);
+                                format!(
+                                    " AND EXISTS (SELECT 1 FROM nodes s WHERE s.node_id = {e}.src_id AND s.node_type = {t})"
+                                )
+                            }
+                            None => String::new(),
+                        };
                         parts.push(format!(
-                            "EXISTS (SELECT 1 FROM edges {e} WHERE {e}.{column} = {alias}.node_id AND {e}.link = {p}{other})",
-                            other = other.map(|(col, t)| {
-                                let t = self.bind_text(&t);
-                                format!(" AND (SELECT node_type FROM nodes WHERE node_id = {e}.{col}) = {t}")
-                            }).unwrap_or_default()
+                            "EXISTS (SELECT 1 FROM edges {e} WHERE {e}.{} = {alias}.node_id AND {e}.link = {label}{source_check})",
+                            edge.own_column
                         ));
                     }
                     if parts.is_empty() {
@@ -206,14 +251,22 @@ impl<'a> Builder<'a> {
                     out.push(match name.as_str() {
                         "with_links" => parts.join(" AND "),
                         "with_links_any" => format!("({})", parts.join(" OR ")),
-                        _ => parts.iter().map(|p| format!("NOT {p}")).collect::<Vec<_>>().join(" AND "),
+                        _ => parts
+                            .iter()
+                            .map(|p| format!("NOT {p}"))
+                            .collect::<Vec<_>>()
+                            .join(" AND "),
                     });
                 }
                 "not" => {
                     let Some(node) = node else { continue };
                     for item in list(value) {
-                        let Some(obj) = item.as_object() else { continue };
-                        let Some(property) = node.properties.iter().find(|p| obj.contains_key(&p.name)) else {
+                        let Some(obj) = item.as_object() else {
+                            continue;
+                        };
+                        let Some(property) =
+                            node.properties.iter().find(|p| obj.contains_key(&p.name))
+                        else {
                             continue;
                         };
                         let path = json_path(&property.name);
@@ -261,22 +314,21 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    /// For a link or backref name on `node`: the edge column matching this node,
-    /// the edge label, and (for backrefs) the source type to check.
-    fn edge_direction(
-        &self,
-        node: &NodeType,
-        name: &str,
-    ) -> Result<(&'static str, Option<(&'static str, String)>, String), PlanError> {
+    /// How edges named `name` (a link or a backref of `node`) touch `node`.
+    fn edge_ref(&self, node: &NodeType, name: &str) -> Result<EdgeRef, PlanError> {
         if let Some(link) = node.link(name) {
-            return Ok(("src_id", None, link.name.clone()));
+            return Ok(EdgeRef {
+                own_column: "src_id",
+                label: link.name.clone(),
+                source_type: None,
+            });
         }
         if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
-            return Ok((
-                "dst_id",
-                Some(("src_id", backref.source_type.clone())),
-                backref.link_name.clone(),
-            ));
+            return Ok(EdgeRef {
+                own_column: "dst_id",
+                label: backref.link_name.clone(),
+                source_type: Some(backref.source_type.clone()),
+            });
         }
         Err(PlanError(format!("Invalid link name '{name}'")))
     }
@@ -288,12 +340,20 @@ impl<'a> Builder<'a> {
         args: &[(String, Value)],
         paged: bool,
     ) -> Result<String, PlanError> {
-        let arg = |name: &str| args.iter().find(|(n, v)| n == name && !v.is_null()).map(|(_, v)| v);
+        let arg = |name: &str| {
+            args.iter()
+                .find(|(n, v)| n == name && !v.is_null())
+                .map(|(_, v)| v)
+        };
         let mut order = Vec::new();
         for (name, direction) in [("order_by_asc", "ASC"), ("order_by_desc", "DESC")] {
             let Some(key) = arg(name) else { continue };
             let key = text(key);
-            let nulls = if direction == "ASC" { "NULLS FIRST" } else { "NULLS LAST" };
+            let nulls = if direction == "ASC" {
+                "NULLS FIRST"
+            } else {
+                "NULLS LAST"
+            };
             match key.as_str() {
                 "id" => order.push(format!("{alias}.node_id {direction}")),
                 "type" => {}
@@ -307,14 +367,19 @@ impl<'a> Builder<'a> {
                         let type_name = node.map_or("node", |n| n.id.as_str());
                         return Err(PlanError(format!("Cannot order by {other} on {type_name}")));
                     }
-                    order.push(format!("({alias}.props ->> '{}') {direction} {nulls}", json_path(other)));
+                    order.push(format!(
+                        "({alias}.props ->> '{}') {direction} {nulls}",
+                        json_path(other)
+                    ));
                 }
             }
         }
         order.push(format!("{alias}.seq ASC"));
         let mut sql = format!(" ORDER BY {}", order.join(", "));
         if paged {
-            let first = arg("first").and_then(Value::as_i64).unwrap_or(DEFAULT_FIRST);
+            let first = arg("first")
+                .and_then(Value::as_i64)
+                .unwrap_or(DEFAULT_FIRST);
             let offset = arg("offset").and_then(Value::as_i64).unwrap_or(0).max(0);
             let limit = if first <= 0 { -1 } else { first };
             let l = self.bind(BindValue::Int(limit));
@@ -332,7 +397,7 @@ impl<'a> Builder<'a> {
         selection: &Selection,
     ) -> Result<String, PlanError> {
         let alias = self.alias();
-        let (from, conditions) = self.from_where(&alias, &source, &selection.args, node)?;
+        let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children)?;
         let tail = self.order_limit(&alias, node, &selection.args, true)?;
         Ok(format!(
@@ -349,7 +414,7 @@ impl<'a> Builder<'a> {
         args: &[(String, Value)],
     ) -> Result<String, PlanError> {
         let alias = self.alias();
-        let (from, conditions) = self.from_where(&alias, &source, args, node)?;
+        let (from, conditions) = self.source_rows(&alias, &source, args, node)?;
         Ok(format!(
             "SELECT count(*) FROM {from}{}",
             where_clause(&conditions)
@@ -392,29 +457,65 @@ impl<'a> Builder<'a> {
             .expect("the type key is always selected"))
     }
 
-    fn node_field(&mut self, alias: &str, node: &'a NodeType, field: &Selection) -> Result<String, PlanError> {
+    fn node_field(
+        &mut self,
+        alias: &str,
+        node: &'a NodeType,
+        field: &Selection,
+    ) -> Result<String, PlanError> {
         let name = field.name.as_str();
         if let Some(link) = node.link(name) {
             let target = self.node_type(&link.target_type)?;
-            let source = Source::Forward { parent: alias.into(), link: &link.name, target };
-            return Ok(format!("json(({}))", self.list(source, Some(target), field)?));
+            let source = Source::Forward {
+                parent: alias.into(),
+                link: &link.name,
+                target,
+            };
+            return Ok(format!(
+                "json(({}))",
+                self.list(source, Some(target), field)?
+            ));
         }
         if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
             let source_type = self.node_type(&backref.source_type)?;
-            let source = Source::Backward { parent: alias.into(), link: &backref.link_name, source: source_type };
-            return Ok(format!("json(({}))", self.list(source, Some(source_type), field)?));
+            let source = Source::Backward {
+                parent: alias.into(),
+                link: &backref.link_name,
+                source: source_type,
+            };
+            return Ok(format!(
+                "json(({}))",
+                self.list(source, Some(source_type), field)?
+            ));
         }
-        if let Some(edge) = name.strip_prefix('_').and_then(|n| n.strip_suffix("_count")) {
+        if let Some(edge) = name
+            .strip_prefix('_')
+            .and_then(|n| n.strip_suffix("_count"))
+        {
             // `_<edge>_count` takes the owner's arguments, applied to the neighbours.
             if let Some(link) = node.link(edge) {
                 let target = self.node_type(&link.target_type)?;
-                let source = Source::Forward { parent: alias.into(), link: &link.name, target };
-                return Ok(format!("({})", self.count(source, Some(target), &field.args)?));
+                let source = Source::Forward {
+                    parent: alias.into(),
+                    link: &link.name,
+                    target,
+                };
+                return Ok(format!(
+                    "({})",
+                    self.count(source, Some(target), &field.args)?
+                ));
             }
             if let Some(backref) = node.backrefs.iter().find(|b| b.name == edge) {
                 let source_type = self.node_type(&backref.source_type)?;
-                let source = Source::Backward { parent: alias.into(), link: &backref.link_name, source: source_type };
-                return Ok(format!("({})", self.count(source, Some(source_type), &field.args)?));
+                let source = Source::Backward {
+                    parent: alias.into(),
+                    link: &backref.link_name,
+                    source: source_type,
+                };
+                return Ok(format!(
+                    "({})",
+                    self.count(source, Some(source_type), &field.args)?
+                ));
             }
         }
         if node.property(name).is_some() {
@@ -440,13 +541,18 @@ fn where_clause(conditions: &[String]) -> String {
 
 /// `$."name"` path of a property; names are dictionary identifiers.
 fn json_path(name: &str) -> String {
-    debug_assert!(is_identifier(name), "property names are checked identifiers");
+    debug_assert!(
+        is_identifier(name),
+        "property names are checked identifiers"
+    );
     format!("$.{name}")
 }
 
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -476,7 +582,8 @@ fn normalize_datetime(input: &str) -> Option<String> {
     let parsed = chrono::DateTime::parse_from_rfc3339(input)
         .map(|d| d.with_timezone(&chrono::Utc))
         .or_else(|_| {
-            chrono::NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f").map(|n| n.and_utc())
+            chrono::NaiveDateTime::parse_from_str(input, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|n| n.and_utc())
         })
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(input, "%Y-%m-%d")
@@ -493,7 +600,12 @@ pub fn root_list(
     node_type: Option<&str>,
     selection: &Selection,
 ) -> Result<Statement, PlanError> {
-    let mut b = Builder { dictionary, scope, binds: Vec::new(), aliases: 0 };
+    let mut b = Builder {
+        dictionary,
+        scope,
+        binds: Vec::new(),
+        aliases: 0,
+    };
     let sql = match node_type {
         Some(t) => {
             let node = b.node_type(t)?;
@@ -501,7 +613,10 @@ pub fn root_list(
         }
         None => b.list(Source::AnyType, None, selection)?,
     };
-    Ok(Statement { sql, binds: b.binds })
+    Ok(Statement {
+        sql,
+        binds: b.binds,
+    })
 }
 
 /// The statement of a root `_<type>_count` field.
@@ -511,8 +626,16 @@ pub fn root_count(
     node_type: &str,
     args: &[(String, Value)],
 ) -> Result<Statement, PlanError> {
-    let mut b = Builder { dictionary, scope, binds: Vec::new(), aliases: 0 };
+    let mut b = Builder {
+        dictionary,
+        scope,
+        binds: Vec::new(),
+        aliases: 0,
+    };
     let node = b.node_type(node_type)?;
     let sql = b.count(Source::Root(node), Some(node), args)?;
-    Ok(Statement { sql, binds: b.binds })
+    Ok(Statement {
+        sql,
+        binds: b.binds,
+    })
 }

@@ -28,7 +28,10 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// The caller's permissions; without a token, the anonymous group's.
-async fn caller_permissions(state: &SharedState, headers: &HeaderMap) -> Result<Permissions, ApiError> {
+async fn caller_permissions(
+    state: &SharedState,
+    headers: &HeaderMap,
+) -> Result<Permissions, ApiError> {
     match bearer(headers)? {
         None => Ok(Permissions::load(&state.store, None).await?),
         Some(token) => state
@@ -39,7 +42,10 @@ async fn caller_permissions(state: &SharedState, headers: &HeaderMap) -> Result<
     }
 }
 
-async fn own_mapping(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn own_mapping(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let permissions = caller_permissions(&state, &headers).await?;
     let resources = state.store.list_resources().await?;
     Ok(Json(permissions.mapping(&resources)))
@@ -64,11 +70,17 @@ async fn user_mapping(
     Ok(Json(permissions.mapping(&resources)))
 }
 
-async fn resources(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn resources(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let permissions = caller_permissions(&state, &headers).await?;
     let all = state.store.list_resources().await?;
     let mapping = permissions.mapping(&all);
-    let paths: Vec<&String> = mapping.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let paths: Vec<&String> = mapping
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     Ok(Json(json!({"resources": paths})))
 }
 
@@ -98,7 +110,9 @@ fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.permissions.allows("/", "arborist", "*") {
         Ok(())
     } else {
-        Err(ApiError::forbidden("Unauthorized: User must be an authorization administrator"))
+        Err(ApiError::forbidden(
+            "Unauthorized: User must be an authorization administrator",
+        ))
     }
 }
 
@@ -118,25 +132,41 @@ fn string_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, ApiError> {
 fn string_list(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
     body.get(key)
         .and_then(Value::as_array)
-        .map(|items| items.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .ok_or_else(|| ApiError::bad_request(format!("missing list '{key}'")))
 }
 
-async fn create_user(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_user(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let name = string_field(&body, "name")?;
     match add_user(&state.store, name, None, false).await {
-        Ok(user) => Ok((StatusCode::CREATED, Json(json!({"name": user.username})))).map(IntoResponse::into_response),
+        Ok(user) => Ok((StatusCode::CREATED, Json(json!({"name": user.username}))).into_response()),
         Err(StoreError::Conflict(m)) => Err(ApiError::new(409, m)),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn list_users(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_users(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
     let users = state.store.list_users().await?;
-    let users: Vec<Value> = users.iter().map(|u| json!({"name": u.username, "is_admin": u.is_admin})).collect();
+    let users: Vec<Value> = users
+        .iter()
+        .map(|u| json!({"name": u.username, "is_admin": u.is_admin}))
+        .collect();
     Ok(Json(json!({"users": users})))
 }
 
@@ -169,7 +199,11 @@ async fn revoke_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn create_role(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_role(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let id = string_field(&body, "id")?.to_string();
@@ -179,20 +213,34 @@ async fn create_role(State(state): State<SharedState>, headers: HeaderMap, body:
         .cloned()
         .ok_or_else(|| ApiError::bad_request("missing list 'permissions'"))?;
     for permission in permissions.as_array().into_iter().flatten() {
-        if permission["action"]["service"].as_str().is_none() || permission["action"]["method"].as_str().is_none() {
+        if permission["action"]["service"].as_str().is_none()
+            || permission["action"]["method"].as_str().is_none()
+        {
             return Err(ApiError::bad_request(format!(
                 "each permission needs action.service and action.method: {permission}"
             )));
         }
     }
     if state.store.roles().await?.iter().any(|r| r.id == id) {
-        return Err(ApiError::new(409, format!("role with this ID already exists: {id}")));
+        return Err(ApiError::new(
+            409,
+            format!("role with this ID already exists: {id}"),
+        ));
     }
-    state.store.upsert_role(&RoleRow { id: id.clone(), permissions }).await?;
+    state
+        .store
+        .upsert_role(&RoleRow {
+            id: id.clone(),
+            permissions,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({"created": {"id": id}}))).into_response())
 }
 
-async fn list_roles(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_roles(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
     let roles: Vec<Value> = state
         .store
@@ -214,7 +262,11 @@ async fn delete_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn create_policy(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn create_policy(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let policy = PolicyRow {
@@ -223,23 +275,39 @@ async fn create_policy(State(state): State<SharedState>, headers: HeaderMap, bod
         resource_paths: string_list(&body, "resource_paths")?,
     };
     let roles = state.store.roles().await?;
-    if let Some(missing) = policy.role_ids.iter().find(|r| !roles.iter().any(|role| &role.id == *r)) {
+    if let Some(missing) = policy
+        .role_ids
+        .iter()
+        .find(|r| !roles.iter().any(|role| &role.id == *r))
+    {
         return Err(ApiError::bad_request(format!("role not found: {missing}")));
     }
     if let Some(bad) = policy.resource_paths.iter().find(|p| !p.starts_with('/')) {
-        return Err(ApiError::bad_request(format!("resource paths must start with '/': {bad}")));
+        return Err(ApiError::bad_request(format!(
+            "resource paths must start with '/': {bad}"
+        )));
     }
     if state.store.policy_exists(&policy.id).await? {
-        return Err(ApiError::new(409, format!("policy with this ID already exists: {}", policy.id)));
+        return Err(ApiError::new(
+            409,
+            format!("policy with this ID already exists: {}", policy.id),
+        ));
     }
     for path in &policy.resource_paths {
         state.store.upsert_resource(path).await?;
     }
     state.store.upsert_policy(&policy).await?;
-    Ok((StatusCode::CREATED, Json(json!({"created": {"id": policy.id}}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"created": {"id": policy.id}})),
+    )
+        .into_response())
 }
 
-async fn list_policies(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_policies(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     admin(&state, &headers).await?;
     let policies: Vec<Value> = state
         .store

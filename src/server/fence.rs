@@ -27,7 +27,10 @@ pub fn routes() -> Router<SharedState> {
     router
         .route("/user", get(user_info).post(user_info))
         .route("/.well-known/jwks", get(jwks))
-        .route("/.well-known/openid-configuration", get(openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .route("/jwt/keys", get(legacy_keys))
 }
 
@@ -36,7 +39,10 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
@@ -75,7 +81,11 @@ async fn exchange(
         TokenError::Store(s) => ApiError::from(s),
         other => ApiError::new(401, other.to_string()),
     };
-    let claims = state.tokens.verify(&state.store, api_key, "api_key").await.map_err(unauthorized)?;
+    let claims = state
+        .tokens
+        .verify(&state.store, api_key, "api_key")
+        .await
+        .map_err(unauthorized)?;
     let record = state.store.api_key(&claims.jti).await?;
     if record.is_none_or(|r| r.revoked) {
         return Err(unauthorized(TokenError::Revoked));
@@ -90,13 +100,17 @@ async fn exchange(
     .filter(|u| u.active)
     .ok_or_else(|| ApiError::new(401, "the key's user does not exist or is inactive"))?;
     let default_ttl = state.tokens.lifetimes.access_token;
-    let ttl = expires_in(&query)?.filter(|&t| t > 0).map_or(default_ttl, |t| t.min(default_ttl));
+    let ttl = expires_in(&query)?
+        .filter(|&t| t > 0)
+        .map_or(default_ttl, |t| t.min(default_ttl));
     if claims.exp < now_unix() + ttl {
         return Err(ApiError::bad_request(
             "Cannot issue an access token that would expire after the provided API key does. Please obtain a new API key and try again",
         ));
     }
-    let token = state.tokens.issue_access_token(&user, claims.scope.clone(), ttl);
+    let token = state
+        .tokens
+        .issue_access_token(&user, claims.scope.clone(), ttl);
     Ok(Json(json!({"access_token": token})))
 }
 
@@ -110,12 +124,26 @@ async fn create_key(
     let principal = state.principal(&headers, Some("credentials")).await?;
     let fields = body_fields(&headers, &body)?;
     let requested: Vec<String> = match fields.get("scope") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        Some(Value::String(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     };
-    if let Some(bad) = requested.iter().find(|s| !USER_ALLOWED_SCOPES.contains(&s.as_str())) {
-        return Err(ApiError::bad_request(format!("Scope {bad} is not supported")));
+    if let Some(bad) = requested
+        .iter()
+        .find(|s| !USER_ALLOWED_SCOPES.contains(&s.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Scope {bad} is not supported"
+        )));
     }
     let mut scopes = requested;
     scopes.extend(
@@ -126,15 +154,27 @@ async fn create_key(
             .filter(|s| USER_ALLOWED_SCOPES.contains(&s.as_str()))
             .cloned(),
     );
-    let credentials =
-        create_api_key(&state.store, &state.tokens, &principal.user, scopes, expires_in(&query)?).await?;
+    let credentials = create_api_key(
+        &state.store,
+        &state.tokens,
+        &principal.user,
+        scopes,
+        expires_in(&query)?,
+    )
+    .await?;
     Ok(Json(credentials))
 }
 
-async fn list_keys(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_keys(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = state.principal(&headers, Some("credentials")).await?;
     let keys = state.store.list_api_keys(principal.user.id).await?;
-    let jtis: Vec<Value> = keys.iter().map(|k| json!({"jti": k.jti, "exp": k.exp})).collect();
+    let jtis: Vec<Value> = keys
+        .iter()
+        .map(|k| json!({"jti": k.jti, "exp": k.exp}))
+        .collect();
     Ok(Json(json!({"jtis": jtis})))
 }
 
@@ -147,17 +187,26 @@ async fn revoke_key(
     if state.store.revoke_api_key(&jti, principal.user.id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::new(404, format!("token not found with JTI {jti} for current user")))
+        Err(ApiError::new(
+            404,
+            format!("token not found with JTI {jti} for current user"),
+        ))
     }
 }
 
 /// `GET /user/user`: who the caller is and what they may do.
-async fn user_info(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn user_info(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let principal = state.principal(&headers, Some("user")).await?;
     let resources = state.store.list_resources().await?;
     let authz = principal.permissions.mapping(&resources);
     let user = &principal.user;
-    let resource_list: Vec<&String> = authz.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let resource_list: Vec<&String> = authz
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     Ok(Json(json!({
         "user_id": user.id,
         "sub": user.id.to_string(),

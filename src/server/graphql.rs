@@ -33,7 +33,11 @@ async fn query(
             if body.is_array() { "list" } else { "scalar" }
         )));
     };
-    let query = body.get("query").and_then(Value::as_str).unwrap_or_default().to_string();
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let variables = match body.get("variables") {
         None | Some(Value::Null) => json!({}),
         Some(Value::String(text)) if text.trim().is_empty() => json!({}),
@@ -42,13 +46,18 @@ async fn query(
             Err(e) => {
                 return Ok((
                     StatusCode::BAD_REQUEST,
-                    Json(json!({"data": null, "errors": ["Unable to parse variables", e.to_string()]})),
+                    Json(
+                        json!({"data": null, "errors": ["Unable to parse variables", e.to_string()]}),
+                    ),
                 ));
             }
         },
         Some(other) => other.clone(),
     };
-    let operation = body.get("operationName").and_then(Value::as_str).map(str::to_string);
+    let operation = body
+        .get("operationName")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let projects: Vec<(String, String, bool)> = state
         .store
         .nodes_of_type("project")
@@ -67,5 +76,8 @@ async fn query(
         scope: principal.permissions.read_scope(&projects),
     };
     let (status, body) = execute(&state.schema, context, query, variables, operation).await;
-    Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)))
+    Ok((
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        Json(body),
+    ))
 }

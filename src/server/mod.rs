@@ -59,7 +59,10 @@ impl ApiError {
     }
 
     pub fn forbidden(detail: &str) -> Self {
-        Self::new(403, format!("You don't have access to this resource: {detail}"))
+        Self::new(
+            403,
+            format!("You don't have access to this resource: {detail}"),
+        )
     }
 }
 
@@ -88,7 +91,9 @@ impl From<StoreError> for ApiError {
 impl From<crate::submission::SubmissionError> for ApiError {
     fn from(e: crate::submission::SubmissionError) -> Self {
         match e {
-            crate::submission::SubmissionError::Status(status, message) => ApiError::new(status, message),
+            crate::submission::SubmissionError::Status(status, message) => {
+                ApiError::new(status, message)
+            }
             crate::submission::SubmissionError::Store(s) => s.into(),
         }
     }
@@ -103,21 +108,36 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::unauthorized("could not parse authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ') => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && !token.contains(' ') =>
+        {
             Ok(Some(token))
         }
-        _ => Err(ApiError::unauthorized("could not parse authorization header")),
+        _ => Err(ApiError::unauthorized(
+            "could not parse authorization header",
+        )),
     }
 }
 
 impl AppState {
     /// Verify the access token of a request and load the caller's grants.
-    pub async fn principal(&self, headers: &HeaderMap, scope: Option<&str>) -> Result<Principal, ApiError> {
-        let token = bearer(headers)?.ok_or_else(|| ApiError::unauthorized("no authorization header provided"))?;
+    pub async fn principal(
+        &self,
+        headers: &HeaderMap,
+        scope: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let token = bearer(headers)?
+            .ok_or_else(|| ApiError::unauthorized("no authorization header provided"))?;
         self.principal_from_token(token, scope).await
     }
 
-    pub async fn principal_from_token(&self, token: &str, scope: Option<&str>) -> Result<Principal, ApiError> {
+    pub async fn principal_from_token(
+        &self,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<Principal, ApiError> {
         let claims = self
             .tokens
             .verify(&self.store, token, "access")
@@ -129,7 +149,9 @@ impl AppState {
         if let Some(scope) = scope
             && !claims.has_scope(scope)
         {
-            return Err(ApiError::unauthorized(TokenError::MissingScope(scope.into())));
+            return Err(ApiError::unauthorized(TokenError::MissingScope(
+                scope.into(),
+            )));
         }
         let user = claims
             .sub
@@ -140,9 +162,9 @@ impl AppState {
             Some(fut) => fut.await?,
             None => None,
         };
-        let user = user
-            .filter(|u| u.active)
-            .ok_or_else(|| ApiError::unauthorized("the token's user does not exist or is inactive"))?;
+        let user = user.filter(|u| u.active).ok_or_else(|| {
+            ApiError::unauthorized("the token's user does not exist or is inactive")
+        })?;
         let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
         Ok(Principal {
             user,
@@ -179,7 +201,9 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-async fn version(axum::extract::State(state): axum::extract::State<SharedState>) -> axum::Json<Value> {
+async fn version(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> axum::Json<Value> {
     axum::Json(json!({
         "version": state.version,
         "commit": option_env!("COMMONS_COMMIT").unwrap_or("unknown"),
@@ -189,6 +213,8 @@ async fn version(axum::extract::State(state): axum::extract::State<SharedState>)
 
 /// Parse a request body that must be JSON (API.md G5).
 pub fn parse_json_body(body: &[u8]) -> Result<Value, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
-    serde_json::from_str(text).map_err(|e| ApiError::bad_request(format!("Unable to parse json: {e}")))
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
+    serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("Unable to parse json: {e}")))
 }

@@ -24,7 +24,13 @@ use crate::submission::{Mode, Project, Rights, Submission};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/", get(list_programs).post(upsert_program).put(upsert_program).patch(upsert_program))
+        .route(
+            "/",
+            get(list_programs)
+                .post(upsert_program)
+                .put(upsert_program)
+                .patch(upsert_program),
+        )
         .route("/_dictionary", get(dictionary_index))
         .route("/_dictionary/{entry}", get(dictionary_entry))
         .route("/template", get(all_templates))
@@ -37,16 +43,45 @@ pub fn routes() -> Router<SharedState> {
                 .patch(upsert_project)
                 .delete(delete_program),
         )
-        .route("/{program}/{project}", post(submit_create).put(submit_upsert).delete(delete_project))
-        .route("/{program}/{project}/_dry_run", post(dry_run_create).put(dry_run_upsert))
-        .route("/{program}/{project}/entities/{ids}", get(get_entities).delete(delete_entities))
-        .route("/{program}/{project}/entities/_dry_run/{ids}", delete(delete_entities_dry_run))
-        .route("/{program}/{project}/export", get(export_get).post(export_post))
-        .route("/{program}/{project}/_dictionary", get(project_dictionary_index))
-        .route("/{program}/{project}/_dictionary/{entry}", get(project_dictionary_entry))
+        .route(
+            "/{program}/{project}",
+            post(submit_create)
+                .put(submit_upsert)
+                .delete(delete_project),
+        )
+        .route(
+            "/{program}/{project}/_dry_run",
+            post(dry_run_create).put(dry_run_upsert),
+        )
+        .route(
+            "/{program}/{project}/entities/{ids}",
+            get(get_entities).delete(delete_entities),
+        )
+        .route(
+            "/{program}/{project}/entities/_dry_run/{ids}",
+            delete(delete_entities_dry_run),
+        )
+        .route(
+            "/{program}/{project}/export",
+            get(export_get).post(export_post),
+        )
+        .route(
+            "/{program}/{project}/_dictionary",
+            get(project_dictionary_index),
+        )
+        .route(
+            "/{program}/{project}/_dictionary/{entry}",
+            get(project_dictionary_entry),
+        )
         .route("/{program}/{project}/template", get(all_templates))
-        .route("/{program}/{project}/template/{node}", get(project_template))
-        .route("/{program}/{project}/open", post(open_project).put(open_project))
+        .route(
+            "/{program}/{project}/template/{node}",
+            get(project_template),
+        )
+        .route(
+            "/{program}/{project}/open",
+            post(open_project).put(open_project),
+        )
 }
 
 fn submission<'a>(state: &'a SharedState, principal: &'a Principal) -> Submission<'a> {
@@ -69,8 +104,15 @@ fn require(principal: &Principal, resource: &str, detail: &str) -> Result<(), Ap
     }
 }
 
-fn require_project(principal: &Principal, project: &Project, methods: &[&str]) -> Result<(), ApiError> {
-    if principal.permissions.allows_project(&project.program, &project.code, methods) {
+fn require_project(
+    principal: &Principal,
+    project: &Project,
+    methods: &[&str],
+) -> Result<(), ApiError> {
+    if principal
+        .permissions
+        .allows_project(&project.program, &project.code, methods)
+    {
         Ok(())
     } else {
         Err(ApiError::forbidden("user is unauthorized"))
@@ -78,12 +120,19 @@ fn require_project(principal: &Principal, project: &Project, methods: &[&str]) -
 }
 
 fn envelope(status: u16, body: Value) -> Response {
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), Json(body)).into_response()
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        Json(body),
+    )
+        .into_response()
 }
 
 // ------------------------------------------------------------------ programs
 
-async fn list_programs(State(state): State<SharedState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn list_programs(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     state.principal(&headers, Some("openid")).await?;
     let links: Vec<String> = state
         .store
@@ -96,11 +145,21 @@ async fn list_programs(State(state): State<SharedState>, headers: HeaderMap) -> 
     Ok(Json(json!({"links": links})))
 }
 
-async fn upsert_program(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn upsert_program(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let principal = state.principal(&headers, None).await?;
-    require(&principal, PROGRAM_ADMIN, "Unauthorized: User must be Sheepdog program admin")?;
+    require(
+        &principal,
+        PROGRAM_ADMIN,
+        "Unauthorized: User must be Sheepdog program admin",
+    )?;
     let doc = single_document_body(&state, &headers, &body)?;
-    Ok(Json(submission(&state, &principal).upsert_program(doc).await?))
+    Ok(Json(
+        submission(&state, &principal).upsert_program(doc).await?,
+    ))
 }
 
 async fn delete_program(
@@ -111,7 +170,11 @@ async fn delete_program(
     let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     sub.program(&program).await?;
-    require(&principal, PROGRAM_ADMIN, "Unauthorized: User must be Sheepdog program admin")?;
+    require(
+        &principal,
+        PROGRAM_ADMIN,
+        "Unauthorized: User must be Sheepdog program admin",
+    )?;
     sub.delete_program(&program).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -131,7 +194,11 @@ async fn list_projects(
         .nodes_of_type("project")
         .await?
         .iter()
-        .filter(|p| p.project_id.as_deref().is_some_and(|id| id.starts_with(&prefix)))
+        .filter(|p| {
+            p.project_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(&prefix))
+        })
         .filter_map(|p| p.props.get("code").and_then(Value::as_str))
         .map(|code| format!("/v0/submission/{program}/{code}"))
         .collect();
@@ -147,7 +214,11 @@ async fn upsert_project(
     let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     sub.program(&program).await?;
-    require(&principal, PROJECT_ADMIN, "Unauthorized: User must be Sheepdog project admin")?;
+    require(
+        &principal,
+        PROJECT_ADMIN,
+        "Unauthorized: User must be Sheepdog project admin",
+    )?;
     let doc = single_document_body(&state, &headers, &body)?;
     Ok(Json(sub.upsert_project(&program, doc).await?))
 }
@@ -160,7 +231,11 @@ async fn delete_project(
     let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
-    require(&principal, PROJECT_ADMIN, "Unauthorized: User must be Sheepdog project admin")?;
+    require(
+        &principal,
+        PROJECT_ADMIN,
+        "Unauthorized: User must be Sheepdog project admin",
+    )?;
     sub.delete_project(&project).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -197,10 +272,15 @@ fn body_flavour(headers: &HeaderMap) -> Option<Delimited> {
 }
 
 /// The entity documents of a submission body.
-fn documents(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, ApiError> {
+fn documents(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<Value>, ApiError> {
     match body_flavour(headers) {
         Some(flavour) => {
-            let text = std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
+            let text = std::str::from_utf8(body)
+                .map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
             parse_delimited(&state.dictionary, text, flavour)
                 .map_err(|e| ApiError::bad_request(format!("Unable to parse document: {e}")))
         }
@@ -220,7 +300,11 @@ fn documents(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Ve
     }
 }
 
-fn single_document_body(state: &SharedState, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+fn single_document_body(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let mut docs = documents(state, headers, body)?;
     if body_flavour(headers).is_some() && docs.len() == 1 {
         return Ok(docs.remove(0));
@@ -244,8 +328,12 @@ async fn submit(
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
     let rights = Rights {
-        create: principal.permissions.allows_project(&program, &code, &["create"]),
-        update: principal.permissions.allows_project(&program, &code, &["update"]),
+        create: principal
+            .permissions
+            .allows_project(&program, &code, &["create"]),
+        update: principal
+            .permissions
+            .allows_project(&program, &code, &["update"]),
     };
     let allowed = match mode {
         Mode::Create => rights.create,
@@ -303,7 +391,11 @@ async fn dry_run_upsert(
 }
 
 fn split_ids(ids: &str) -> Vec<String> {
-    ids.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase).collect()
+    ids.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 async fn project_for(
@@ -333,10 +425,16 @@ async fn get_entities(
         .into_iter()
         .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
         .collect();
-    let missing: Vec<&String> = ids.iter().filter(|id| !nodes.iter().any(|n| &n.id == *id)).collect();
+    let missing: Vec<&String> = ids
+        .iter()
+        .filter(|id| !nodes.iter().any(|n| &n.id == *id))
+        .collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
-        return Err(ApiError::new(404, format!("Not found: {}", list.join(", "))));
+        return Err(ApiError::new(
+            404,
+            format!("Not found: {}", list.join(", ")),
+        ));
     }
     let node_ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let edges = state.store.edges_from(&node_ids).await?;
@@ -355,18 +453,19 @@ async fn get_entities(
             props.insert("type".into(), Value::String(node.node_type.clone()));
             let mut links: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for edge in edges.iter().filter(|e| e.src_id == node.id) {
-                let key = targets
-                    .get(&edge.dst_id)
-                    .map(|t| {
-                        let k = crate::formats::target_key(&state.dictionary, &t.node_type);
-                        (k.clone(), t.props.get(&k).cloned().unwrap_or(Value::Null))
-                    });
+                let key = targets.get(&edge.dst_id).map(|t| {
+                    let k = crate::formats::target_key(&state.dictionary, &t.node_type);
+                    (k.clone(), t.props.get(&k).cloned().unwrap_or(Value::Null))
+                });
                 let mut target = Map::new();
                 target.insert("id".into(), Value::String(edge.dst_id.clone()));
                 if let Some((k, v)) = key {
                     target.insert(k, v);
                 }
-                links.entry(edge.link.clone()).or_default().push(Value::Object(target));
+                links
+                    .entry(edge.link.clone())
+                    .or_default()
+                    .push(Value::Object(target));
             }
             for (link, list) in links {
                 props.insert(link, Value::Array(list));
@@ -408,7 +507,9 @@ async fn remove(
             project.state()
         )));
     }
-    let (status, body) = submission(&state, &principal).delete(&project, &split_ids(&ids), dry_run).await?;
+    let (status, body) = submission(&state, &principal)
+        .delete(&project, &split_ids(&ids), dry_run)
+        .await?;
     Ok(envelope(status, body))
 }
 
@@ -423,15 +524,26 @@ struct ExportParams {
 }
 
 fn export_params(fields: &Map<String, Value>) -> Result<ExportParams, ApiError> {
-    let text = |key: &str| fields.get(key).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    let text = |key: &str| {
+        fields
+            .get(key)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+    };
     let ids = match fields.get("ids") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_lowercase).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_lowercase)
+            .collect(),
         Some(Value::String(s)) => split_ids(s),
         _ => Vec::new(),
     };
     let format_text = text("format").unwrap_or_else(|| "tsv".into());
-    let format = Format::parse(&format_text)
-        .ok_or_else(|| ApiError::bad_request(format!("Format {format_text} is not supported; supported formats are: csv,tsv,json.")))?;
+    let format = Format::parse(&format_text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Format {format_text} is not supported; supported formats are: csv,tsv,json."
+        ))
+    })?;
     Ok(ExportParams {
         ids,
         node_label: text("node_label").filter(|s| !s.is_empty()),
@@ -446,7 +558,10 @@ async fn export_get(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let fields: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let fields: Map<String, Value> = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     export(state, program, code, headers, fields).await
 }
 
@@ -457,11 +572,18 @@ async fn export_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut fields: Map<String, Value> = query.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let mut fields: Map<String, Value> = query
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     if !body.iter().all(u8::is_ascii_whitespace) {
         match parse_json_body(&body)? {
             Value::Object(map) => fields.extend(map),
-            _ => return Err(ApiError::bad_request("the export body must be a JSON object")),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "the export body must be a JSON object",
+                ));
+            }
         }
     }
     export(state, program, code, headers, fields).await
@@ -497,15 +619,25 @@ async fn export(
         .node_label
         .clone()
         .ok_or_else(|| ApiError::bad_request("expected either `ids` or `node_label` parameter"))?;
-    let node = state
-        .dictionary
-        .node(&label)
-        .ok_or_else(|| ApiError::bad_request(format!("dictionary does not have node with type {label}")))?;
+    let node = state.dictionary.node(&label).ok_or_else(|| {
+        ApiError::bad_request(format!("dictionary does not have node with type {label}"))
+    })?;
     if node.category == "internal" {
-        return Err(ApiError::bad_request("cannot export node with category `internal`"));
+        return Err(ApiError::bad_request(
+            "cannot export node with category `internal`",
+        ));
     }
     let name = format!("{label}.{}", params.format.extension());
-    Ok(attachment(&name, params.format, Body::from_stream(export_stream(state.clone(), project.project_id, label, params))))
+    Ok(attachment(
+        &name,
+        params.format,
+        Body::from_stream(export_stream(
+            state.clone(),
+            project.project_id,
+            label,
+            params,
+        )),
+    ))
 }
 
 /// Stream a whole node type page by page: memory stays flat whatever the size.
@@ -539,12 +671,20 @@ fn export_stream(
                 }
                 Step::After(after, first) => (after, first),
             };
-            let page = match state.store.nodes_page(&label, &project_id, after, PAGE_SIZE).await {
+            let page = match state
+                .store
+                .nodes_page(&label, &project_id, after, PAGE_SIZE)
+                .await
+            {
                 Ok(page) => page,
                 Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Step::Done)),
             };
             if page.is_empty() {
-                let tail = if format == Format::Json { b"]}".to_vec() } else { Vec::new() };
+                let tail = if format == Format::Json {
+                    b"]}".to_vec()
+                } else {
+                    Vec::new()
+                };
                 return Some((Ok(Bytes::from(tail)), Step::Done));
             }
             let last = page.last().map_or(after, |n| n.seq);
@@ -569,25 +709,39 @@ fn export_stream(
     })
 }
 
-async fn export_ids(state: &SharedState, project: &Project, params: &ExportParams) -> Result<Response, ApiError> {
+async fn export_ids(
+    state: &SharedState,
+    project: &Project,
+    params: &ExportParams,
+) -> Result<Response, ApiError> {
     let nodes: Vec<NodeRow> = state
         .store
         .nodes_by_ids(&params.ids)
         .await?
         .into_iter()
-        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()) && n.node_type != "project")
+        .filter(|n| {
+            n.project_id.as_deref() == Some(project.project_id.as_str()) && n.node_type != "project"
+        })
         .collect();
     if nodes.is_empty() {
-        return Err(ApiError::new(404, format!("Unable to find {}", params.ids.join(", "))));
+        return Err(ApiError::new(
+            404,
+            format!("Unable to find {}", params.ids.join(", ")),
+        ));
     }
     let mut by_type: BTreeMap<String, Vec<NodeRow>> = BTreeMap::new();
     for node in nodes {
-        by_type.entry(node.node_type.clone()).or_default().push(node);
+        by_type
+            .entry(node.node_type.clone())
+            .or_default()
+            .push(node);
     }
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut objects: Vec<Value> = Vec::new();
     for (label, nodes) in &by_type {
-        let Some(node_type) = state.dictionary.node(label) else { continue };
+        let Some(node_type) = state.dictionary.node(label) else {
+            continue;
+        };
         let exporter = Exporter::new(&state.dictionary, node_type, true);
         match params.format {
             Format::Json => objects.extend(exporter.objects(&state.store, nodes).await?),
@@ -613,15 +767,24 @@ async fn export_ids(state: &SharedState, project: &Project, params: &ExportParam
             } else {
                 format!("gdc_export_{digest}.json")
             };
-            Ok(attachment(&name, Format::Json, Body::from(Value::Array(objects).to_string())))
+            Ok(attachment(
+                &name,
+                Format::Json,
+                Body::from(Value::Array(objects).to_string()),
+            ))
         }
         Format::Delimited(_) if files.len() == 1 => {
             let (name, bytes) = files.remove(0);
             Ok(attachment(&name, params.format, Body::from(bytes)))
         }
         Format::Delimited(_) => {
-            let archive = tar_gz(&files).map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
-            Ok(attachment(&format!("gdc_export_{digest}.tar.gz"), params.format, Body::from(archive)))
+            let archive = tar_gz(&files)
+                .map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
+            Ok(attachment(
+                &format!("gdc_export_{digest}.tar.gz"),
+                params.format,
+                Body::from(archive),
+            ))
         }
     }
 }
@@ -662,7 +825,9 @@ fn dictionary_document(state: &SharedState, entry: &str) -> Result<Value, ApiErr
             all.insert(node.id.clone(), node.schema.clone());
         }
         for (name, document) in state.dictionary.documents() {
-            if state.dictionary.node(name).is_none() && name.starts_with('_') || name == "metaschema" {
+            if state.dictionary.node(name).is_none() && name.starts_with('_')
+                || name == "metaschema"
+            {
                 all.insert(name.clone(), document.clone());
             }
         }
@@ -678,7 +843,10 @@ fn dictionary_document(state: &SharedState, entry: &str) -> Result<Value, ApiErr
         .ok_or_else(|| ApiError::new(404, format!("Entry {entry} not in dictionary")))
 }
 
-async fn dictionary_entry(State(state): State<SharedState>, Path(entry): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn dictionary_entry(
+    State(state): State<SharedState>,
+    Path(entry): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     dictionary_document(&state, &entry).map(Json)
 }
 
@@ -688,7 +856,9 @@ async fn project_dictionary_index(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let principal = state.principal(&headers, None).await?;
-    submission(&state, &principal).project(&program, &code).await?;
+    submission(&state, &principal)
+        .project(&program, &code)
+        .await?;
     let mut links: Vec<String> = state
         .dictionary
         .nodes()
@@ -705,19 +875,29 @@ async fn project_dictionary_entry(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let principal = state.principal(&headers, None).await?;
-    submission(&state, &principal).project(&program, &code).await?;
+    submission(&state, &principal)
+        .project(&program, &code)
+        .await?;
     dictionary_document(&state, &entry).map(Json)
 }
 
 fn template_format(query: &HashMap<String, String>) -> Result<Format, ApiError> {
     let text = query.get("format").map_or("tsv", String::as_str);
-    Format::parse(text)
-        .ok_or_else(|| ApiError::bad_request(format!("Format {text} is not supported; supported formats are: csv,tsv,json.")))
+    Format::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Format {text} is not supported; supported formats are: csv,tsv,json."
+        ))
+    })
 }
 
-fn template_bytes(state: &SharedState, node: &crate::dictionary::NodeType, format: Format) -> Vec<u8> {
+fn template_bytes(
+    state: &SharedState,
+    node: &crate::dictionary::NodeType,
+    format: Format,
+) -> Vec<u8> {
     match format {
-        Format::Json => serde_json::to_vec_pretty(&template_json(&state.dictionary, node)).expect("JSON serializes"),
+        Format::Json => serde_json::to_vec_pretty(&template_json(&state.dictionary, node))
+            .expect("JSON serializes"),
         Format::Delimited(flavour) => {
             let headers = template_headers(&state.dictionary, node);
             let mut row = vec![String::new(); headers.len()];
@@ -744,9 +924,10 @@ async fn template(
         format,
         Body::from(template_bytes(&state, node_type, format)),
     );
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     Ok(response)
 }
 
@@ -766,7 +947,13 @@ async fn all_templates(
     let list = |key: &str| -> Vec<String> {
         query
             .get(key)
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (categories, exclude) = (list("categories"), list("exclude"));
@@ -780,16 +967,33 @@ async fn all_templates(
         .collect();
     match format {
         Format::Json => {
-            let all: Vec<Value> = nodes.iter().map(|n| template_json(&state.dictionary, n)).collect();
-            Ok(attachment("submission_templates.json", format, Body::from(Value::Array(all).to_string())))
+            let all: Vec<Value> = nodes
+                .iter()
+                .map(|n| template_json(&state.dictionary, n))
+                .collect();
+            Ok(attachment(
+                "submission_templates.json",
+                format,
+                Body::from(Value::Array(all).to_string()),
+            ))
         }
         Format::Delimited(flavour) => {
             let files: Vec<(String, Vec<u8>)> = nodes
                 .iter()
-                .map(|n| (format!("{}.{}", n.id, flavour.extension()), template_bytes(&state, n, format)))
+                .map(|n| {
+                    (
+                        format!("{}.{}", n.id, flavour.extension()),
+                        template_bytes(&state, n, format),
+                    )
+                })
                 .collect();
-            let archive = tar_gz(&files).map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
-            Ok(attachment("submission_templates.tar.gz", format, Body::from(archive)))
+            let archive = tar_gz(&files)
+                .map_err(|e| ApiError::new(500, format!("cannot build the archive: {e}")))?;
+            Ok(attachment(
+                "submission_templates.tar.gz",
+                format,
+                Body::from(archive),
+            ))
         }
     }
 }

@@ -111,9 +111,11 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
-        let rows = sqlx::query("SELECT id, username, password_hash, is_admin, active FROM users ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, username, password_hash, is_admin, active FROM users ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -212,10 +214,11 @@ impl Store {
     /// Stop verifying with keys other than `keep` (after their tokens have expired).
     pub async fn retire_signing_keys_except(&self, keep: &str) -> Result<u64> {
         let _guard = self.write_lock.lock().await;
-        let done = sqlx::query("UPDATE signing_keys SET retired = 1 WHERE kid <> ?1 AND retired = 0")
-            .bind(keep)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE signing_keys SET retired = 1 WHERE kid <> ?1 AND retired = 0")
+                .bind(keep)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected())
     }
 
@@ -240,9 +243,11 @@ impl Store {
     }
 
     pub async fn list_resources(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT path FROM authz_resources ORDER BY path")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT path FROM authz_resources ORDER BY path")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Create or replace a role; returns false when it already existed.
@@ -322,9 +327,10 @@ impl Store {
     }
 
     pub async fn policies(&self) -> Result<Vec<PolicyRow>> {
-        let rows = sqlx::query("SELECT id, role_ids, resource_paths FROM authz_policies ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id, role_ids, resource_paths FROM authz_policies ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(policy_from_row).collect()
     }
 
@@ -338,11 +344,13 @@ impl Store {
 
     pub async fn grant_user_policy(&self, username: &str, policy_id: &str) -> Result<()> {
         let _guard = self.write_lock.lock().await;
-        sqlx::query("INSERT OR IGNORE INTO authz_user_policies (username, policy_id) VALUES (?1, ?2)")
-            .bind(username)
-            .bind(policy_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO authz_user_policies (username, policy_id) VALUES (?1, ?2)",
+        )
+        .bind(username)
+        .bind(policy_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -371,11 +379,13 @@ impl Store {
 
     pub async fn add_group_user(&self, group: &str, username: &str) -> Result<()> {
         let _guard = self.write_lock.lock().await;
-        sqlx::query("INSERT OR IGNORE INTO authz_group_users (group_name, username) VALUES (?1, ?2)")
-            .bind(group)
-            .bind(username)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO authz_group_users (group_name, username) VALUES (?1, ?2)",
+        )
+        .bind(group)
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -412,10 +422,12 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PolicyRow> {
 
 impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {

@@ -22,7 +22,10 @@ impl Submission<'_> {
             .nodes_by_ids(&ids)
             .await?
             .into_iter()
-            .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()) && n.node_type != "project")
+            .filter(|n| {
+                n.project_id.as_deref() == Some(project.project_id.as_str())
+                    && n.node_type != "project"
+            })
             .map(|n| (n.id.clone(), n))
             .collect();
         let mut results: Vec<EntityResult> = Vec::new();
@@ -54,8 +57,13 @@ impl Submission<'_> {
         let mut all_dependents = Vec::new();
         for result in results.iter_mut() {
             let Some(id) = &result.id else { continue };
-            let Some(list) = dependents.get(id) else { continue };
-            let list: Vec<&(String, String)> = list.iter().filter(|(d, _)| !requested.contains(d)).collect();
+            let Some(list) = dependents.get(id) else {
+                continue;
+            };
+            let list: Vec<&(String, String)> = list
+                .iter()
+                .filter(|(d, _)| !requested.contains(d))
+                .collect();
             if list.is_empty() {
                 continue;
             }
@@ -71,7 +79,11 @@ impl Submission<'_> {
             error.insert("type".into(), ErrorType::InvalidLink.as_str().into());
             error.insert(
                 "dependents".into(),
-                Value::Array(list.iter().map(|(id, t)| json!({"id": id, "type": t})).collect()),
+                Value::Array(
+                    list.iter()
+                        .map(|(id, t)| json!({"id": id, "type": t}))
+                        .collect(),
+                ),
             );
             result.error_with(error);
             all_dependents.extend(list.iter().map(|(id, _)| id.clone()));
@@ -82,7 +94,11 @@ impl Submission<'_> {
             project_id: Some(project.project_id.clone()),
             role: "delete".into(),
             is_dry_run: dry_run,
-            state: if success { "SUCCEEDED".into() } else { "FAILED".into() },
+            state: if success {
+                "SUCCEEDED".into()
+            } else {
+                "FAILED".into()
+            },
             submitter: Some(self.username.to_string()),
             entity_count: results.len() as i64,
         };
@@ -123,7 +139,9 @@ impl Submission<'_> {
     }
 
     fn check_deletable(&self, row: &NodeRow, result: &mut EntityResult) {
-        let Some(node) = self.dictionary.node(&row.node_type) else { return };
+        let Some(node) = self.dictionary.node(&row.node_type) else {
+            return;
+        };
         if node.property("state").is_some() {
             match row.props.get("state").and_then(Value::as_str) {
                 None | Some("validated") => {}
@@ -161,7 +179,10 @@ impl Submission<'_> {
         requested: &HashSet<String>,
     ) -> Result<HashMap<String, Vec<(String, String)>>, StoreError> {
         let mut gone: HashSet<String> = requested.clone();
-        let mut root_of: HashMap<String, String> = requested.iter().map(|id| (id.clone(), id.clone())).collect();
+        let mut root_of: HashMap<String, String> = requested
+            .iter()
+            .map(|id| (id.clone(), id.clone()))
+            .collect();
         let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
         let mut frontier: Vec<String> = requested.iter().cloned().collect();
         while !frontier.is_empty() {
@@ -176,16 +197,27 @@ impl Submission<'_> {
             let child_rows = self.store.nodes_by_ids(&children).await?;
             let mut child_edges: HashMap<String, Vec<(String, String)>> = HashMap::new();
             for edge in self.store.edges_from(&children).await? {
-                child_edges.entry(edge.src_id).or_default().push((edge.link, edge.dst_id));
+                child_edges
+                    .entry(edge.src_id)
+                    .or_default()
+                    .push((edge.link, edge.dst_id));
             }
             let mut next = Vec::new();
             for child in child_rows {
-                let Some(node) = self.dictionary.node(&child.node_type) else { continue };
+                let Some(node) = self.dictionary.node(&child.node_type) else {
+                    continue;
+                };
                 let edges = child_edges.get(&child.id).cloned().unwrap_or_default();
                 let remaining = |link: &str| {
-                    edges.iter().filter(|(l, dst)| l == link && !gone.contains(dst)).count()
+                    edges
+                        .iter()
+                        .filter(|(l, dst)| l == link && !gone.contains(dst))
+                        .count()
                 };
-                let loses_required = node.links.iter().any(|l| l.required && remaining(&l.name) == 0)
+                let loses_required = node
+                    .links
+                    .iter()
+                    .any(|l| l.required && remaining(&l.name) == 0)
                     || node
                         .subgroups
                         .iter()
@@ -200,7 +232,9 @@ impl Submission<'_> {
                     .unwrap_or_default();
                 let root = root_of.get(&parent).cloned().unwrap_or(parent);
                 root_of.insert(child.id.clone(), root.clone());
-                out.entry(root).or_default().push((child.id.clone(), child.node_type.clone()));
+                out.entry(root)
+                    .or_default()
+                    .push((child.id.clone(), child.node_type.clone()));
                 gone.insert(child.id.clone());
                 next.push(child.id);
             }

@@ -45,7 +45,8 @@ pub struct EntityResult {
 
 impl EntityResult {
     pub fn error(&mut self, kind: ErrorType, keys: &[&str], message: impl Into<String>) {
-        self.errors.push(json!({"message": message.into(), "keys": keys, "type": kind.as_str()}));
+        self.errors
+            .push(json!({"message": message.into(), "keys": keys, "type": kind.as_str()}));
     }
 
     pub fn error_with(&mut self, mut error: Map<String, Value>) {
@@ -54,7 +55,8 @@ impl EntityResult {
     }
 
     pub fn warning(&mut self, keys: &[&str], message: impl Into<String>) {
-        self.warnings.push(json!({"message": message.into(), "keys": keys, "type": "ERROR"}));
+        self.warnings
+            .push(json!({"message": message.into(), "keys": keys, "type": "ERROR"}));
     }
 
     pub fn valid(&self) -> bool {

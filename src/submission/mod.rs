@@ -29,7 +29,11 @@ pub struct Project {
 
 impl Project {
     pub fn state(&self) -> &str {
-        self.node.props.get("state").and_then(Value::as_str).unwrap_or("open")
+        self.node
+            .props
+            .get("state")
+            .and_then(Value::as_str)
+            .unwrap_or("open")
     }
 }
 
@@ -55,7 +59,11 @@ pub struct Submission<'a> {
 }
 
 /// The lower-cased natural key of a document (None when a key value is missing).
-pub fn natural_key_of(node: &NodeType, project_id: &str, doc: &Map<String, Value>) -> Option<String> {
+pub fn natural_key_of(
+    node: &NodeType,
+    project_id: &str,
+    doc: &Map<String, Value>,
+) -> Option<String> {
     if node.natural_key.is_empty() {
         return None;
     }
@@ -109,10 +117,15 @@ impl Submission<'_> {
 
     /// `POST /`: register or update a program (API.md §2.2).
     pub async fn upsert_program(&self, doc: Value) -> Result<Value, SubmissionError> {
-        let doc = single_document(doc, "The program creation endpoint only supports single documents (dict). Received a list of documents.")?;
+        let doc = single_document(
+            doc,
+            "The program creation endpoint only supports single documents (dict). Received a list of documents.",
+        )?;
         let node_type = doc.get("type").and_then(Value::as_str).unwrap_or("");
         if node_type != "program" {
-            return Err(bad_request(format!("Invalid type in key type='{node_type}'")));
+            return Err(bad_request(format!(
+                "Invalid type in key type='{node_type}'"
+            )));
         }
         let name = doc
             .get("name")
@@ -137,7 +150,10 @@ impl Submission<'_> {
             .as_ref()
             .map(|row| row.id.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v5(&PROGRAM_NAMESPACE, name.as_bytes()).to_string());
-        let mut stored = existing.as_ref().map(|r| r.props.clone()).unwrap_or_default();
+        let mut stored = existing
+            .as_ref()
+            .map(|r| r.props.clone())
+            .unwrap_or_default();
         stored.extend(props);
         let change = ChangeSet {
             nodes: vec![NodeWrite {
@@ -150,8 +166,12 @@ impl Submission<'_> {
             }],
             ..ChangeSet::default()
         };
-        self.store.write(&change, &self.record(None, "create", 1)).await?;
-        self.store.upsert_resource(&format!("/programs/{name}")).await?;
+        self.store
+            .write(&change, &self.record(None, "create", 1))
+            .await?;
+        self.store
+            .upsert_resource(&format!("/programs/{name}"))
+            .await?;
         let message = if existing.is_some() {
             "Program is updated!"
         } else {
@@ -161,13 +181,22 @@ impl Submission<'_> {
     }
 
     /// `PUT|POST /P`: create or update a project (API.md §2.3).
-    pub async fn upsert_project(&self, program: &str, doc: Value) -> Result<Value, SubmissionError> {
+    pub async fn upsert_project(
+        &self,
+        program: &str,
+        doc: Value,
+    ) -> Result<Value, SubmissionError> {
         let program_row = self.program(program).await?;
-        let mut doc = single_document(doc, "The project creation endpoint only supports single documents (dict). Received a list of documents.")?;
+        let mut doc = single_document(
+            doc,
+            "The project creation endpoint only supports single documents (dict). Received a list of documents.",
+        )?;
         if let Some(t) = doc.get("type").and_then(Value::as_str)
             && t != "project"
         {
-            return Err(bad_request(format!("Invalid post to program endpoint with type='{t}'")));
+            return Err(bad_request(format!(
+                "Invalid post to program endpoint with type='{t}'"
+            )));
         }
         let code = doc
             .get("code")
@@ -176,7 +205,9 @@ impl Submission<'_> {
             .ok_or_else(|| bad_request("No project specified in key 'code'"))?
             .to_string();
         if code.contains('/') {
-            return Err(bad_request(format!("Project code '{code}' must not contain '/'")));
+            return Err(bad_request(format!(
+                "Project code '{code}' must not contain '/'"
+            )));
         }
         for dropped in ["type", "state", "released", "programs", "id"] {
             doc.remove(dropped);
@@ -192,7 +223,9 @@ impl Submission<'_> {
         if let Some(row) = &existing_code
             && row.project_id.as_deref() != Some(project_id.as_str())
         {
-            return Err(bad_request(format!("ERROR: Project {code} already exists in DB")));
+            return Err(bad_request(format!(
+                "ERROR: Project {code} already exists in DB"
+            )));
         }
         if existing_code.is_none() && !doc.contains_key("dbgap_accession_number") {
             return Err(bad_request("No dbgap_accession_number specified."));
@@ -201,7 +234,10 @@ impl Submission<'_> {
             .dictionary
             .node("project")
             .ok_or_else(|| bad_request("the dictionary has no project node"))?;
-        let mut props = existing_code.as_ref().map(|r| r.props.clone()).unwrap_or_default();
+        let mut props = existing_code
+            .as_ref()
+            .map(|r| r.props.clone())
+            .unwrap_or_default();
         for (key, value) in doc {
             props.insert(key, value);
         }
@@ -281,10 +317,11 @@ impl Submission<'_> {
         let program = self.program(name).await?;
         let prefix = format!("{name}-");
         let projects = self.store.nodes_of_type("project").await?;
-        if projects
-            .iter()
-            .any(|p| p.project_id.as_deref().is_some_and(|id| id.starts_with(&prefix)))
-        {
+        if projects.iter().any(|p| {
+            p.project_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with(&prefix))
+        }) {
             return Err(bad_request(format!(
                 "ERROR: Can not delete the program. Program {name} is not empty"
             )));
@@ -293,8 +330,12 @@ impl Submission<'_> {
             delete_nodes: vec![program.id],
             ..ChangeSet::default()
         };
-        self.store.write(&change, &self.record(None, "delete", 1)).await?;
-        self.store.delete_resource(&format!("/programs/{name}")).await?;
+        self.store
+            .write(&change, &self.record(None, "delete", 1))
+            .await?;
+        self.store
+            .delete_resource(&format!("/programs/{name}"))
+            .await?;
         Ok(())
     }
 
@@ -311,10 +352,16 @@ impl Submission<'_> {
             ..ChangeSet::default()
         };
         self.store
-            .write(&change, &self.record(Some(&project.project_id), "delete", 1))
+            .write(
+                &change,
+                &self.record(Some(&project.project_id), "delete", 1),
+            )
             .await?;
         self.store
-            .delete_resource(&format!("/programs/{}/projects/{}", project.program, project.code))
+            .delete_resource(&format!(
+                "/programs/{}/projects/{}",
+                project.program, project.code
+            ))
             .await?;
         Ok(())
     }

@@ -66,7 +66,10 @@ impl Submission<'_> {
         if docs.is_empty() {
             transactional.push(json!({"message": "Nothing to submit", "type": "ERROR"}));
         }
-        let mut staged: Vec<Staged> = docs.into_iter().map(|d| self.parse(project, d, mode)).collect();
+        let mut staged: Vec<Staged> = docs
+            .into_iter()
+            .map(|d| self.parse(project, d, mode))
+            .collect();
 
         self.identify(project, &mut staged, mode, rights).await?;
         for entity in staged.iter_mut() {
@@ -82,17 +85,33 @@ impl Submission<'_> {
             project_id: Some(project.project_id.clone()),
             role: role.into(),
             is_dry_run: dry_run,
-            state: if failed { "FAILED".into() } else { "SUCCEEDED".into() },
+            state: if failed {
+                "FAILED".into()
+            } else {
+                "SUCCEEDED".into()
+            },
             submitter: Some(self.username.to_string()),
             entity_count: entities.len() as i64,
         };
         if failed || dry_run {
             let id = self.store.log_transaction(&record).await?;
-            return Ok(upload_envelope(id, &entities, &transactional, dry_run, success_code));
+            return Ok(upload_envelope(
+                id,
+                &entities,
+                &transactional,
+                dry_run,
+                success_code,
+            ));
         }
         let change = change_set(project, &staged);
         match self.store.write(&change, &record).await {
-            Ok(id) => Ok(upload_envelope(id, &entities, &transactional, false, success_code)),
+            Ok(id) => Ok(upload_envelope(
+                id,
+                &entities,
+                &transactional,
+                false,
+                success_code,
+            )),
             Err(StoreError::Conflict(detail)) => {
                 // A concurrent request inserted the same natural key first.
                 record.state = "FAILED".into();
@@ -124,7 +143,10 @@ impl Submission<'_> {
             result.error(
                 ErrorType::InvalidValue,
                 &[],
-                format!("Entity document must be an object, not a {}", json_type(&doc)),
+                format!(
+                    "Entity document must be an object, not a {}",
+                    json_type(&doc)
+                ),
             );
             return staged;
         };
@@ -154,7 +176,9 @@ impl Submission<'_> {
             result.error(
                 ErrorType::InvalidType,
                 &["type"],
-                format!("{type_name} is not an entity that can be upload via the project endpoint."),
+                format!(
+                    "{type_name} is not an entity that can be upload via the project endpoint."
+                ),
             );
             return staged;
         }
@@ -209,12 +233,18 @@ impl Submission<'_> {
                 ),
             );
         }
-        for problem in self.validators.check(&type_name, &Value::Object(doc.clone())) {
+        for problem in self
+            .validators
+            .check(&type_name, &Value::Object(doc.clone()))
+        {
             let kind = if problem.message.contains("is not of type") {
                 ErrorType::InvalidValue
             } else if problem.message.contains("is a required property") {
                 ErrorType::MissingProperty
-            } else if problem.message.contains("Additional properties are not allowed") {
+            } else if problem
+                .message
+                .contains("Additional properties are not allowed")
+            {
                 ErrorType::InvalidProperty
             } else if problem.keys.first().is_some_and(|k| {
                 let first = k.split('.').next().unwrap_or(k);
@@ -248,7 +278,10 @@ impl Submission<'_> {
                 ids.push(id.clone());
             }
             match &entity.natural_key {
-                Some(key) => keys_by_type.entry(node.id.clone()).or_default().push(key.clone()),
+                Some(key) => keys_by_type
+                    .entry(node.id.clone())
+                    .or_default()
+                    .push(key.clone()),
                 None if entity.result.id.is_none() => {
                     let message = if node.natural_key.is_empty() {
                         format!(
@@ -262,7 +295,9 @@ impl Submission<'_> {
                         )
                     };
                     let keys: Vec<&str> = node.natural_key.iter().map(String::as_str).collect();
-                    entity.result.error(ErrorType::MissingProperty, &keys, message);
+                    entity
+                        .result
+                        .error(ErrorType::MissingProperty, &keys, message);
                 }
                 None => {}
             }
@@ -375,7 +410,10 @@ impl Submission<'_> {
                         result.error(
                             ErrorType::InvalidPermissions,
                             &[],
-                            format!("You do not have update permission for project {}", project.project_id),
+                            format!(
+                                "You do not have update permission for project {}",
+                                project.project_id
+                            ),
                         );
                     }
                     entity.existing = Some(row);
@@ -389,7 +427,10 @@ impl Submission<'_> {
                         result.error(
                             ErrorType::InvalidPermissions,
                             &[],
-                            format!("You do not have create permission for project {}", project.project_id),
+                            format!(
+                                "You do not have create permission for project {}",
+                                project.project_id
+                            ),
                         );
                     }
                 }
@@ -421,13 +462,19 @@ impl Submission<'_> {
                 continue;
             }
             let Some(property) = node.property(key) else {
-                let hint = crate::dictionary::closest(key, node.properties.iter().map(|p| p.name.as_str()))
-                    .map(|s| format!(" Did you mean '{s}'?"))
-                    .unwrap_or_default();
+                let hint = crate::dictionary::closest(
+                    key,
+                    node.properties.iter().map(|p| p.name.as_str()),
+                )
+                .map(|s| format!(" Did you mean '{s}'?"))
+                .unwrap_or_default();
                 entity.result.error(
                     ErrorType::InvalidProperty,
                     &[key],
-                    format!("Key '{key}' is not a valid property for type '{}'.{hint}", node.id),
+                    format!(
+                        "Key '{key}' is not a valid property for type '{}'.{hint}",
+                        node.id
+                    ),
                 );
                 continue;
             };
@@ -469,7 +516,10 @@ impl Submission<'_> {
         }
         entity.link_refs = link_refs;
         if node.property("project_id").is_some() {
-            props.insert("project_id".into(), Value::String(project.project_id.clone()));
+            props.insert(
+                "project_id".into(),
+                Value::String(project.project_id.clone()),
+            );
         }
         for property in &node.properties {
             if node.is_system_property(&property.name)
@@ -490,7 +540,11 @@ impl Submission<'_> {
     }
 
     /// Step 8: each link reference names exactly one node of the project.
-    async fn resolve_links(&self, project: &Project, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+    async fn resolve_links(
+        &self,
+        project: &Project,
+        staged: &mut [Staged<'_>],
+    ) -> Result<(), StoreError> {
         // Entities of this request can be targets of each other.
         let mut in_request_ids: HashMap<String, String> = HashMap::new();
         let mut in_request_keys: HashMap<(String, String), String> = HashMap::new();
@@ -586,7 +640,11 @@ impl Submission<'_> {
             .node(target_type)
             .is_some_and(|n| n.natural_key.first().is_some_and(|k| k == "project_id"));
         if scoped {
-            format!("{}\u{1f}{}", project.project_id.to_lowercase(), key.to_lowercase())
+            format!(
+                "{}\u{1f}{}",
+                project.project_id.to_lowercase(),
+                key.to_lowercase()
+            )
         } else {
             key.to_lowercase()
         }
@@ -605,7 +663,10 @@ impl Submission<'_> {
         if row.node_type == "project" {
             return Err((
                 ErrorType::InvalidPermissions,
-                format!("Cannot link entity to project {owner} under {} endpoint", project.code),
+                format!(
+                    "Cannot link entity to project {owner} under {} endpoint",
+                    project.code
+                ),
             ));
         }
         Err((
@@ -625,7 +686,10 @@ impl Submission<'_> {
             .collect();
         let mut stored: HashMap<(String, String), Vec<String>> = HashMap::new();
         for edge in self.store.edges_from(&updated).await? {
-            stored.entry((edge.src_id, edge.link)).or_default().push(edge.dst_id);
+            stored
+                .entry((edge.src_id, edge.link))
+                .or_default()
+                .push(edge.dst_id);
         }
         for entity in staged.iter_mut() {
             let (Some(node), Some(id)) = (entity.node, entity.result.id.clone()) else {
@@ -666,7 +730,11 @@ impl Submission<'_> {
                     entity.result.error(
                         ErrorType::InvalidLink,
                         &[&link.name],
-                        format!("'{}' link has to be {}", link.name, link.multiplicity.as_str()),
+                        format!(
+                            "'{}' link has to be {}",
+                            link.name,
+                            link.multiplicity.as_str()
+                        ),
                     );
                 }
             }
@@ -702,12 +770,22 @@ impl Submission<'_> {
     }
 
     /// Multiplicity `one_to_*`: a target has at most one source via the link.
-    async fn check_one_source_per_target(&self, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+    async fn check_one_source_per_target(
+        &self,
+        staged: &mut [Staged<'_>],
+    ) -> Result<(), StoreError> {
         let mut targets = Vec::new();
         for entity in staged.iter() {
             let Some(node) = entity.node else { continue };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
-                targets.extend(entity.targets.get(&link.name).into_iter().flatten().cloned());
+                targets.extend(
+                    entity
+                        .targets
+                        .get(&link.name)
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
             }
         }
         if targets.is_empty() {
@@ -715,18 +793,28 @@ impl Submission<'_> {
         }
         let mut sources: HashMap<(String, String), HashSet<String>> = HashMap::new();
         for edge in self.store.edges_to(&targets).await? {
-            sources.entry((edge.dst_id, edge.link)).or_default().insert(edge.src_id);
+            sources
+                .entry((edge.dst_id, edge.link))
+                .or_default()
+                .insert(edge.src_id);
         }
         for entity in staged.iter() {
-            let (Some(node), Some(id)) = (entity.node, &entity.result.id) else { continue };
+            let (Some(node), Some(id)) = (entity.node, &entity.result.id) else {
+                continue;
+            };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).into_iter().flatten() {
-                    sources.entry((t.clone(), link.name.clone())).or_default().insert(id.clone());
+                    sources
+                        .entry((t.clone(), link.name.clone()))
+                        .or_default()
+                        .insert(id.clone());
                 }
             }
         }
         for entity in staged.iter_mut() {
-            let (Some(node), Some(id)) = (entity.node, entity.result.id.clone()) else { continue };
+            let (Some(node), Some(id)) = (entity.node, entity.result.id.clone()) else {
+                continue;
+            };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).cloned().unwrap_or_default() {
                     let set = &sources[&(t.clone(), link.name.clone())];
@@ -787,7 +875,10 @@ fn target_refs(value: &Value) -> Vec<TargetRef> {
         .into_iter()
         .filter_map(|item| {
             let obj = item.as_object()?;
-            if let Some(id) = obj.get("id").or_else(|| obj.get("node_id")).and_then(Value::as_str)
+            if let Some(id) = obj
+                .get("id")
+                .or_else(|| obj.get("node_id"))
+                .and_then(Value::as_str)
                 && !id.is_empty()
             {
                 return Some(TargetRef::Id(id.to_lowercase()));
@@ -803,7 +894,9 @@ fn target_refs(value: &Value) -> Vec<TargetRef> {
 fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
     let mut change = ChangeSet::default();
     for entity in staged {
-        let (Some(node), Some(id)) = (entity.node, &entity.result.id) else { continue };
+        let (Some(node), Some(id)) = (entity.node, &entity.result.id) else {
+            continue;
+        };
         change.nodes.push(NodeWrite {
             id: id.clone(),
             node_type: node.id.clone(),
@@ -828,7 +921,11 @@ fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
             // Replaced to-one targets: drop stored edges of this link not kept.
             for link in node.links.iter().filter(|l| l.multiplicity.to_one()) {
                 if entity.targets.get(&link.name).is_some_and(|t| t.len() == 1) {
-                    change.replace_links.push((id.clone(), link.name.clone(), entity.targets[&link.name][0].clone()));
+                    change.replace_links.push((
+                        id.clone(),
+                        link.name.clone(),
+                        entity.targets[&link.name][0].clone(),
+                    ));
                 }
             }
         }
