@@ -12,6 +12,7 @@ pub mod export;
 pub mod formats;
 pub mod graphql;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod submission;
 pub mod validate;

@@ -45,6 +45,9 @@ pub struct Claims {
     pub scope: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+    /// The API key an access token was minted from: revoking the key ends the token too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_jti: Option<String>,
 }
 
 impl Claims {
@@ -213,12 +216,19 @@ impl TokenService {
             azp: String::new(),
             scope,
             context: None,
+            api_key_jti: None,
         };
         (self.sign(&claims), claims)
     }
 
-    /// An access token for `user`, carrying `scope`.
-    pub fn issue_access_token(&self, user: &UserRow, scope: Vec<String>, ttl: i64) -> String {
+    /// An access token for `user`, carrying `scope`, minted from API key `api_key_jti`.
+    pub fn issue_access_token(
+        &self,
+        user: &UserRow,
+        scope: Vec<String>,
+        ttl: i64,
+        api_key_jti: &str,
+    ) -> String {
         let now = now_unix();
         let claims = Claims {
             pur: "access".into(),
@@ -234,6 +244,7 @@ impl TokenService {
                 "user": {"name": user.username, "is_admin": user.is_admin,
                           "google": {"proxy_group": null}}
             })),
+            api_key_jti: Some(api_key_jti.to_string()),
         };
         self.sign(&claims)
     }

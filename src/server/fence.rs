@@ -110,7 +110,7 @@ async fn exchange(
     }
     let token = state
         .tokens
-        .issue_access_token(&user, claims.scope.clone(), ttl);
+        .issue_access_token(&user, claims.scope.clone(), ttl, &claims.jti);
     Ok(Json(json!({"access_token": token})))
 }
 

@@ -15,6 +15,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
 use crate::auth::{Permissions, Principal, TokenError, TokenService};
 use crate::dictionary::Dictionary;
@@ -146,6 +148,11 @@ impl AppState {
                 TokenError::Store(s) => s.into(),
                 other => ApiError::unauthorized(other),
             })?;
+        if let Some(jti) = &claims.api_key_jti
+            && self.store.api_key(jti).await?.is_none_or(|k| k.revoked)
+        {
+            return Err(ApiError::unauthorized(TokenError::Revoked));
+        }
         if let Some(scope) = scope
             && !claims.has_scope(scope)
         {
@@ -180,6 +187,11 @@ async fn healthy() -> &'static str {
 
 async fn not_found() -> ApiError {
     ApiError::new(404, "The requested URL was not found on the server.")
+}
+
+/// The application as served: trailing slashes are ignored, never redirected (API.md G2).
+pub fn service(state: SharedState, max_body_bytes: usize) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state, max_body_bytes))
 }
 
 /// The whole application.

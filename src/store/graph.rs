@@ -158,6 +158,30 @@ impl Store {
         self.edges_where("dst_id", dst_ids).await
     }
 
+    /// Edges arriving at the given nodes, with the type of each source node.
+    pub async fn incoming_edges(&self, dst_ids: &[String]) -> Result<Vec<(Edge, String)>> {
+        if dst_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT e.src_id, e.link, e.dst_id, n.node_type FROM edges e JOIN nodes n ON n.node_id = e.src_id \
+             WHERE e.dst_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_list(dst_ids))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let edge = Edge {
+                    src_id: r.try_get("src_id")?,
+                    link: r.try_get("link")?,
+                    dst_id: r.try_get("dst_id")?,
+                };
+                Ok((edge, r.try_get("node_type")?))
+            })
+            .collect()
+    }
+
     async fn edges_where(&self, column: &str, ids: &[String]) -> Result<Vec<Edge>> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -791,10 +791,11 @@ impl Submission<'_> {
         if targets.is_empty() {
             return Ok(());
         }
-        let mut sources: HashMap<(String, String), HashSet<String>> = HashMap::new();
-        for edge in self.store.edges_to(&targets).await? {
+        // (target, link, source type) -> sources: link names are only unique per source type.
+        let mut sources: HashMap<(String, String, String), HashSet<String>> = HashMap::new();
+        for (edge, source_type) in self.store.incoming_edges(&targets).await? {
             sources
-                .entry((edge.dst_id, edge.link))
+                .entry((edge.dst_id, edge.link, source_type))
                 .or_default()
                 .insert(edge.src_id);
         }
@@ -805,7 +806,7 @@ impl Submission<'_> {
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).into_iter().flatten() {
                     sources
-                        .entry((t.clone(), link.name.clone()))
+                        .entry((t.clone(), link.name.clone(), node.id.clone()))
                         .or_default()
                         .insert(id.clone());
                 }
@@ -817,7 +818,7 @@ impl Submission<'_> {
             };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).cloned().unwrap_or_default() {
-                    let set = &sources[&(t.clone(), link.name.clone())];
+                    let set = &sources[&(t.clone(), link.name.clone(), node.id.clone())];
                     if set.len() > 1 && set.contains(&id) {
                         entity.result.error(
                             ErrorType::InvalidLink,

@@ -1,0 +1,236 @@
+//! Test plumbing: a Commons instance on a temporary SQLite database, driven
+//! in-process through the same HTTP service `commons serve` runs.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use commons::auth::{self, Lifetimes};
+use commons::dictionary;
+use commons::graphql::Limits;
+use commons::server::{self, SharedState};
+use commons::store::{Store, UserRow};
+
+pub const PUBLIC_URL: &str = "http://commons.test";
+
+pub struct TestApp {
+    pub state: SharedState,
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The shared reference dictionaries, read in place (never copied into the repo).
+pub fn reference_dictionaries() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/dictionaries");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+impl TestApp {
+    /// A fresh commons with `dictionary` (None: the bundled one) and an administrator.
+    pub async fn new(dictionary: Option<&Path>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dictionary = match dictionary {
+            Some(path) => dictionary::load_path(path).unwrap(),
+            None => dictionary::load(None).unwrap(),
+        };
+        let store = Store::open(&Store::default_url(dir.path())).await.unwrap();
+        let state = commons::cli::app_state(
+            dictionary,
+            store,
+            PUBLIC_URL,
+            Lifetimes::default(),
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+        let state = Arc::new(state);
+        let credentials = auth::bootstrap(&state.store, &state.tokens, dir.path())
+            .await
+            .unwrap()
+            .unwrap();
+        let credentials: Value =
+            serde_json::from_str(&std::fs::read_to_string(credentials).unwrap()).unwrap();
+        let mut app = TestApp {
+            state,
+            admin_token: String::new(),
+            _dir: dir,
+        };
+        app.admin_token = app.exchange(&credentials).await;
+        app
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", content_type);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("bearer {token}"));
+        }
+        let service = server::service(self.state.clone(), 1 << 30);
+        let response = service
+            .oneshot(builder.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.request("GET", path, token, "application/json", Vec::new())
+            .await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Reply {
+        self.request(
+            method,
+            path,
+            token,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn admin_json(&self, method: &str, path: &str, body: &Value) -> Reply {
+        let token = self.admin_token.clone();
+        self.send_json(method, path, Some(&token), body).await
+    }
+
+    /// Exchange credentials.json for an access token.
+    pub async fn exchange(&self, credentials: &Value) -> String {
+        let reply = self
+            .send_json(
+                "POST",
+                "/user/credentials/api/access_token",
+                None,
+                credentials,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A user with the given grants, and an access token for them.
+    pub async fn user(&self, name: &str, policies: &[&str]) -> (UserRow, Value, String) {
+        let user = auth::add_user(&self.state.store, name, None, false)
+            .await
+            .unwrap();
+        for policy in policies {
+            self.state
+                .store
+                .grant_user_policy(name, policy)
+                .await
+                .unwrap();
+        }
+        let credentials = auth::create_api_key(
+            &self.state.store,
+            &self.state.tokens,
+            &user,
+            vec!["user".into()],
+            None,
+        )
+        .await
+        .unwrap();
+        let token = self.exchange(&credentials).await;
+        (user, credentials, token)
+    }
+
+    /// Program `program` with project `code`, created by the administrator.
+    pub async fn project(&self, program: &str, code: &str) {
+        let reply = self
+            .admin_json(
+                "POST",
+                "/api/v0/submission/",
+                &json!({"type": "program", "name": program, "dbgap_accession_number": program}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let reply = self
+            .admin_json(
+                "PUT",
+                &format!("/api/v0/submission/{program}"),
+                &json!({"type": "project", "code": code, "name": code, "dbgap_accession_number": code}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    pub async fn graphql(&self, token: &str, query: &str) -> Reply {
+        self.send_json(
+            "POST",
+            "/api/v0/submission/graphql",
+            Some(token),
+            &json!({"query": query}),
+        )
+        .await
+    }
+
+    /// Number of `node_type` records in `project_id`, as the administrator sees it.
+    pub async fn count(&self, node_type: &str, project_id: &str) -> i64 {
+        let token = self.admin_token.clone();
+        let reply = self
+            .graphql(
+                &token,
+                &format!("{{ n: _{node_type}_count(project_id: \"{project_id}\") }}"),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()["data"]["n"].as_i64().unwrap()
+    }
+}

@@ -1,0 +1,394 @@
+//! Submission, update, rejection, export and deletion over HTTP, with the
+//! bundled dictionary and every reference dictionary, using records generated
+//! from each dictionary itself.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use axum::http::StatusCode;
+use common::TestApp;
+use serde_json::{Value, json};
+
+const P: &str = "prog";
+const Q: &str = "proj";
+const PID: &str = "prog-proj";
+
+fn path() -> String {
+    format!("/api/v0/submission/{P}/{Q}")
+}
+
+/// Counts of every submittable type in the project.
+async fn counts(app: &TestApp) -> HashMap<String, i64> {
+    let mut out = HashMap::new();
+    for node in commons::simulate::submission_order(&app.state.dictionary) {
+        out.insert(node.id.clone(), app.count(&node.id, PID).await);
+    }
+    out
+}
+
+async fn round_trip(dictionary: Option<&Path>) {
+    let name = dictionary.map_or("bundled".into(), |p| p.display().to_string());
+    let app = TestApp::new(dictionary).await;
+    app.project(P, Q).await;
+    let order: Vec<String> = commons::simulate::submission_order(&app.state.dictionary)
+        .iter()
+        .map(|n| n.id.clone())
+        .collect();
+    assert!(
+        order.len() >= 3,
+        "{name}: too few submittable types: {order:?}"
+    );
+    let records = commons::simulate::records(&app.state.dictionary, Q, 2);
+
+    // A batch with one unknown property is rejected whole: nothing is stored.
+    let mut bad = records.clone();
+    bad.last_mut().unwrap()["no_such_property"] = json!("x");
+    let reply = app.admin_json("PUT", &path(), &Value::Array(bad)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "{name}: {}",
+        reply.text()
+    );
+    let body = reply.json();
+    assert_eq!(body["entity_error_count"], 1, "{name}: {body}");
+    assert!(
+        counts(&app).await.values().all(|&n| n == 0),
+        "{name}: a rejected batch left records"
+    );
+
+    // A dry run validates everything and writes nothing.
+    let reply = app
+        .admin_json(
+            "PUT",
+            &format!("{}/_dry_run", path()),
+            &Value::Array(records.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
+    assert_eq!(reply.json()["success"], true, "{name}: {}", reply.text());
+    assert!(
+        counts(&app).await.values().all(|&n| n == 0),
+        "{name}: a dry run wrote records"
+    );
+
+    // The whole generated graph in one request.
+    let reply = app
+        .admin_json("PUT", &path(), &Value::Array(records.clone()))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
+    let body = reply.json();
+    assert_eq!(
+        body["created_entity_count"],
+        records.len(),
+        "{name}: {body}"
+    );
+    let ids: Vec<(String, String)> = body["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for node in &order {
+        assert_eq!(app.count(node, PID).await, 2, "{name}: {node}");
+    }
+
+    // Every type exported as TSV and re-uploaded unchanged updates, never creates.
+    for node in &order {
+        let reply = app
+            .get(
+                &format!("{}/export/?node_label={node}&format=tsv", path()),
+                Some(&app.admin_token),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name}: {node}: {}",
+            reply.text()
+        );
+        let tsv = reply.body.clone();
+        let reupload = app
+            .request(
+                "PUT",
+                &path(),
+                Some(&app.admin_token),
+                "text/tab-separated-values",
+                tsv.clone(),
+            )
+            .await;
+        assert_eq!(
+            reupload.status,
+            StatusCode::OK,
+            "{name}: {node}: {}",
+            reupload.text()
+        );
+        let body = reupload.json();
+        assert_eq!(body["created_entity_count"], 0, "{name}: {node}: {body}");
+        assert_eq!(body["updated_entity_count"], 2, "{name}: {node}: {body}");
+        let again = app
+            .get(
+                &format!("{}/export/?node_label={node}&format=tsv", path()),
+                Some(&app.admin_token),
+            )
+            .await;
+        assert_eq!(
+            again.body, tsv,
+            "{name}: {node}: the round trip changed the export"
+        );
+    }
+
+    // Deleting a parent with children is refused and deletes nothing.
+    let first_with_children = order
+        .iter()
+        .find(|t| {
+            order.iter().any(|c| {
+                app.state
+                    .dictionary
+                    .node(c)
+                    .unwrap()
+                    .links
+                    .iter()
+                    .any(|l| &l.target_type == *t && l.required)
+            })
+        })
+        .expect("some type has required children");
+    let parent_id = &ids
+        .iter()
+        .find(|(t, _)| t == first_with_children)
+        .unwrap()
+        .1;
+    let reply = app
+        .request(
+            "DELETE",
+            &format!("{}/entities/{parent_id}", path()),
+            Some(&app.admin_token),
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "{name}: {}",
+        reply.text()
+    );
+    assert_eq!(app.count(first_with_children, PID).await, 2, "{name}");
+
+    // Children first, everything can be deleted.
+    for node in order.iter().rev() {
+        let batch: Vec<&str> = ids
+            .iter()
+            .filter(|(t, _)| t == node)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        let reply = app
+            .request(
+                "DELETE",
+                &format!("{}/entities/{}", path(), batch.join(",")),
+                Some(&app.admin_token),
+                "",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name}: {node}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.json()["deleted_entity_count"], 2, "{name}: {node}");
+    }
+    assert!(
+        counts(&app).await.values().all(|&n| n == 0),
+        "{name}: records left after deletion"
+    );
+}
+
+#[tokio::test]
+async fn bundled_dictionary_round_trip() {
+    round_trip(None).await;
+}
+
+#[tokio::test]
+async fn every_reference_dictionary_round_trip() {
+    for dictionary in common::reference_dictionaries() {
+        round_trip(Some(&dictionary)).await;
+    }
+}
+
+#[tokio::test]
+async fn post_is_create_only_and_conflicts_report_per_entity() {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    let records = commons::simulate::records(&app.state.dictionary, Q, 1);
+    let reply = app
+        .admin_json("POST", &path(), &Value::Array(records.clone()))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let reply = app
+        .admin_json("POST", &path(), &Value::Array(records[..1].to_vec()))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let entity = &reply.json()["entities"][0];
+    assert_eq!(entity["valid"], false);
+    assert!(
+        entity["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{entity}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_documents_get_typed_errors_and_nothing_is_written() {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    let records = commons::simulate::records(&app.state.dictionary, Q, 1);
+    let first = records[0].clone();
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({"submitter_id": "x"}), "type", "INVALID_TYPE"),
+        (
+            json!({"type": "no_such_type", "submitter_id": "x"}),
+            "type",
+            "INVALID_TYPE",
+        ),
+        (json!([1]), "", "INVALID_VALUE"),
+        (
+            {
+                let mut d = first.clone();
+                d.as_object_mut().unwrap().remove("submitter_id");
+                d
+            },
+            "submitter_id",
+            "MISSING_PROPERTY",
+        ),
+        (
+            {
+                let mut d = first.clone();
+                d["id"] = json!("not-a-uuid");
+                d
+            },
+            "id",
+            "INVALID_VALUE",
+        ),
+    ];
+    for (doc, key, kind) in cases {
+        let body = if doc.is_array() {
+            doc.clone()
+        } else {
+            json!([doc])
+        };
+        let reply = app.admin_json("POST", &path(), &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{doc}: {}",
+            reply.text()
+        );
+        let errors = reply.json()["entities"][0]["errors"].clone();
+        assert!(
+            errors.as_array().unwrap().iter().any(|e| e["type"] == kind
+                && (key.is_empty() || e["keys"].as_array().unwrap().iter().any(|k| k == key))),
+            "{doc}: expected {kind} on {key}: {errors}"
+        );
+    }
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&app.admin_token),
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unable to parse json")
+    );
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&app.admin_token),
+            "text/tab-separated-values",
+            b"type\t.bad\nx\ty\n".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid link name"),
+        "{}",
+        reply.text()
+    );
+    assert!(counts(&app).await.values().all(|&n| n == 0));
+}
+
+#[tokio::test]
+async fn duplicate_natural_keys_in_one_request_are_a_transactional_error() {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    let records = commons::simulate::records(&app.state.dictionary, Q, 1);
+    let doubled = vec![records[0].clone(), records[0].clone()];
+    let reply = app.admin_json("PUT", &path(), &Value::Array(doubled)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["transactional_error_count"], 1, "{body}");
+    assert_eq!(body["transactional_errors"][0]["type"], "NOT_UNIQUE");
+}
+
+#[tokio::test]
+async fn templates_and_dictionary_are_public() {
+    let app = TestApp::new(None).await;
+    let reply = app.get("/api/v0/submission/_dictionary", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.json()["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "/v0/submission/_dictionary/_all")
+    );
+    let all = app
+        .get("/api/v0/submission/_dictionary/_all", None)
+        .await
+        .json();
+    assert!(all.get("_definitions").is_some() && all.get("project").is_some());
+    let reply = app.get("/api/v0/submission/_dictionary/nope", None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let order = commons::simulate::submission_order(&app.state.dictionary);
+    let node = &order[0].id;
+    let reply = app
+        .get(
+            &format!("/api/v0/submission/template/{node}?format=tsv"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = reply.text();
+    assert!(text.starts_with("*type\t"), "{text}");
+    assert!(text.lines().nth(1).unwrap().starts_with(node.as_str()));
+    let reply = app.get("/api/v0/submission/template/nope", None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = app
+        .get(
+            &format!("/api/v0/submission/template/{node}?format=xml"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
