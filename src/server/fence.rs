@@ -17,14 +17,14 @@ use crate::auth::{TokenError, create_api_key};
 use crate::store::now_unix;
 
 pub fn routes() -> Router<SharedState> {
-    let mut router = Router::new();
-    for prefix in ["/credentials/api", "/credentials/cdis"] {
-        router = router
-            .route(&format!("{prefix}/access_token"), post(exchange))
-            .route(prefix, post(create_key).get(list_keys))
-            .route(&format!("{prefix}/{{jti}}"), delete(revoke_key));
-    }
-    router
+    // `/credentials/cdis/...` is fence's older alias of `/credentials/api/...`; the SDK uses it.
+    Router::new()
+        .route("/credentials/api/access_token", post(exchange))
+        .route("/credentials/cdis/access_token", post(exchange))
+        .route("/credentials/api", post(create_key).get(list_keys))
+        .route("/credentials/cdis", post(create_key).get(list_keys))
+        .route("/credentials/api/{jti}", delete(revoke_key))
+        .route("/credentials/cdis/{jti}", delete(revoke_key))
         .route("/user", get(user_info).post(user_info))
         .route("/.well-known/jwks", get(jwks))
         .route(
