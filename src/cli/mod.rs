@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the commons (API and portal) on one address.
+    /// Run the commons on one address.
     Serve(ServeArgs),
     /// Validate a dictionary and print a summary.
     CheckDictionary {
@@ -328,15 +328,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             path.display()
         );
         eprintln!(
-            "Try: gen3 --auth {} submission get-programs",
+            "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{}",
             path.display()
         );
     }
-    let app = server::router(state, args.max_body_bytes);
-    let app = tower::Layer::layer(
-        &tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash(),
-        app,
-    );
+    let app = server::service(state, args.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

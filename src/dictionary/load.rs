@@ -209,6 +209,7 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
         .get("category")
         .and_then(Value::as_str)
         .unwrap_or("")
+        .trim()
         .to_string();
     let title = obj
         .get("title")

@@ -2,6 +2,7 @@
 //! start-up, root resolvers that run one SQL statement each (see [`plan`]),
 //! and nested fields that only read the JSON that statement returned.
 
+mod paths;
 pub mod plan;
 
 use std::sync::Arc;
@@ -131,6 +132,18 @@ fn list_arguments(field: Field, node: &NodeType) -> Field {
             TypeRef::named_list(TypeRef::STRING),
         ))
         .argument(InputValue::new(
+            "with_path_to",
+            TypeRef::named_list("WithPathToInput"),
+        ))
+        .argument(InputValue::new(
+            "with_path_to_any",
+            TypeRef::named_list("WithPathToInput"),
+        ))
+        .argument(InputValue::new(
+            "without_path_to",
+            TypeRef::named_list("WithPathToInput"),
+        ))
+        .argument(InputValue::new(
             "not",
             TypeRef::named_list(format!("NotPropertiesInput_{}", node.id)),
         ))
@@ -244,168 +257,50 @@ fn selection(field: SelectionField<'_>) -> async_graphql::Result<Selection> {
     })
 }
 
-fn root_list_field(type_name: String, node: &NodeType, interface: bool) -> Field {
-    let field_type = if interface { "Node" } else { node.id.as_str() }.to_string();
-    let query_type = (!interface).then(|| type_name.clone());
-    let field = Field::new(
-        if interface {
-            "node".to_string()
-        } else {
-            type_name
-        },
-        TypeRef::named_list(field_type),
-        move |ctx| {
-            let query_type = query_type.clone();
-            FieldFuture::new(async move {
-                let request = ctx.data::<RequestContext>()?;
-                let sel = selection(ctx.field())?;
-                let statement = plan::root_list(
-                    &request.dictionary,
-                    &request.scope,
-                    query_type.as_deref(),
-                    &sel,
-                )?;
-                let text = request
-                    .store
-                    .query_json(&statement.sql, &statement.binds)
-                    .await?;
-                let rows: Vec<Value> = serde_json::from_str(&text)?;
-                Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
-                    if !interface {
-                        return FieldValue::owned_any(row);
-                    }
-                    let type_name = row
-                        .get(TYPE_KEY)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    FieldValue::owned_any(row).with_type(type_name)
-                }))))
-            })
-        },
-    );
-    if interface {
-        field
-    } else {
-        list_arguments(field, node)
-    }
+/// What a root list field lists, owned by its resolver.
+#[derive(Clone)]
+enum ListKind {
+    Type(String),
+    Node,
+    DataNode,
 }
 
-fn root_count_field(node: &NodeType) -> Field {
-    let type_name = node.id.clone();
-    let field = Field::new(
-        format!("_{}_count", node.id),
-        TypeRef::named(TypeRef::INT),
-        move |ctx| {
-            let type_name = type_name.clone();
-            FieldFuture::new(async move {
-                let request = ctx.data::<RequestContext>()?;
-                let sel = selection(ctx.field())?;
-                let statement =
-                    plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
-                let n = request
-                    .store
-                    .query_count(&statement.sql, &statement.binds)
-                    .await?;
-                Ok(Some(FieldValue::value(GqlValue::from(n))))
-            })
-        },
-    );
-    list_arguments(field, node)
+fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
+    let interface = !matches!(kind, ListKind::Type(_));
+    Field::new(name, TypeRef::named_list(output), move |ctx| {
+        let kind = kind.clone();
+        FieldFuture::new(async move {
+            let request = ctx.data::<RequestContext>()?;
+            let sel = selection(ctx.field())?;
+            let list = match &kind {
+                ListKind::Type(t) => plan::RootList::Type(t),
+                ListKind::Node => plan::RootList::Node,
+                ListKind::DataNode => plan::RootList::DataNode,
+            };
+            let statement = plan::root_list(&request.dictionary, &request.scope, list, &sel)?;
+            let text = request
+                .store
+                .query_json(&statement.sql, &statement.binds)
+                .await?;
+            let rows: Vec<Value> = serde_json::from_str(&text)?;
+            Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
+                if !interface {
+                    return FieldValue::owned_any(row);
+                }
+                let type_name = row
+                    .get(TYPE_KEY)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                FieldValue::owned_any(row).with_type(type_name)
+            }))))
+        })
+    })
 }
 
-const NODE_INTERFACE_FIELDS: [&str; 5] = [
-    "submitter_id",
-    "project_id",
-    "created_datetime",
-    "updated_datetime",
-    "type",
-];
-
-fn node_object(dictionary: &Dictionary, node: &NodeType) -> Object {
-    let mut object = Object::new(node.id.clone())
-        .implement("Node")
-        .field(scalar_field("id", None, TypeRef::named(TypeRef::ID)))
-        .field(scalar_field("type", None, TypeRef::named(TypeRef::STRING)))
-        .field(scalar_field(
-            "project_id",
-            None,
-            TypeRef::named(TypeRef::STRING),
-        ));
-    for property in exposed(node) {
-        object = object.field(scalar_field(
-            &property.name,
-            Some(property.kind),
-            field_type(property.kind),
-        ));
-    }
-    for name in NODE_INTERFACE_FIELDS {
-        if name != "type" && name != "project_id" && node.property(name).is_none() {
-            object = object.field(scalar_field(name, None, TypeRef::named(TypeRef::STRING)));
-        }
-    }
-    let edges = node
-        .links
-        .iter()
-        .map(|l| (l.name.clone(), l.target_type.clone()))
-        .chain(
-            node.backrefs
-                .iter()
-                .map(|b| (b.name.clone(), b.source_type.clone())),
-        );
-    for (name, other) in edges {
-        let Some(other_node) = dictionary.node(&other) else {
-            continue;
-        };
-        object = object.field(list_arguments(nested_list_field(&name, &other), other_node));
-        object = object.field(list_arguments(
-            nested_count_field(&format!("_{name}_count")),
-            node,
-        ));
-    }
-    object
-}
-
-fn not_input(node: &NodeType) -> InputObject {
-    let mut input = InputObject::new(format!("NotPropertiesInput_{}", node.id));
-    let mut any = false;
-    for property in exposed(node) {
-        input = input.field(InputValue::new(
-            property.name.clone(),
-            TypeRef::named(scalar(property.kind)),
-        ));
-        any = true;
-    }
-    if !any {
-        input = input.field(InputValue::new("id", TypeRef::named(TypeRef::STRING)));
-    }
-    input
-}
-
-/// Build the schema for `dictionary`.
-pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, String> {
-    let mut interface =
-        Interface::new("Node").field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)));
-    for name in NODE_INTERFACE_FIELDS {
-        interface = interface.field(InterfaceField::new(name, TypeRef::named(TypeRef::STRING)));
-    }
-    let mut root = Object::new("Root");
-    let mut builder = Schema::build("Root", None, None)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
-    for node in dictionary.nodes() {
-        root = root
-            .field(root_list_field(node.id.clone(), node, false))
-            .field(root_count_field(node));
-        builder = builder
-            .register(node_object(dictionary, node))
-            .register(not_input(node));
-    }
-    let any = dictionary
-        .nodes()
-        .first()
-        .ok_or("the dictionary has no node types")?;
-    let node_field = root_list_field(String::new(), any, true)
+/// Arguments shared by `node` and `datanode`.
+fn generic_arguments(field: Field) -> Field {
+    field
         .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
         .argument(InputValue::new(
@@ -453,10 +348,202 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
             "of_type",
             TypeRef::named_list(TypeRef::STRING),
         ))
-        .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING)));
-    root = root.field(node_field);
+}
+
+/// Non-link properties of every data-file type, first type wins (the `DataNode` fields).
+fn data_node_properties(dictionary: &Dictionary) -> Vec<(String, PropKind)> {
+    let mut out: Vec<(String, PropKind)> = Vec::new();
+    for node in dictionary.nodes().iter().filter(|n| n.is_data_file()) {
+        for property in exposed(node) {
+            if !out.iter().any(|(n, _)| n == &property.name) && property.name != "submitter_id" {
+                out.push((property.name.clone(), property.kind));
+            }
+        }
+    }
+    out
+}
+
+/// `WithPathToInput`: `type`, `id`, and every property of every node type.
+fn with_path_to_input(dictionary: &Dictionary) -> InputObject {
+    let mut input = InputObject::new("WithPathToInput")
+        .field(InputValue::new("type", TypeRef::named_nn(TypeRef::STRING)))
+        .field(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
+        .field(InputValue::new(
+            "project_id",
+            TypeRef::named(TypeRef::STRING),
+        ));
+    let mut seen: Vec<String> = vec!["type".into(), "id".into(), "project_id".into()];
+    for node in dictionary.nodes() {
+        for property in exposed(node) {
+            if seen.contains(&property.name) {
+                continue;
+            }
+            seen.push(property.name.clone());
+            input = input.field(InputValue::new(
+                property.name.clone(),
+                field_type(property.kind),
+            ));
+        }
+    }
+    input
+}
+
+fn root_count_field(node: &NodeType) -> Field {
+    let type_name = node.id.clone();
+    let field = Field::new(
+        format!("_{}_count", node.id),
+        TypeRef::named(TypeRef::INT),
+        move |ctx| {
+            let type_name = type_name.clone();
+            FieldFuture::new(async move {
+                let request = ctx.data::<RequestContext>()?;
+                let sel = selection(ctx.field())?;
+                let statement =
+                    plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
+                let n = request
+                    .store
+                    .query_count(&statement.sql, &statement.binds)
+                    .await?;
+                Ok(Some(FieldValue::value(GqlValue::from(n))))
+            })
+        },
+    );
+    list_arguments(field, node)
+}
+
+const NODE_INTERFACE_FIELDS: [&str; 5] = [
+    "submitter_id",
+    "project_id",
+    "created_datetime",
+    "updated_datetime",
+    "type",
+];
+
+fn node_object(
+    dictionary: &Dictionary,
+    node: &NodeType,
+    data_fields: &[(String, PropKind)],
+) -> Object {
+    let mut object = Object::new(node.id.clone())
+        .implement("Node")
+        .field(scalar_field("id", None, TypeRef::named(TypeRef::ID)))
+        .field(scalar_field("type", None, TypeRef::named(TypeRef::STRING)))
+        .field(scalar_field(
+            "project_id",
+            None,
+            TypeRef::named(TypeRef::STRING),
+        ));
+    for property in exposed(node) {
+        // Interface fields must have the interface's type on every implementing object.
+        let kind = if NODE_INTERFACE_FIELDS.contains(&property.name.as_str()) {
+            PropKind::String
+        } else if node.is_data_file() {
+            data_fields
+                .iter()
+                .find(|(n, _)| *n == property.name)
+                .map_or(property.kind, |(_, k)| *k)
+        } else {
+            property.kind
+        };
+        object = object.field(scalar_field(&property.name, Some(kind), field_type(kind)));
+    }
+    for name in NODE_INTERFACE_FIELDS {
+        if name != "type" && name != "project_id" && node.property(name).is_none() {
+            object = object.field(scalar_field(name, None, TypeRef::named(TypeRef::STRING)));
+        }
+    }
+    if node.is_data_file() {
+        object = object.implement("DataNode");
+        for (name, kind) in data_fields {
+            if node.property(name).is_none() {
+                object = object.field(scalar_field(name, None, field_type(*kind)));
+            }
+        }
+    }
+    let edges = node
+        .links
+        .iter()
+        .map(|l| (l.name.clone(), l.target_type.clone()))
+        .chain(
+            node.backrefs
+                .iter()
+                .map(|b| (b.name.clone(), b.source_type.clone())),
+        );
+    for (name, other) in edges {
+        let Some(other_node) = dictionary.node(&other) else {
+            continue;
+        };
+        object = object.field(list_arguments(nested_list_field(&name, &other), other_node));
+        object = object.field(list_arguments(
+            nested_count_field(&format!("_{name}_count")),
+            node,
+        ));
+    }
+    object
+}
+
+fn not_input(node: &NodeType) -> InputObject {
+    let mut input = InputObject::new(format!("NotPropertiesInput_{}", node.id));
+    let mut any = false;
+    for property in exposed(node) {
+        input = input.field(InputValue::new(
+            property.name.clone(),
+            TypeRef::named(scalar(property.kind)),
+        ));
+        any = true;
+    }
+    if !any {
+        input = input.field(InputValue::new("id", TypeRef::named(TypeRef::STRING)));
+    }
+    input
+}
+
+/// Build the schema for `dictionary`.
+pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, String> {
+    let mut node_interface =
+        Interface::new("Node").field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)));
+    for name in NODE_INTERFACE_FIELDS {
+        node_interface =
+            node_interface.field(InterfaceField::new(name, TypeRef::named(TypeRef::STRING)));
+    }
+    let data_fields = data_node_properties(dictionary);
+    let mut data_interface = Interface::new("DataNode")
+        .field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)))
+        .field(InterfaceField::new("type", TypeRef::named(TypeRef::STRING)));
+    let mut datanode =
+        generic_arguments(root_list_field("datanode", "DataNode", ListKind::DataNode));
+    for (name, kind) in &data_fields {
+        data_interface = data_interface.field(InterfaceField::new(name.clone(), field_type(*kind)));
+        if !matches!(name.as_str(), "project_id" | "id" | "submitter_id") {
+            datanode = datanode.argument(InputValue::new(name.clone(), field_type(*kind)));
+        }
+    }
+    let mut root = Object::new("Root");
+    let mut builder = Schema::build("Root", None, None)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .register(with_path_to_input(dictionary));
+    for node in dictionary.nodes() {
+        root = root
+            .field(list_arguments(
+                root_list_field(&node.id, &node.id, ListKind::Type(node.id.clone())),
+                node,
+            ))
+            .field(root_count_field(node));
+        builder = builder
+            .register(node_object(dictionary, node, &data_fields))
+            .register(not_input(node));
+    }
+    root = root.field(
+        generic_arguments(root_list_field("node", "Node", ListKind::Node))
+            .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
+    );
+    if dictionary.nodes().iter().any(NodeType::is_data_file) {
+        root = root.field(datanode);
+        builder = builder.register(data_interface);
+    }
     builder
-        .register(interface)
+        .register(node_interface)
         .register(root)
         .finish()
         .map_err(|e| format!("cannot build the GraphQL schema: {e}"))

@@ -55,8 +55,8 @@ struct EdgeRef {
 enum Source<'a> {
     /// Root field over one node type.
     Root(&'a NodeType),
-    /// The `node` root field: any node type (filtered by `of_type` / `category`).
-    AnyType,
+    /// The `node` / `datanode` root fields: any node type, or any of these types.
+    AnyType(Option<Vec<String>>),
     /// Parents of `parent_alias` via forward link `link`.
     Forward {
         parent: String,
@@ -100,7 +100,14 @@ impl<'a> Builder<'a> {
                 conditions.push(format!("{alias}.node_type = {}", self.bind_text(&node.id)));
                 format!("nodes {alias}")
             }
-            Source::AnyType => format!("nodes {alias}"),
+            Source::AnyType(None) => format!("nodes {alias}"),
+            Source::AnyType(Some(types)) => {
+                let p = self.bind_text(&serde_json::to_string(types).expect("strings serialize"));
+                conditions.push(format!(
+                    "{alias}.node_type IN (SELECT value FROM json_each({p}))"
+                ));
+                format!("nodes {alias}")
+            }
             Source::Forward {
                 parent,
                 link,
@@ -145,7 +152,7 @@ impl<'a> Builder<'a> {
         let param = self.bind_text(&json);
         let restricted = format!("{alias}.project_id IN (SELECT value FROM json_each({param}))");
         match source {
-            Source::AnyType => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
+            Source::AnyType(_) => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
             Source::Root(n)
             | Source::Forward { target: n, .. }
             | Source::Backward { source: n, .. } => (n.id != "program").then_some(restricted),
@@ -258,6 +265,21 @@ impl<'a> Builder<'a> {
                             .join(" AND "),
                     });
                 }
+                "with_path_to" | "with_path_to_any" | "without_path_to" => {
+                    let Some(node) = node else { continue };
+                    let mut parts = Vec::new();
+                    for entry in list(value) {
+                        parts.push(self.path_to(alias, node, &entry)?);
+                    }
+                    if parts.is_empty() {
+                        continue;
+                    }
+                    out.push(match name.as_str() {
+                        "with_path_to" => parts.join(" AND "),
+                        "with_path_to_any" => format!("({})", parts.join(" OR ")),
+                        _ => format!("NOT ({})", parts.join(" AND ")),
+                    });
+                }
                 "not" => {
                     let Some(node) = node else { continue };
                     for item in list(value) {
@@ -278,8 +300,11 @@ impl<'a> Builder<'a> {
                 }
                 property => {
                     let Some(node) = node else {
-                        // `node` root field: `submitter_id` is the only property argument.
-                        let p = self.bind_text(&json_strings(value));
+                        // `node` / `datanode`: property arguments are single values.
+                        if !is_identifier(property) {
+                            return Err(PlanError(format!("Unknown argument '{property}'")));
+                        }
+                        let p = self.bind_text(&Value::Array(list(value)).to_string());
                         out.push(format!(
                             "({alias}.props ->> '{}') IN (SELECT value FROM json_each({p}))",
                             json_path(property)
@@ -312,6 +337,74 @@ impl<'a> Builder<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// A node of `node` at `alias` has a path (GRAPHQL.md §3.2) to a node
+    /// matching `entry` (`{type, id?, <property>?...}`); no path means false.
+    fn path_to(
+        &mut self,
+        alias: &str,
+        node: &NodeType,
+        entry: &Value,
+    ) -> Result<String, PlanError> {
+        let Some(fields) = entry.as_object() else {
+            return Ok("0".into());
+        };
+        let target_type = fields
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(target) = self.dictionary.node(target_type) else {
+            return Ok("0".into());
+        };
+        let mut alternatives = Vec::new();
+        for path in super::paths::paths(self.dictionary, &node.id, target_type) {
+            let mut tables = Vec::new();
+            let mut conditions = Vec::new();
+            let mut previous = alias.to_string();
+            for step in &path {
+                let (e, m) = (self.alias(), self.alias());
+                let (own, other) = if step.forward {
+                    ("src_id", "dst_id")
+                } else {
+                    ("dst_id", "src_id")
+                };
+                tables.push(format!("edges {e}, nodes {m}"));
+                let link = self.bind_text(&step.link);
+                let to = self.bind_text(&step.to);
+                conditions.push(format!(
+                    "{e}.{own} = {previous}.node_id AND {e}.link = {link} AND {m}.node_id = {e}.{other} AND {m}.node_type = {to}"
+                ));
+                previous = m;
+            }
+            for (key, value) in fields {
+                if key == "type" || value.is_null() {
+                    continue;
+                }
+                if key == "id" {
+                    let p = self.bind_text(&text(value));
+                    conditions.push(format!("{previous}.node_id = {p}"));
+                } else if is_identifier(key) {
+                    let p = self.bind_text(&Value::Array(vec![value.clone()]).to_string());
+                    conditions.push(format!(
+                        "({previous}.props ->> '{}') IN (SELECT value FROM json_each({p}))",
+                        json_path(key)
+                    ));
+                } else {
+                    return Err(PlanError(format!("Invalid with_path_to key '{key}'")));
+                }
+            }
+            conditions.extend(self.authorization(&previous, &Source::Root(target)));
+            alternatives.push(format!(
+                "EXISTS (SELECT 1 FROM {} WHERE {})",
+                tables.join(", "),
+                conditions.join(" AND ")
+            ));
+        }
+        if alternatives.is_empty() {
+            return Ok("0".into());
+        }
+        Ok(format!("({})", alternatives.join(" OR ")))
     }
 
     /// How edges named `name` (a link or a backref of `node`) touch `node`.
@@ -593,11 +686,22 @@ fn normalize_datetime(input: &str) -> Option<String> {
     Some(crate::format_timestamp(parsed))
 }
 
-/// The statement of a root list field over `node_type` (or `node` when None).
+/// What a root list field lists.
+#[derive(Debug, Clone, Copy)]
+pub enum RootList<'a> {
+    /// `<type>(...)`
+    Type(&'a str),
+    /// `node(...)`: every node type.
+    Node,
+    /// `datanode(...)`: every data-file type.
+    DataNode,
+}
+
+/// The statement of a root list field.
 pub fn root_list(
     dictionary: &Dictionary,
     scope: &ReadScope,
-    node_type: Option<&str>,
+    list: RootList<'_>,
     selection: &Selection,
 ) -> Result<Statement, PlanError> {
     let mut b = Builder {
@@ -606,12 +710,21 @@ pub fn root_list(
         binds: Vec::new(),
         aliases: 0,
     };
-    let sql = match node_type {
-        Some(t) => {
+    let sql = match list {
+        RootList::Type(t) => {
             let node = b.node_type(t)?;
             b.list(Source::Root(node), Some(node), selection)?
         }
-        None => b.list(Source::AnyType, None, selection)?,
+        RootList::Node => b.list(Source::AnyType(None), None, selection)?,
+        RootList::DataNode => {
+            let types = dictionary
+                .nodes()
+                .iter()
+                .filter(|n| n.is_data_file())
+                .map(|n| n.id.clone())
+                .collect();
+            b.list(Source::AnyType(Some(types)), None, selection)?
+        }
     };
     Ok(Statement {
         sql,

@@ -11,6 +11,7 @@ mod identity;
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -58,6 +59,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     pool: SqlitePool,
     write_lock: Mutex<()>,
+    /// Read statements run for GraphQL, so tests can prove one per root field.
+    graphql_statements: AtomicU64,
 }
 
 /// Schema migrations compiled into the binary.
@@ -126,11 +129,18 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Mutex::new(()),
+            graphql_statements: AtomicU64::new(0),
         })
+    }
+
+    /// How many GraphQL statements this store has run.
+    pub fn graphql_statement_count(&self) -> u64 {
+        self.graphql_statements.load(Ordering::Relaxed)
     }
 
     /// Run a read-only query that returns one JSON text value (GraphQL).
     pub async fn query_json(&self, sql: &str, binds: &[BindValue]) -> Result<String> {
+        self.graphql_statements.fetch_add(1, Ordering::Relaxed);
         let mut query = sqlx::query_scalar::<_, String>(sql);
         for bind in binds {
             query = match bind {
@@ -144,6 +154,7 @@ impl Store {
 
     /// Run a read-only query that returns one integer (GraphQL counts).
     pub async fn query_count(&self, sql: &str, binds: &[BindValue]) -> Result<i64> {
+        self.graphql_statements.fetch_add(1, Ordering::Relaxed);
         let mut query = sqlx::query_scalar::<_, i64>(sql);
         for bind in binds {
             query = match bind {
