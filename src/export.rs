@@ -100,6 +100,7 @@ impl<'a> Exporter<'a> {
         flavour: Delimited,
     ) -> Result<Vec<u8>, StoreError> {
         let links = neighbours(store, self.dictionary, nodes).await?;
+        let separator = flavour.target_separator().to_string();
         let mut out = Vec::new();
         for node in nodes {
             let node_links = links.get(&node.id);
@@ -123,12 +124,12 @@ impl<'a> Exporter<'a> {
                         .into_iter()
                         .map(|(id, _)| id)
                         .collect::<Vec<_>>()
-                        .join(","),
+                        .join(&separator),
                     ExportColumn::LinkKey(link, _) => targets(link)
                         .into_iter()
                         .map(|(_, key)| cell_text(key.as_ref()))
                         .collect::<Vec<_>>()
-                        .join(","),
+                        .join(&separator),
                 })
                 .collect();
             out.extend(delimited_line(&cells, flavour));

@@ -22,7 +22,7 @@ impl Delimited {
     }
 
     /// Separator of several link targets inside one cell.
-    fn target_separator(self) -> char {
+    pub fn target_separator(self) -> char {
         match self {
             Delimited::Tsv => ',',
             Delimited::Csv => '#',

@@ -155,7 +155,7 @@ fn example(schema: &Value, name: &str, i: usize) -> Option<Value> {
                 Some(json!(v))
             }
         }
-        "boolean" => Some(Value::Bool(i % 2 == 0)),
+        "boolean" => Some(Value::Bool(i.is_multiple_of(2))),
         "array" => {
             let item = schema
                 .get("items")

@@ -69,7 +69,6 @@ const ROWS: &[Row] = &[
     row("GET", "/_status", "/_status", "", PUBLIC),
     row("GET", "/api/_status", "/api/_status", "", PUBLIC),
     row("GET", "/user/_status", "/user/_status", "", PUBLIC),
-    row("GET", "/index/_status", "/index/_status", "", PUBLIC),
     row("GET", "/api/_version", "/api/_version", "", PUBLIC),
     // fence
     row(
@@ -209,7 +208,7 @@ const ROWS: &[Row] = &[
         "/authz/role/{id}",
         "/authz/role/no-such-role",
         "",
-        [X, X, X, X, X, 403, 403, 403, 204],
+        [X, X, X, X, X, 403, 403, 403, 404],
     ),
     row(
         "POST",
@@ -224,6 +223,20 @@ const ROWS: &[Row] = &[
         "/authz/policy/{id}",
         "/authz/policy/no-such-policy",
         "",
+        [X, X, X, X, X, 403, 403, 403, 404],
+    ),
+    row(
+        "POST",
+        "/authz/group/{name}/policy",
+        "/authz/group/testers/policy",
+        r#"{"policy": "no-such-policy"}"#,
+        [X, X, X, X, X, 403, 403, 403, 400],
+    ),
+    row(
+        "POST",
+        "/authz/group/{name}/user",
+        "/authz/group/testers/user",
+        r#"{"username": "nogrant"}"#,
         [X, X, X, X, X, 403, 403, 403, 204],
     ),
     // sheepdog

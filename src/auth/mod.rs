@@ -6,7 +6,7 @@ pub mod tokens;
 use std::path::Path;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
@@ -28,14 +28,6 @@ pub fn hash_password(password: &str) -> String {
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 hashing with default parameters cannot fail")
         .to_string()
-}
-
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
 }
 
 /// Name of the policy that makes a user an administrator of everything.

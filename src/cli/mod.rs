@@ -61,8 +61,17 @@ struct DatabaseArgs {
 
 impl DatabaseArgs {
     async fn open(&self) -> anyhow::Result<Store> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        if !self.data_dir.exists() {
+            // The database holds the token-signing keys: only its owner may read it.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.data_dir)
+                .with_context(|| {
+                    format!("cannot create data directory {}", self.data_dir.display())
+                })?;
+        }
         let url = self
             .database_url
             .clone()
@@ -249,23 +258,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn check_dictionary(path: &str) -> anyhow::Result<()> {
+    use std::io::Write;
     let dictionary = dictionary::load(Some(path))?;
     Validators::compile(&dictionary)?;
     let links: usize = dictionary.nodes().iter().map(|n| n.links.len()).sum();
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{path}: {} node types, {links} links, depth {} (version {}, commit {})",
         dictionary.nodes().len(),
         dictionary.depth(),
         dictionary.version,
         dictionary.commit
-    );
+    )?;
     for node in dictionary.nodes() {
         let parents: Vec<String> = node
             .links
             .iter()
             .map(|l| format!("{} -> {}", l.name, l.target_type))
             .collect();
-        println!("  {} [{}] {}", node.id, node.category, parents.join(", "));
+        writeln!(
+            out,
+            "  {} [{}] {}",
+            node.id,
+            node.category,
+            parents.join(", ")
+        )?;
     }
     Ok(())
 }
@@ -319,6 +337,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_complexity: args.graphql_max_complexity,
     };
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
+    auth::ensure_builtin_authz(&state.store).await?;
     if args.bootstrap_admin
         && let Some(path) =
             auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?

@@ -452,10 +452,8 @@ impl<'a> Builder<'a> {
                 "type" => {}
                 "project_id" => order.push(format!("{alias}.project_id {direction} {nulls}")),
                 other => {
-                    let known = match node {
-                        Some(n) => n.property(other).is_some(),
-                        None => is_identifier(other),
-                    };
+                    let known =
+                        is_identifier(other) && node.is_none_or(|n| n.property(other).is_some());
                     if !known {
                         let type_name = node.map_or("node", |n| n.id.as_str());
                         return Err(PlanError(format!("Cannot order by {other} on {type_name}")));

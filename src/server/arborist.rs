@@ -25,6 +25,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/role/{id}", delete(delete_role))
         .route("/policy", post(create_policy).get(list_policies))
         .route("/policy/{id}", delete(delete_policy))
+        .route("/group/{name}/policy", post(grant_group_policy))
+        .route("/group/{name}/user", post(add_group_user))
 }
 
 /// The caller's permissions; without a token, the anonymous group's.
@@ -258,8 +260,11 @@ async fn delete_role(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     admin(&state, &headers).await?;
-    state.store.delete_role(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    if state.store.delete_role(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(404, format!("role not found: {id}")))
+    }
 }
 
 async fn create_policy(
@@ -325,6 +330,44 @@ async fn delete_policy(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     admin(&state, &headers).await?;
-    state.store.delete_policy(&id).await?;
+    if state.store.delete_policy(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(404, format!("policy not found: {id}")))
+    }
+}
+
+/// `POST /authz/group/<name>/policy`: grant a policy to a group; the groups
+/// `anonymous` and `logged-in` reach every caller and every signed-in user.
+async fn grant_group_policy(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let policy = string_field(&body, "policy")?;
+    if !state.store.policy_exists(policy).await? {
+        return Err(ApiError::bad_request(format!("policy not found: {policy}")));
+    }
+    state.store.grant_group_policy(&name, policy).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /authz/group/<name>/user`: add a user to a group.
+async fn add_group_user(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    admin(&state, &headers).await?;
+    let body = parse_json_body(&body)?;
+    let username = string_field(&body, "username")?;
+    if state.store.user_by_name(username).await?.is_none() {
+        return Err(ApiError::new(404, format!("user not found: {username}")));
+    }
+    state.store.add_group_user(&name, username).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -244,12 +244,8 @@ async fn openid_configuration(State(state): State<SharedState>) -> Json<Value> {
     Json(json!({
         "issuer": base,
         "jwks_uri": format!("{base}/.well-known/jwks"),
-        "authorization_endpoint": format!("{base}/oauth2/authorize"),
-        "token_endpoint": format!("{base}/oauth2/token"),
         "userinfo_endpoint": format!("{base}/user"),
         "scopes_supported": USER_ALLOWED_SCOPES,
-        "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "claims_supported": ["aud", "sub", "iss", "exp", "jti", "auth_time", "azp", "scope", "nonce", "context"],

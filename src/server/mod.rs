@@ -201,7 +201,6 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .route("/_status", get(healthy))
         .route("/api/_status", get(healthy))
         .route("/user/_status", get(healthy))
-        .route("/index/_status", get(healthy))
         .route("/api/_version", get(version))
         .nest("/user", fence::routes())
         .nest("/authz", arborist::routes())

@@ -249,10 +249,7 @@ async fn open_project(
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
     require_project(&principal, &project, &["release"])?;
-    let doc = json!({"type": "project", "code": code, "state": "open"});
-    let mut body = sub.upsert_project(&program, doc).await?;
-    body["message"] = json!("Successfully transitioned project state to 'open'");
-    Ok(Json(body))
+    Ok(Json(sub.transition_project(&project, "open").await?))
 }
 
 // ------------------------------------------------------------------ entities

@@ -6,6 +6,9 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{Result, Store};
 
+/// Proof that the caller holds the store's write lock.
+pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+
 /// A stored node: its identity and its property document.
 #[derive(Debug, Clone)]
 pub struct NodeRow {
@@ -220,9 +223,19 @@ impl Store {
         insert_transaction(&mut conn, record).await
     }
 
+    /// Take the write lock: validate under it, then [`Store::write`], so no
+    /// other request changes the graph between the checks and the commit.
+    pub async fn lock_writes(&self) -> WriteGuard<'_> {
+        WriteGuard(self.write_lock.lock().await)
+    }
+
     /// Apply a change set and its transaction log row atomically; returns the log id.
-    pub async fn write(&self, change: &ChangeSet, record: &TransactionRecord) -> Result<i64> {
-        let _guard = self.write_lock.lock().await;
+    pub async fn write(
+        &self,
+        _guard: &WriteGuard<'_>,
+        change: &ChangeSet,
+        record: &TransactionRecord,
+    ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
         if !change.delete_nodes.is_empty() {
             let ids = json_list(&change.delete_nodes);

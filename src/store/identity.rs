@@ -211,17 +211,6 @@ impl Store {
         Ok(())
     }
 
-    /// Stop verifying with keys other than `keep` (after their tokens have expired).
-    pub async fn retire_signing_keys_except(&self, keep: &str) -> Result<u64> {
-        let _guard = self.write_lock.lock().await;
-        let done =
-            sqlx::query("UPDATE signing_keys SET retired = 1 WHERE kid <> ?1 AND retired = 0")
-                .bind(keep)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
-    }
-
     // ------------------------------------------------------------ authorization
 
     pub async fn upsert_resource(&self, path: &str) -> Result<()> {

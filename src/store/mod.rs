@@ -20,7 +20,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
-pub use graph::{ChangeSet, Edge, NodeRow, NodeWrite, TransactionRecord};
+pub use graph::{ChangeSet, Edge, NodeRow, NodeWrite, TransactionRecord, WriteGuard};
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ impl Submission<'_> {
         ids: &[String],
         dry_run: bool,
     ) -> Result<(u16, Value), StoreError> {
+        let guard = self.store.lock_writes().await;
         let ids: Vec<String> = ids.iter().map(|i| i.trim().to_lowercase()).collect();
         let found: HashMap<String, NodeRow> = self
             .store
@@ -107,7 +108,7 @@ impl Submission<'_> {
                 delete_nodes: requested.iter().cloned().collect(),
                 ..ChangeSet::default()
             };
-            self.store.write(&change, &record).await?
+            self.store.write(&guard, &change, &record).await?
         } else {
             self.store.log_transaction(&record).await?
         };

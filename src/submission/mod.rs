@@ -166,8 +166,7 @@ impl Submission<'_> {
             }],
             ..ChangeSet::default()
         };
-        self.store
-            .write(&change, &self.record(None, "create", 1))
+        self.commit(&change, &self.record(None, "create", 1))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{name}"))
@@ -276,8 +275,7 @@ impl Submission<'_> {
         };
         let action = if is_new { "create" } else { "update" };
         let transaction_id = self
-            .store
-            .write(&change, &self.record(Some(&project_id), action, 1))
+            .commit(&change, &self.record(Some(&project_id), action, 1))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{program}/projects/{code}"))
@@ -314,6 +312,7 @@ impl Submission<'_> {
 
     /// `DELETE /P`: only an empty program.
     pub async fn delete_program(&self, name: &str) -> Result<(), SubmissionError> {
+        let guard = self.store.lock_writes().await;
         let program = self.program(name).await?;
         let prefix = format!("{name}-");
         let projects = self.store.nodes_of_type("project").await?;
@@ -331,8 +330,9 @@ impl Submission<'_> {
             ..ChangeSet::default()
         };
         self.store
-            .write(&change, &self.record(None, "delete", 1))
+            .write(&guard, &change, &self.record(None, "delete", 1))
             .await?;
+        drop(guard);
         self.store
             .delete_resource(&format!("/programs/{name}"))
             .await?;
@@ -341,6 +341,7 @@ impl Submission<'_> {
 
     /// `DELETE /P/Q`: only an empty project.
     pub async fn delete_project(&self, project: &Project) -> Result<(), SubmissionError> {
+        let guard = self.store.lock_writes().await;
         if self.store.count_project_nodes(&project.project_id).await? > 0 {
             return Err(bad_request(format!(
                 "ERROR: Can not delete the project. Project {} is not empty",
@@ -353,10 +354,12 @@ impl Submission<'_> {
         };
         self.store
             .write(
+                &guard,
                 &change,
                 &self.record(Some(&project.project_id), "delete", 1),
             )
             .await?;
+        drop(guard);
         self.store
             .delete_resource(&format!(
                 "/programs/{}/projects/{}",
@@ -364,6 +367,52 @@ impl Submission<'_> {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Lock, write and release: for changes validated without reading the graph.
+    async fn commit(
+        &self,
+        change: &ChangeSet,
+        record: &TransactionRecord,
+    ) -> Result<i64, StoreError> {
+        let guard = self.store.lock_writes().await;
+        self.store.write(&guard, change, record).await
+    }
+
+    /// `PUT /P/Q/open` and friends: move a project to `state`.
+    pub async fn transition_project(
+        &self,
+        project: &Project,
+        state: &str,
+    ) -> Result<Value, SubmissionError> {
+        let mut props = project.node.props.clone();
+        props.insert("state".into(), Value::String(state.to_string()));
+        let change = ChangeSet {
+            nodes: vec![NodeWrite {
+                id: project.node.id.clone(),
+                node_type: "project".into(),
+                project_id: Some(project.project_id.clone()),
+                natural_key: Some(project.code.to_lowercase()),
+                props,
+                is_new: false,
+            }],
+            ..ChangeSet::default()
+        };
+        let id = self
+            .commit(&change, &self.record(Some(&project.project_id), state, 1))
+            .await?;
+        let entity = EntityResult {
+            id: Some(project.node.id.clone()),
+            node_type: Some("project".into()),
+            action: Some("update"),
+            unique_keys: vec![json!({"code": project.code})],
+            ..EntityResult::default()
+        };
+        let mut body = envelope::upload_envelope(id, &[entity], &[], false, 200).1;
+        body["message"] = json!(format!(
+            "Successfully transitioned project state to '{state}'"
+        ));
+        Ok(body)
     }
 
     fn record(&self, project_id: Option<&str>, role: &str, count: i64) -> TransactionRecord {

@@ -66,6 +66,7 @@ impl Submission<'_> {
         if docs.is_empty() {
             transactional.push(json!({"message": "Nothing to submit", "type": "ERROR"}));
         }
+        let guard = self.store.lock_writes().await;
         let mut staged: Vec<Staged> = docs
             .into_iter()
             .map(|d| self.parse(project, d, mode))
@@ -104,7 +105,7 @@ impl Submission<'_> {
             ));
         }
         let change = change_set(project, &staged);
-        match self.store.write(&change, &record).await {
+        match self.store.write(&guard, &change, &record).await {
             Ok(id) => Ok(upload_envelope(
                 id,
                 &entities,
