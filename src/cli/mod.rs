@@ -150,6 +150,18 @@ enum KeysCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List a user's API keys that are neither revoked nor expired.
+    List {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an API key (by its key_id); tokens minted from it stop working too.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Start signing tokens with a new key; tokens signed earlier stay valid.
     Rotate {
         #[command(flatten)]
@@ -244,6 +256,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let credentials =
                 auth::create_api_key(&store, &tokens, &user, scopes, expires_in).await?;
             println!("{}", serde_json::to_string(&credentials)?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List { name, database }) => {
+            let store = database.open().await?;
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named '{name}'"))?;
+            for key in store.list_api_keys(user.id).await? {
+                let expires = chrono::DateTime::from_timestamp(key.exp, 0)
+                    .map_or_else(|| key.exp.to_string(), |t| t.to_rfc3339());
+                println!("{}\texpires {expires}", key.jti);
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { key_id, database }) => {
+            let store = database.open().await?;
+            let key = store
+                .api_key(&key_id)
+                .await?
+                .with_context(|| format!("no API key with key_id {key_id}"))?;
+            if !store.revoke_api_key(&key_id, key.user_id).await? {
+                bail!("API key {key_id} was already revoked");
+            }
+            eprintln!("API key {key_id} revoked");
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate { database }) => {
