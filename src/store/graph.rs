@@ -2,9 +2,8 @@
 
 use serde_json::{Map, Value};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError, on_pool};
 
 /// Proof that the caller holds the store's write lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
@@ -60,40 +59,61 @@ pub struct ChangeSet {
     pub delete_nodes: Vec<String>,
 }
 
-fn node_from_row(row: &SqliteRow) -> Result<NodeRow> {
-    let props: String = row.try_get("props")?;
-    let props = match serde_json::from_str(&props)? {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    Ok(NodeRow {
-        seq: row.try_get("seq")?,
-        id: row.try_get("node_id")?,
-        node_type: row.try_get("node_type")?,
-        project_id: row.try_get("project_id")?,
-        props,
-    })
+/// Decode a row selected with [`Store::node_columns`] (any backend).
+macro_rules! node_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let props: String = row.try_get("props")?;
+        let props = match serde_json::from_str(&props)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        Ok::<NodeRow, StoreError>(NodeRow {
+            seq: row.try_get("seq")?,
+            id: row.try_get("node_id")?,
+            node_type: row.try_get("node_type")?,
+            project_id: row.try_get("project_id")?,
+            props,
+        })
+    }};
+}
+
+macro_rules! edge_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<Edge, StoreError>(Edge {
+            src_id: row.try_get("src_id")?,
+            link: row.try_get("link")?,
+            dst_id: row.try_get("dst_id")?,
+        })
+    }};
 }
 
 fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).expect("a list of strings serializes")
 }
 
-const NODE_COLUMNS: &str = "seq, node_id, node_type, project_id, props";
-
 impl Store {
+    fn node_columns(&self) -> String {
+        format!(
+            "seq, node_id, node_type, project_id, {} AS props",
+            self.dialect().props_text()
+        )
+    }
+
     pub async fn nodes_by_ids(&self, ids: &[String]) -> Result<Vec<NodeRow>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE node_id IN (SELECT value FROM json_each(?1)) ORDER BY seq"
+            "SELECT {} FROM nodes WHERE {} ORDER BY seq",
+            self.node_columns(),
+            self.dialect().in_text_list("node_id", "$1")
         );
-        let rows = sqlx::query(&sql)
-            .bind(json_list(ids))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(node_from_row).collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(json_list(ids)).fetch_all(pool).await?;
+            rows.iter().map(|r| node_from_row!(r)).collect()
+        })
     }
 
     /// Nodes of one type by lower-cased natural key.
@@ -106,17 +126,16 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT natural_key, {NODE_COLUMNS} FROM nodes \
-             WHERE node_type = ?1 AND natural_key IN (SELECT value FROM json_each(?2))"
+            "SELECT natural_key, {} FROM nodes WHERE node_type = $1 AND {}",
+            self.node_columns(),
+            self.dialect().in_text_list("natural_key", "$2")
         );
-        let rows = sqlx::query(&sql)
-            .bind(node_type)
-            .bind(json_list(keys))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("natural_key")?, node_from_row(r)?)))
-            .collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(node_type).bind(json_list(keys)).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("natural_key")?, node_from_row!(r)?)))
+                .collect()
+        })
     }
 
     /// Nodes of one type in one project, in insertion order, after `after_seq`.
@@ -128,27 +147,31 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<NodeRow>> {
         let sql = format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE node_type = ?1 AND project_id = ?2 AND seq > ?3 \
-             ORDER BY seq LIMIT ?4"
+            "SELECT {} FROM nodes WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            self.node_columns()
         );
-        let rows = sqlx::query(&sql)
-            .bind(node_type)
-            .bind(project_id)
-            .bind(after_seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(node_from_row).collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql)
+                .bind(node_type)
+                .bind(project_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| node_from_row!(r)).collect()
+        })
     }
 
     /// All nodes of a type (programs, projects).
     pub async fn nodes_of_type(&self, node_type: &str) -> Result<Vec<NodeRow>> {
-        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_type = ?1 ORDER BY seq");
-        let rows = sqlx::query(&sql)
-            .bind(node_type)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(node_from_row).collect()
+        let sql = format!(
+            "SELECT {} FROM nodes WHERE node_type = $1 ORDER BY seq",
+            self.node_columns()
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(node_type).fetch_all(pool).await?;
+            rows.iter().map(|r| node_from_row!(r)).collect()
+        })
     }
 
     /// Edges leaving the given nodes.
@@ -166,23 +189,16 @@ impl Store {
         if dst_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT e.src_id, e.link, e.dst_id, n.node_type FROM edges e JOIN nodes n ON n.node_id = e.src_id \
-             WHERE e.dst_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(json_list(dst_ids))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let edge = Edge {
-                    src_id: r.try_get("src_id")?,
-                    link: r.try_get("link")?,
-                    dst_id: r.try_get("dst_id")?,
-                };
-                Ok((edge, r.try_get("node_type")?))
-            })
-            .collect()
+        let sql = format!(
+            "SELECT e.src_id, e.link, e.dst_id, n.node_type FROM edges e JOIN nodes n ON n.node_id = e.src_id WHERE {}",
+            self.dialect().in_text_list("e.dst_id", "$1")
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(json_list(dst_ids)).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((edge_from_row!(r)?, r.try_get("node_type")?)))
+                .collect()
+        })
     }
 
     async fn edges_where(&self, column: &str, ids: &[String]) -> Result<Vec<Edge>> {
@@ -190,41 +206,45 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT src_id, link, dst_id FROM edges WHERE {column} IN (SELECT value FROM json_each(?1))"
+            "SELECT src_id, link, dst_id FROM edges WHERE {}",
+            self.dialect().in_text_list(column, "$1")
         );
-        let rows = sqlx::query(&sql)
-            .bind(json_list(ids))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Edge {
-                    src_id: r.try_get("src_id")?,
-                    link: r.try_get("link")?,
-                    dst_id: r.try_get("dst_id")?,
-                })
-            })
-            .collect()
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(json_list(ids)).fetch_all(pool).await?;
+            rows.iter().map(|r| edge_from_row!(r)).collect()
+        })
     }
 
     /// Number of nodes whose `project_id` is `project_id`, the project node itself excluded.
     pub async fn count_project_nodes(&self, project_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM nodes WHERE project_id = ?1 AND node_type <> 'project'",
-        )
-        .bind(project_id)
-        .fetch_one(&self.pool)
-        .await?)
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT count(*) FROM nodes WHERE project_id = $1 AND node_type <> 'project'",
+            )
+            .bind(project_id)
+            .fetch_one(pool)
+            .await?)
+        })
     }
 
     /// Record a transaction that changes nothing (failed or dry run); returns its id.
     pub async fn log_transaction(&self, record: &TransactionRecord) -> Result<i64> {
-        let mut conn = self.pool.acquire().await?;
-        insert_transaction(&mut conn, record).await
+        on_pool!(self, pool => {
+            Ok(sqlx::query_scalar(INSERT_TRANSACTION)
+                .bind(&record.project_id)
+                .bind(&record.role)
+                .bind(record.is_dry_run)
+                .bind(&record.state)
+                .bind(&record.submitter)
+                .bind(crate::timestamp())
+                .bind(record.entity_count)
+                .fetch_one(pool)
+                .await?)
+        })
     }
 
     /// Take the write lock: validate under it, then [`Store::write`], so no
-    /// other request changes the graph between the checks and the commit.
+    /// other request of this process changes the graph between checks and commit.
     pub async fn lock_writes(&self) -> WriteGuard<'_> {
         WriteGuard(self.write_lock.lock().await)
     }
@@ -236,85 +256,86 @@ impl Store {
         change: &ChangeSet,
         record: &TransactionRecord,
     ) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        if !change.delete_nodes.is_empty() {
-            let ids = json_list(&change.delete_nodes);
-            sqlx::query(
-                "DELETE FROM edges WHERE src_id IN (SELECT value FROM json_each(?1)) \
-                 OR dst_id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM nodes WHERE node_id IN (SELECT value FROM json_each(?1))")
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for node in &change.nodes {
-            let props = Value::Object(node.props.clone()).to_string();
-            if node.is_new {
-                sqlx::query(
-                    "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .bind(&node.id)
-                .bind(&node.node_type)
-                .bind(&node.project_id)
-                .bind(&node.natural_key)
-                .bind(props)
-                .execute(&mut *tx)
-                .await?;
-            } else {
-                sqlx::query("UPDATE nodes SET natural_key = ?2, props = ?3 WHERE node_id = ?1")
-                    .bind(&node.id)
-                    .bind(&node.natural_key)
-                    .bind(props)
+        let dialect = self.dialect();
+        let delete_edges = format!(
+            "DELETE FROM edges WHERE {} OR {}",
+            dialect.in_text_list("src_id", "$1"),
+            dialect.in_text_list("dst_id", "$1")
+        );
+        let delete_nodes = format!(
+            "DELETE FROM nodes WHERE {}",
+            dialect.in_text_list("node_id", "$1")
+        );
+        let insert_node = format!(
+            "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) VALUES ($1, $2, $3, $4, {})",
+            dialect.json_param("$5")
+        );
+        let update_node = format!(
+            "UPDATE nodes SET natural_key = $2, props = {} WHERE node_id = $1",
+            dialect.json_param("$3")
+        );
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if !change.delete_nodes.is_empty() {
+                let ids = json_list(&change.delete_nodes);
+                sqlx::query(&delete_edges).bind(&ids).execute(&mut *tx).await?;
+                sqlx::query(&delete_nodes).bind(&ids).execute(&mut *tx).await?;
+            }
+            for node in &change.nodes {
+                let props = Value::Object(node.props.clone()).to_string();
+                if node.is_new {
+                    sqlx::query(&insert_node)
+                        .bind(&node.id)
+                        .bind(&node.node_type)
+                        .bind(&node.project_id)
+                        .bind(&node.natural_key)
+                        .bind(props)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    sqlx::query(&update_node)
+                        .bind(&node.id)
+                        .bind(&node.natural_key)
+                        .bind(props)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for (src, link, kept) in &change.replace_links {
+                sqlx::query("DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3")
+                    .bind(src)
+                    .bind(link)
+                    .bind(kept)
                     .execute(&mut *tx)
                     .await?;
             }
-        }
-        for (src, link, kept) in &change.replace_links {
-            sqlx::query("DELETE FROM edges WHERE src_id = ?1 AND link = ?2 AND dst_id <> ?3")
-                .bind(src)
-                .bind(link)
-                .bind(kept)
+            for (edge, project_id) in &change.add_edges {
+                sqlx::query(
+                    "INSERT INTO edges (src_id, link, dst_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(&edge.src_id)
+                .bind(&edge.link)
+                .bind(&edge.dst_id)
+                .bind(project_id)
                 .execute(&mut *tx)
                 .await?;
-        }
-        for (edge, project_id) in &change.add_edges {
-            sqlx::query(
-                "INSERT OR IGNORE INTO edges (src_id, link, dst_id, project_id) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(&edge.src_id)
-            .bind(&edge.link)
-            .bind(&edge.dst_id)
-            .bind(project_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let id = insert_transaction(&mut tx, record).await?;
-        tx.commit().await?;
-        Ok(id)
+            }
+            let id: i64 = sqlx::query_scalar(INSERT_TRANSACTION)
+                .bind(&record.project_id)
+                .bind(&record.role)
+                .bind(record.is_dry_run)
+                .bind(&record.state)
+                .bind(&record.submitter)
+                .bind(crate::timestamp())
+                .bind(record.entity_count)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 }
 
-async fn insert_transaction(
-    conn: &mut sqlx::SqliteConnection,
-    record: &TransactionRecord,
-) -> Result<i64> {
-    let id = sqlx::query_scalar(
-        "INSERT INTO transactions (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-    )
-    .bind(&record.project_id)
-    .bind(&record.role)
-    .bind(record.is_dry_run)
-    .bind(&record.state)
-    .bind(&record.submitter)
-    .bind(crate::timestamp())
-    .bind(record.entity_count)
-    .fetch_one(conn)
-    .await?;
-    Ok(id)
-}
+const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
+    (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";

@@ -1,9 +1,11 @@
 //! Persistence: the metadata graph (nodes and edges), transaction logs, and
 //! identity/authorization state. All SQL of Commons lives under this module.
 //!
-//! The layout is generic (one `nodes` table, one `edges` table; DICTIONARY
-//! changes never need DDL). Writes go through one in-process lock so that an
-//! SQLite write transaction never fails half-way on a lock upgrade.
+//! The layout is generic (one `nodes` table, one `edges` table; dictionary
+//! changes never need DDL). Two backends share every statement: SQLite
+//! (embedded, default) and PostgreSQL; [`Dialect`] covers the few differences.
+//! Writes of one process go through one lock, so validation and commit see
+//! the same graph and an SQLite write transaction never fails on a lock upgrade.
 
 mod graph;
 mod identity;
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::SqlitePool;
+
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
@@ -56,29 +58,89 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The connection pool of the configured backend.
+pub(crate) enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Run the same statement-building code against whichever pool is configured:
+/// `$pool` is bound to the concrete pool in each arm (SQL placeholders are
+/// `$N` in both dialects).
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The SQL dialect of a store, for the few places where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// `expr IN <list>` where parameter `param` holds a JSON array of strings.
+    pub fn in_text_list(self, expr: &str, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
+            Dialect::Postgres => {
+                format!("{expr} IN (SELECT jsonb_array_elements_text({param}::jsonb))")
+            }
+        }
+    }
+
+    /// A bound JSON document as the `props` column type.
+    pub fn json_param(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => param.to_string(),
+            Dialect::Postgres => format!("{param}::jsonb"),
+        }
+    }
+
+    /// The `props` column as JSON text.
+    pub fn props_text(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "props",
+            Dialect::Postgres => "props::text",
+        }
+    }
+}
+
 pub struct Store {
-    pool: SqlitePool,
+    pub(crate) pool: Pool,
     write_lock: Mutex<()>,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
 }
 
-/// Schema migrations compiled into the binary.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
+/// Schema migrations compiled into the binary, per backend.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "init",
     include_str!("../../migrations/sqlite/0001_init.sql"),
 )];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
 
 #[derive(Debug)]
-struct EmbeddedMigrations;
+struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);
 
 impl MigrationSource<'static> for EmbeddedMigrations {
     fn resolve(
         self,
     ) -> BoxFuture<'static, std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        Box::pin(async move {
+            Ok(self
+                .0
                 .iter()
                 .map(|(version, description, sql)| {
                     Migration::new(
@@ -100,37 +162,49 @@ impl Store {
         format!("sqlite://{}", data_dir.join("commons.db").display())
     }
 
-    /// Connect and apply pending migrations.
+    /// Connect and apply pending migrations (`sqlite://PATH` or `postgres://...`).
+    /// Migrations take a database lock, so instances starting together are safe.
     pub async fn open(url: &str) -> Result<Self> {
-        if !url.starts_with("sqlite:") {
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                // WAL + NORMAL: a crash never corrupts the database; a committed
+                // transaction survives process crashes (fsync at checkpoints).
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await?;
+            migrate(&pool, SQLITE_MIGRATIONS).await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            migrate(&pool, POSTGRES_MIGRATIONS).await?;
+            Pool::Postgres(pool)
+        } else {
             return Err(StoreError::Other(format!(
-                "unsupported database URL '{url}': this build stores data in SQLite (sqlite://PATH)"
+                "unsupported database URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"
             )));
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            // WAL + NORMAL: a crash never corrupts the database; a committed
-            // transaction survives process crashes (fsync at checkpoints).
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        let migrator = Migrator::new(EmbeddedMigrations)
-            .await
-            .map_err(|e| StoreError::Other(format!("migrations: {e}")))?;
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Other(format!("migrations: {e}")))?;
+        };
         Ok(Self {
             pool,
             write_lock: Mutex::new(()),
             graphql_statements: AtomicU64::new(0),
         })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// How many GraphQL statements this store has run.
@@ -141,30 +215,55 @@ impl Store {
     /// Run a read-only query that returns one JSON text value (GraphQL).
     pub async fn query_json(&self, sql: &str, binds: &[BindValue]) -> Result<String> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
-        let mut query = sqlx::query_scalar::<_, String>(sql);
-        for bind in binds {
-            query = match bind {
-                BindValue::Text(s) => query.bind(s.clone()),
-                BindValue::Int(i) => query.bind(*i),
-                BindValue::Float(f) => query.bind(*f),
-            };
-        }
-        Ok(query.fetch_one(&self.pool).await?)
+        let sql = match self.dialect() {
+            Dialect::Sqlite => sql.to_string(),
+            Dialect::Postgres => format!("SELECT ({sql})::text"),
+        };
+        on_pool!(self, pool => {
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for bind in binds {
+                query = match bind {
+                    BindValue::Text(s) => query.bind(s.clone()),
+                    BindValue::Int(i) => query.bind(*i),
+                    BindValue::Float(f) => query.bind(*f),
+                };
+            }
+            Ok(query.fetch_one(pool).await?)
+        })
     }
 
     /// Run a read-only query that returns one integer (GraphQL counts).
     pub async fn query_count(&self, sql: &str, binds: &[BindValue]) -> Result<i64> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
-        let mut query = sqlx::query_scalar::<_, i64>(sql);
-        for bind in binds {
-            query = match bind {
-                BindValue::Text(s) => query.bind(s.clone()),
-                BindValue::Int(i) => query.bind(*i),
-                BindValue::Float(f) => query.bind(*f),
-            };
-        }
-        Ok(query.fetch_one(&self.pool).await?)
+        on_pool!(self, pool => {
+            let mut query = sqlx::query_scalar::<_, i64>(sql);
+            for bind in binds {
+                query = match bind {
+                    BindValue::Text(s) => query.bind(s.clone()),
+                    BindValue::Int(i) => query.bind(*i),
+                    BindValue::Float(f) => query.bind(*f),
+                };
+            }
+            Ok(query.fetch_one(pool).await?)
+        })
     }
+}
+
+async fn migrate<'a, A>(
+    pool: A,
+    migrations: &'static [(i64, &'static str, &'static str)],
+) -> Result<()>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let migrator = Migrator::new(EmbeddedMigrations(migrations))
+        .await
+        .map_err(|e| StoreError::Other(format!("migrations: {e}")))?;
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Other(format!("migrations: {e}")))
 }
 
 /// A bind parameter of a generated query.
