@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use common::TestApp;
+use commons::store::Dialect;
 use serde_json::{Value, json};
 
 const PID: &str = "prog-proj";
@@ -346,13 +347,16 @@ fn generated_sql_is_pinned() {
         ],
     };
     let scope = commons::auth::ReadScope::Projects(BTreeSet::from(["prog-proj".to_string()]));
-    let statement = commons::graphql::plan::root_list(
-        &dictionary,
-        &scope,
-        commons::graphql::plan::RootList::Type("case"),
-        &selection,
-    )
-    .unwrap();
-    insta::assert_snapshot!(statement.sql);
-    insta::assert_debug_snapshot!(statement.binds);
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        let statement = commons::graphql::plan::root_list(
+            &dictionary,
+            dialect,
+            &scope,
+            commons::graphql::plan::RootList::Type("case"),
+            &selection,
+        )
+        .unwrap();
+        insta::assert_snapshot!(format!("sql_{dialect:?}"), statement.sql);
+        insta::assert_debug_snapshot!(format!("binds_{dialect:?}"), statement.binds);
+    }
 }

@@ -277,7 +277,13 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                 ListKind::Node => plan::RootList::Node,
                 ListKind::DataNode => plan::RootList::DataNode,
             };
-            let statement = plan::root_list(&request.dictionary, &request.scope, list, &sel)?;
+            let statement = plan::root_list(
+                &request.dictionary,
+                request.store.dialect(),
+                &request.scope,
+                list,
+                &sel,
+            )?;
             let text = request
                 .store
                 .query_json(&statement.sql, &statement.binds)
@@ -398,8 +404,13 @@ fn root_count_field(node: &NodeType) -> Field {
             FieldFuture::new(async move {
                 let request = ctx.data::<RequestContext>()?;
                 let sel = selection(ctx.field())?;
-                let statement =
-                    plan::root_count(&request.dictionary, &request.scope, &type_name, &sel.args)?;
+                let statement = plan::root_count(
+                    &request.dictionary,
+                    request.store.dialect(),
+                    &request.scope,
+                    &type_name,
+                    &sel.args,
+                )?;
                 let n = request
                     .store
                     .query_count(&statement.sql, &statement.binds)

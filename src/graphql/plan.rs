@@ -1,13 +1,14 @@
 //! Compiles one GraphQL root field, whatever its nesting, into ONE SQL
 //! statement that returns the response-shaped JSON. Nested links become
-//! correlated subqueries aggregating child rows with `json_group_array`;
+//! correlated subqueries aggregating child rows into JSON (`json_group_array`
+//! on SQLite, `jsonb_agg` on PostgreSQL);
 //! identifiers come only from the dictionary, every value is a bind parameter.
 
 use serde_json::Value;
 
 use crate::auth::ReadScope;
 use crate::dictionary::{Dictionary, NodeType, PropKind};
-use crate::store::BindValue;
+use crate::store::{BindValue, Dialect};
 
 /// A field of a GraphQL selection, independent of the GraphQL library.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,7 @@ pub struct PlanError(pub String);
 
 struct Builder<'a> {
     dictionary: &'a Dictionary,
+    dialect: Dialect,
     scope: &'a ReadScope,
     binds: Vec<BindValue>,
     aliases: usize,
@@ -74,7 +76,119 @@ enum Source<'a> {
 impl<'a> Builder<'a> {
     fn bind(&mut self, value: BindValue) -> String {
         self.binds.push(value);
-        format!("?{}", self.binds.len())
+        format!("${}", self.binds.len())
+    }
+
+    // ---- the few SQL shapes that differ between SQLite and PostgreSQL
+
+    /// `expr IN` the JSON array of strings bound to `param`.
+    fn in_text(&self, expr: &str, param: &str) -> String {
+        self.dialect.in_text_list(expr, param)
+    }
+
+    /// A property as a comparable, orderable value (numbers stay numbers).
+    fn prop_value(&self, alias: &str, name: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("({alias}.props ->> '{}')", json_path(name)),
+            Dialect::Postgres => format!("({alias}.props -> '{}')", pg_key(name)),
+        }
+    }
+
+    /// `value IN` the JSON array of typed values bound to `param`.
+    fn in_values(&self, value: &str, param: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("{value} IN (SELECT value FROM json_each({param}))"),
+            Dialect::Postgres => {
+                format!("{value} IN (SELECT jsonb_array_elements({param}::jsonb))")
+            }
+        }
+    }
+
+    /// A property as text (NULL when absent).
+    fn prop_text(&self, alias: &str, name: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("CAST(({alias}.props ->> '{}') AS TEXT)", json_path(name)),
+            Dialect::Postgres => format!("({alias}.props ->> '{}')", pg_key(name)),
+        }
+    }
+
+    /// A property as JSON, for the response document.
+    fn prop_json(&self, alias: &str, name: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("json({alias}.props -> '{}')", json_path(name)),
+            Dialect::Postgres => format!("({alias}.props -> '{}')", pg_key(name)),
+        }
+    }
+
+    /// The array property `name` has an element whose text is bound to `param`.
+    fn array_contains(&self, alias: &str, name: &str, param: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!(
+                "EXISTS (SELECT 1 FROM json_each({alias}.props, '{}') WHERE CAST(value AS TEXT) = {param})",
+                json_path(name)
+            ),
+            Dialect::Postgres => {
+                format!(
+                    "({alias}.props -> '{}') @> jsonb_build_array({param}::text)",
+                    pg_key(name)
+                )
+            }
+        }
+    }
+
+    /// `haystack` contains the text bound to `param`.
+    fn contains(&self, haystack: &str, param: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("instr({haystack}, {param}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {param}) > 0"),
+        }
+    }
+
+    /// A JSON array of the `obj` column of `rows`, in their order.
+    fn aggregate(&self, rows: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => {
+                format!("SELECT coalesce(json_group_array(json(obj)), '[]') FROM ({rows})")
+            }
+            Dialect::Postgres => {
+                format!("SELECT coalesce(jsonb_agg(t.obj), '[]'::jsonb) FROM ({rows}) t")
+            }
+        }
+    }
+
+    /// A subquery returning JSON, embedded as a value of an object.
+    fn embed(&self, subquery: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("json(({subquery}))"),
+            Dialect::Postgres => format!("({subquery})"),
+        }
+    }
+
+    /// A JSON object of `(key param, value)` pairs.
+    fn json_object(&self, pairs: &[String]) -> String {
+        // Both databases cap function arguments; merge several objects for wide selections.
+        let (build, merge): (&str, fn(String, String) -> String) = match self.dialect {
+            Dialect::Sqlite => ("json_object", |a, b| format!("json_patch({a}, {b})")),
+            Dialect::Postgres => ("jsonb_build_object", |a, b| format!("({a} || {b})")),
+        };
+        pairs
+            .chunks(50)
+            .map(|c| format!("{build}({})", c.join(", ")))
+            .reduce(merge)
+            .unwrap_or_else(|| format!("{build}()"))
+    }
+
+    /// `LIMIT`/`OFFSET`; no limit when `limit` is None.
+    fn limit_offset(&mut self, limit: Option<i64>, offset: i64) -> String {
+        let o = self.bind(BindValue::Int(offset));
+        match (limit, self.dialect) {
+            (Some(l), _) => {
+                let l = self.bind(BindValue::Int(l));
+                format!(" LIMIT {l} OFFSET {o}")
+            }
+            (None, Dialect::Sqlite) => format!(" LIMIT -1 OFFSET {o}"),
+            (None, Dialect::Postgres) => format!(" OFFSET {o}"),
+        }
     }
 
     fn bind_text(&mut self, s: &str) -> String {
@@ -103,9 +217,7 @@ impl<'a> Builder<'a> {
             Source::AnyType(None) => format!("nodes {alias}"),
             Source::AnyType(Some(types)) => {
                 let p = self.bind_text(&serde_json::to_string(types).expect("strings serialize"));
-                conditions.push(format!(
-                    "{alias}.node_type IN (SELECT value FROM json_each({p}))"
-                ));
+                conditions.push(self.in_text(&format!("{alias}.node_type"), &p));
                 format!("nodes {alias}")
             }
             Source::Forward {
@@ -150,7 +262,7 @@ impl<'a> Builder<'a> {
         let list: Vec<&String> = set.iter().collect();
         let json = serde_json::to_string(&list).expect("strings serialize");
         let param = self.bind_text(&json);
-        let restricted = format!("{alias}.project_id IN (SELECT value FROM json_each({param}))");
+        let restricted = self.in_text(&format!("{alias}.project_id"), &param);
         match source {
             Source::AnyType(_) => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
             Source::Root(n)
@@ -178,15 +290,11 @@ impl<'a> Builder<'a> {
                 }
                 "ids" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!(
-                        "{alias}.node_id IN (SELECT value FROM json_each({p}))"
-                    ));
+                    out.push(self.in_text(&format!("{alias}.node_id"), &p));
                 }
                 "project_id" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!(
-                        "{alias}.project_id IN (SELECT value FROM json_each({p}))"
-                    ));
+                    out.push(self.in_text(&format!("{alias}.project_id"), &p));
                 }
                 "quick_search" => {
                     let needle = text(value).to_lowercase();
@@ -194,9 +302,13 @@ impl<'a> Builder<'a> {
                         continue;
                     }
                     let p = self.bind_text(&needle);
-                    out.push(format!(
-                        "(instr(lower({alias}.node_id), {p}) > 0 OR instr(lower(coalesce({alias}.props ->> '$.submitter_id', '')), {p}) > 0)"
-                    ));
+                    let by_id = self.contains(&format!("lower({alias}.node_id)"), &p);
+                    let submitter = format!(
+                        "lower(coalesce({}, ''))",
+                        self.prop_text(alias, "submitter_id")
+                    );
+                    let by_submitter = self.contains(&submitter, &p);
+                    out.push(format!("({by_id} OR {by_submitter})"));
                 }
                 "created_after" | "created_before" | "updated_after" | "updated_before" => {
                     let (column, op) = match name.as_str() {
@@ -209,13 +321,11 @@ impl<'a> Builder<'a> {
                         PlanError(format!("Invalid datetime for {name}: '{}'", text(value)))
                     })?;
                     let p = self.bind_text(&at);
-                    out.push(format!("({alias}.props ->> '$.{column}') {op} {p}"));
+                    out.push(format!("{} {op} {p}", self.prop_text(alias, column)));
                 }
                 "of_type" => {
                     let p = self.bind_text(&json_strings(value));
-                    out.push(format!(
-                        "{alias}.node_type IN (SELECT value FROM json_each({p}))"
-                    ));
+                    out.push(self.in_text(&format!("{alias}.node_type"), &p));
                 }
                 "category" => {
                     let types: Vec<String> = self
@@ -227,9 +337,7 @@ impl<'a> Builder<'a> {
                         .collect();
                     let p =
                         self.bind_text(&serde_json::to_string(&types).expect("strings serialize"));
-                    out.push(format!(
-                        "{alias}.node_type IN (SELECT value FROM json_each({p}))"
-                    ));
+                    out.push(self.in_text(&format!("{alias}.node_type"), &p));
                 }
                 "with_links" | "with_links_any" | "without_links" => {
                     let Some(node) = node else { continue };
@@ -291,11 +399,9 @@ impl<'a> Builder<'a> {
                         else {
                             continue;
                         };
-                        let path = json_path(&property.name);
                         let p = self.bind_text(&text(&obj[&property.name]));
-                        out.push(format!(
-                            "({alias}.props ->> '{path}') IS NOT NULL AND CAST(({alias}.props ->> '{path}') AS TEXT) <> {p}"
-                        ));
+                        let value = self.prop_text(alias, &property.name);
+                        out.push(format!("{value} IS NOT NULL AND {value} <> {p}"));
                     }
                 }
                 property => {
@@ -305,33 +411,25 @@ impl<'a> Builder<'a> {
                             return Err(PlanError(format!("Unknown argument '{property}'")));
                         }
                         let p = self.bind_text(&Value::Array(list(value)).to_string());
-                        out.push(format!(
-                            "({alias}.props ->> '{}') IN (SELECT value FROM json_each({p}))",
-                            json_path(property)
-                        ));
+                        out.push(self.in_values(&self.prop_value(alias, property), &p));
                         continue;
                     };
                     let Some(prop) = node.property(property) else {
                         // Count fields take the owner's arguments; the neighbour may lack them.
                         continue;
                     };
-                    let path = json_path(&prop.name);
                     let values = list(value);
                     if matches!(prop.kind, PropKind::Array(_)) {
                         if values.is_empty() {
-                            out.push("0".into());
+                            out.push("FALSE".into());
                         }
                         for v in values {
                             let p = self.bind_text(&text(&v));
-                            out.push(format!(
-                                "EXISTS (SELECT 1 FROM json_each({alias}.props, '{path}') WHERE CAST(value AS TEXT) = {p})"
-                            ));
+                            out.push(self.array_contains(alias, &prop.name, &p));
                         }
                     } else {
                         let p = self.bind_text(&Value::Array(values).to_string());
-                        out.push(format!(
-                            "({alias}.props ->> '{path}') IN (SELECT value FROM json_each({p}))"
-                        ));
+                        out.push(self.in_values(&self.prop_value(alias, &prop.name), &p));
                     }
                 }
             }
@@ -348,14 +446,14 @@ impl<'a> Builder<'a> {
         entry: &Value,
     ) -> Result<String, PlanError> {
         let Some(fields) = entry.as_object() else {
-            return Ok("0".into());
+            return Ok("FALSE".into());
         };
         let target_type = fields
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let Some(target) = self.dictionary.node(target_type) else {
-            return Ok("0".into());
+            return Ok("FALSE".into());
         };
         let mut alternatives = Vec::new();
         for path in super::paths::paths(self.dictionary, &node.id, target_type) {
@@ -386,10 +484,7 @@ impl<'a> Builder<'a> {
                     conditions.push(format!("{previous}.node_id = {p}"));
                 } else if is_identifier(key) {
                     let p = self.bind_text(&Value::Array(vec![value.clone()]).to_string());
-                    conditions.push(format!(
-                        "({previous}.props ->> '{}') IN (SELECT value FROM json_each({p}))",
-                        json_path(key)
-                    ));
+                    conditions.push(self.in_values(&self.prop_value(&previous, key), &p));
                 } else {
                     return Err(PlanError(format!("Invalid with_path_to key '{key}'")));
                 }
@@ -402,7 +497,7 @@ impl<'a> Builder<'a> {
             ));
         }
         if alternatives.is_empty() {
-            return Ok("0".into());
+            return Ok("FALSE".into());
         }
         Ok(format!("({})", alternatives.join(" OR ")))
     }
@@ -459,8 +554,8 @@ impl<'a> Builder<'a> {
                         return Err(PlanError(format!("Cannot order by {other} on {type_name}")));
                     }
                     order.push(format!(
-                        "({alias}.props ->> '{}') {direction} {nulls}",
-                        json_path(other)
+                        "{} {direction} {nulls}",
+                        self.prop_value(alias, other)
                     ));
                 }
             }
@@ -472,10 +567,8 @@ impl<'a> Builder<'a> {
                 .and_then(Value::as_i64)
                 .unwrap_or(DEFAULT_FIRST);
             let offset = arg("offset").and_then(Value::as_i64).unwrap_or(0).max(0);
-            let limit = if first <= 0 { -1 } else { first };
-            let l = self.bind(BindValue::Int(limit));
-            let o = self.bind(BindValue::Int(offset));
-            sql.push_str(&format!(" LIMIT {l} OFFSET {o}"));
+            let limit = (first > 0).then_some(first);
+            sql.push_str(&self.limit_offset(limit, offset));
         }
         Ok(sql)
     }
@@ -491,10 +584,11 @@ impl<'a> Builder<'a> {
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children)?;
         let tail = self.order_limit(&alias, node, &selection.args, true)?;
-        Ok(format!(
-            "SELECT coalesce(json_group_array(json(obj)), '[]') FROM (SELECT {object} AS obj FROM {from}{where_}{tail})",
-            where_ = where_clause(&conditions),
-        ))
+        let rows = format!(
+            "SELECT {object} AS obj FROM {from}{}{tail}",
+            where_clause(&conditions)
+        );
+        Ok(self.aggregate(&rows))
     }
 
     /// The number of rows of a list (counts ignore `first` and `offset`).
@@ -526,26 +620,23 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let key = self.bind_text(&field.key);
+            let key = match self.dialect {
+                Dialect::Sqlite => key,
+                Dialect::Postgres => format!("{key}::text"),
+            };
             let expr = match field.name.as_str() {
                 "id" => format!("{alias}.node_id"),
                 "type" => format!("{alias}.node_type"),
                 "project_id" => format!("{alias}.project_id"),
                 name => match node {
-                    None => format!("json({alias}.props -> '{}')", json_path(name)),
+                    None if is_identifier(name) => self.prop_json(alias, name),
+                    None => "NULL".into(),
                     Some(node) => self.node_field(alias, node, field)?,
                 },
             };
             pairs.push(format!("{key}, {expr}"));
         }
-        // SQLite caps function arguments; merge several objects for wide selections.
-        let chunks: Vec<String> = pairs
-            .chunks(50)
-            .map(|c| format!("json_object({})", c.join(", ")))
-            .collect();
-        Ok(chunks
-            .into_iter()
-            .reduce(|acc, next| format!("json_patch({acc}, {next})"))
-            .expect("the type key is always selected"))
+        Ok(self.json_object(&pairs))
     }
 
     fn node_field(
@@ -562,10 +653,8 @@ impl<'a> Builder<'a> {
                 link: &link.name,
                 target,
             };
-            return Ok(format!(
-                "json(({}))",
-                self.list(source, Some(target), field)?
-            ));
+            let list = self.list(source, Some(target), field)?;
+            return Ok(self.embed(&list));
         }
         if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
             let source_type = self.node_type(&backref.source_type)?;
@@ -574,10 +663,8 @@ impl<'a> Builder<'a> {
                 link: &backref.link_name,
                 source: source_type,
             };
-            return Ok(format!(
-                "json(({}))",
-                self.list(source, Some(source_type), field)?
-            ));
+            let list = self.list(source, Some(source_type), field)?;
+            return Ok(self.embed(&list));
         }
         if let Some(edge) = name
             .strip_prefix('_')
@@ -609,8 +696,8 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        if node.property(name).is_some() {
-            return Ok(format!("json({alias}.props -> '{}')", json_path(name)));
+        if node.property(name).is_some() && is_identifier(name) {
+            return Ok(self.prop_json(alias, name));
         }
         Ok("NULL".into())
     }
@@ -630,7 +717,16 @@ fn where_clause(conditions: &[String]) -> String {
     }
 }
 
-/// `$."name"` path of a property; names are dictionary identifiers.
+/// PostgreSQL object key of a property; callers pass checked identifiers only.
+fn pg_key(name: &str) -> &str {
+    debug_assert!(
+        is_identifier(name),
+        "property names are checked identifiers"
+    );
+    name
+}
+
+/// SQLite JSON path of a property; callers pass checked identifiers only.
 fn json_path(name: &str) -> String {
     debug_assert!(
         is_identifier(name),
@@ -698,12 +794,14 @@ pub enum RootList<'a> {
 /// The statement of a root list field.
 pub fn root_list(
     dictionary: &Dictionary,
+    dialect: Dialect,
     scope: &ReadScope,
     list: RootList<'_>,
     selection: &Selection,
 ) -> Result<Statement, PlanError> {
     let mut b = Builder {
         dictionary,
+        dialect,
         scope,
         binds: Vec::new(),
         aliases: 0,
@@ -733,12 +831,14 @@ pub fn root_list(
 /// The statement of a root `_<type>_count` field.
 pub fn root_count(
     dictionary: &Dictionary,
+    dialect: Dialect,
     scope: &ReadScope,
     node_type: &str,
     args: &[(String, Value)],
 ) -> Result<Statement, PlanError> {
     let mut b = Builder {
         dictionary,
+        dialect,
         scope,
         binds: Vec::new(),
         aliases: 0,
