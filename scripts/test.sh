@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# The one command that runs every check: formatting, lints, Rust tests, and the
-# Gen3 acceptance suite against a release build. Exits non-zero on any failure.
-# Arguments (e.g. --database-url URL, or pytest arguments) go to acceptance.sh.
+# The one command that runs every check: formatting, lints, the Rust tests and
+# the Gen3 acceptance suite, each on SQLite and on PostgreSQL (a backend
+# matrix over the same tests). Exits non-zero on any failure.
+#
+# PostgreSQL comes from COMMONS_TEST_POSTGRES_URL (default: the local server,
+# user postgres, trust auth). Without it the PostgreSQL runs are skipped with a
+# warning, except in CI (CI=true), where a missing PostgreSQL is a failure.
+# Arguments (e.g. pytest arguments) go to acceptance.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 section() { printf '\n======== %s ========\n' "$*"; }
+
+pg_url=${COMMONS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export COMMONS_TEST_POSTGRES_URL=$pg_url
+postgres=true
+if ! psql "$pg_url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    if [[ ${CI:-} == true ]]; then
+        echo "PostgreSQL at $pg_url is not reachable, and CI requires it" >&2
+        exit 1
+    fi
+    echo "WARNING: PostgreSQL at $pg_url is not reachable: PostgreSQL runs are skipped" >&2
+    postgres=false
+fi
 
 section "format: cargo fmt --check"
 cargo fmt --all -- --check
@@ -13,13 +30,27 @@ cargo fmt --all -- --check
 section "lint: cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
-section "Rust tests: cargo test"
+section "Rust tests on SQLite: cargo test"
 cargo test --all-targets
+
+if $postgres; then
+    section "Rust tests on PostgreSQL: COMMONS_TEST_BACKEND=postgres cargo test"
+    COMMONS_TEST_BACKEND=postgres cargo test --all-targets
+fi
 
 section "release build"
 cargo build --release
+bin="${CARGO_TARGET_DIR:-target}/release/commons"
 
-section "Gen3 acceptance suite"
-COMMONS_BIN="${CARGO_TARGET_DIR:-target}/release/commons" scripts/acceptance.sh "$@"
+section "Gen3 acceptance suite on SQLite"
+COMMONS_BIN=$bin scripts/acceptance.sh "$@"
+
+if $postgres; then
+    section "Gen3 acceptance suite on PostgreSQL"
+    db="commons_acceptance_$$"
+    psql "$pg_url" -qc "CREATE DATABASE $db"
+    trap 'psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
+    COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" "$@"
+fi
 
 section "all checks passed"

@@ -23,7 +23,72 @@ pub const PUBLIC_URL: &str = "http://commons.test";
 pub struct TestApp {
     pub state: SharedState,
     pub admin_token: String,
+    database: TestDatabase,
     _dir: tempfile::TempDir,
+}
+
+/// The backend under test: `COMMONS_TEST_BACKEND=postgres` runs every test on
+/// a fresh PostgreSQL database (server from `COMMONS_TEST_POSTGRES_URL`,
+/// default the local one), dropped afterwards; otherwise SQLite in a temp dir.
+enum TestDatabase {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("COMMONS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDatabase {
+    async fn create(dir: &Path) -> (Self, String) {
+        match std::env::var("COMMONS_TEST_BACKEND").as_deref() {
+            Ok("postgres") => {
+                let admin_url = postgres_admin_url();
+                let name = format!("commons_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required for COMMONS_TEST_BACKEND=postgres: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                let url = format!("{base}/{name}");
+                (TestDatabase::Postgres { admin_url, name }, url)
+            }
+            _ => (TestDatabase::Sqlite, Store::default_url(dir)),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = &self.database {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime: use a thread with its own.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut conn) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await
+                    {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
+                    }
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
 }
 
 pub struct Reply {
@@ -63,7 +128,11 @@ impl TestApp {
             Some(path) => dictionary::load_path(path).unwrap(),
             None => dictionary::load(None).unwrap(),
         };
-        let store = Store::open(&Store::default_url(dir.path())).await.unwrap();
+        let (database, url) = TestDatabase::create(dir.path()).await;
+        let store = Store::open(&url).await.unwrap();
+        if matches!(database, TestDatabase::Postgres { .. }) {
+            assert_eq!(store.dialect(), commons::store::Dialect::Postgres);
+        }
         let state = commons::cli::app_state(
             dictionary,
             store,
@@ -83,6 +152,7 @@ impl TestApp {
         let mut app = TestApp {
             state,
             admin_token: String::new(),
+            database,
             _dir: dir,
         };
         app.admin_token = app.exchange(&credentials).await;
