@@ -127,6 +127,13 @@ const ROWS: &[Row] = &[
         "",
         SESSION_ONLY,
     ),
+    row(
+        "POST",
+        "/user/login/local",
+        "/user/login/local",
+        "{}",
+        [400; 9],
+    ),
     row("GET", "/user/user", "/user/user", "", AUTHENTICATED),
     row("POST", "/user/user", "/user/user", "", AUTHENTICATED),
     row(
@@ -550,7 +557,7 @@ async fn every_endpoint_answers_every_caller_with_the_contract_status() {
         &admin_user,
         vec!["openid".into(), "user".into()],
         -10,
-        "none",
+        None,
     );
     let bad_signature = {
         let mut t = app.admin_token.clone();

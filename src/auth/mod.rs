@@ -30,6 +30,16 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// Check a password against a stored argon2 hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
 /// Name of the policy that makes a user an administrator of everything.
 pub const ADMIN_POLICY: &str = "commons-admin";
 

@@ -221,13 +221,14 @@ impl TokenService {
         (self.sign(&claims), claims)
     }
 
-    /// An access token for `user`, carrying `scope`, minted from API key `api_key_jti`.
+    /// An access token for `user`, carrying `scope`, minted from API key
+    /// `api_key_jti` (None: a session token from a login).
     pub fn issue_access_token(
         &self,
         user: &UserRow,
         scope: Vec<String>,
         ttl: i64,
-        api_key_jti: &str,
+        api_key_jti: Option<&str>,
     ) -> String {
         let now = now_unix();
         let claims = Claims {
@@ -244,7 +245,7 @@ impl TokenService {
                 "user": {"name": user.username, "is_admin": user.is_admin,
                           "google": {"proxy_group": null}}
             })),
-            api_key_jti: Some(api_key_jti.to_string()),
+            api_key_jti: api_key_jti.map(str::to_string),
         };
         self.sign(&claims)
     }
@@ -320,6 +321,19 @@ impl TokenService {
         let keys = self.keys.read().expect("key lock poisoned");
         json!({"keys": keys.iter().map(|k| json!([k.kid, k.public_pem()])).collect::<Vec<_>>()})
     }
+}
+
+/// Lifetime of a browser-session token (fence's default for the portal).
+pub const SESSION_TTL: i64 = 20 * 60;
+
+/// Scopes of a session token: everything a user may hold, plus `credentials`,
+/// which lets the session manage the user's API keys.
+pub fn session_scopes() -> Vec<String> {
+    USER_ALLOWED_SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(std::iter::once("credentials".to_string()))
+        .collect()
 }
 
 /// Generate a new signing key; it signs from now on, older keys keep verifying.

@@ -129,6 +129,12 @@ enum UsersCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Set a user's password, read from standard input (for `POST /user/login/local`).
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// List users.
     List {
         #[command(flatten)]
@@ -204,13 +210,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }) => {
             let store = database.open().await?;
             let password = if password_stdin {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text)?;
-                let text = text.trim_end_matches(['\n', '\r']).to_string();
-                if text.is_empty() {
-                    bail!("--password-stdin was given but standard input is empty");
-                }
-                Some(text)
+                Some(read_password()?)
             } else {
                 None
             };
@@ -219,6 +219,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "user '{name}' created{}",
                 if admin { " (administrator)" } else { "" }
             );
+            Ok(())
+        }
+        Command::Users(UsersCommand::Passwd { name, database }) => {
+            let store = database.open().await?;
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named '{name}'"))?;
+            let password = read_password()?;
+            store
+                .set_password(user.id, &auth::hash_password(&password))
+                .await?;
+            eprintln!("password of '{name}' set");
             Ok(())
         }
         Command::Users(UsersCommand::List { database }) => {
@@ -292,6 +305,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A password from standard input (one line; the newline is not part of it).
+fn read_password() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    let text = text.trim_end_matches(['\n', '\r']).to_string();
+    if text.is_empty() {
+        bail!("expected a password on standard input");
+    }
+    Ok(text)
 }
 
 fn check_dictionary(path: &str) -> anyhow::Result<()> {

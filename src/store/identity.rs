@@ -157,6 +157,17 @@ impl Store {
         })
     }
 
+    pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        execute!(
+            self,
+            "UPDATE users SET password_hash = $2 WHERE id = $1",
+            user_id,
+            password_hash
+        )?;
+        Ok(())
+    }
+
     pub async fn insert_api_key(&self, jti: &str, user_id: i64, exp: i64) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         execute!(
