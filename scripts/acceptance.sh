@@ -2,7 +2,10 @@
 # Run the Gen3-compatibility acceptance suite (../shared/acceptance, read-only,
 # driven by the real gen3 SDK) against a fresh Commons server on a free port.
 #
-# Usage: scripts/acceptance.sh [--database-url URL] [--] [pytest args...]
+# Usage: scripts/acceptance.sh [--database-url URL] [--profile-credentials] [--] [pytest args...]
+#   --profile-credentials  COMMONS_CREDENTIALS is an API key the admin creates
+#                          through the profile API (password login, then
+#                          POST /user/credentials/api/), not the bootstrap file
 #   COMMONS_BIN=path  use this binary instead of running `cargo build --release`
 #   CI=true           a skipped test fails the run (CI must have every service)
 # Arguments other than --database-url are passed through to pytest
@@ -22,12 +25,14 @@ dictionary=$(cd "$dictionary" && pwd)
 
 # ---------------------------------------------------------------- arguments
 database_url=
+profile_credentials=false
 pytest_args=()
 while (($#)); do
     case $1 in
         --database-url) (($# >= 2)) || die "--database-url needs a value"
                         database_url=$2; shift 2 ;;
         --database-url=*) database_url=${1#*=}; shift ;;
+        --profile-credentials) profile_credentials=true; shift ;;
         --) shift; pytest_args+=("$@"); break ;;
         *) pytest_args+=("$1"); shift ;;
     esac
@@ -120,8 +125,28 @@ done
 "$bin" users add noaccess --data-dir "$data" "${db_args[@]}"
 "$bin" keys create noaccess --data-dir "$data" "${db_args[@]}" >"$work/noaccess.json"
 
+credentials=$data/credentials.json
+if $profile_credentials; then
+    # As a user would from the portal's profile page: log in, create a key.
+    password=$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')
+    "$bin" users passwd admin --data-dir "$data" "${db_args[@]}" <<<"$password"
+    credentials=$work/profile-credentials.json
+    "$venv/bin/python" - "$url" "$password" "$credentials" <<'PY'
+import json, sys, requests
+url, password, out = sys.argv[1:]
+login = requests.post(url + "/user/login/local", json={"username": "admin", "password": password}, timeout=30)
+login.raise_for_status()
+session = {"Authorization": "Bearer " + login.json()["access_token"]}
+key = requests.post(url + "/user/credentials/api/", json={}, headers=session, timeout=30)
+key.raise_for_status()
+with open(out, "w") as fh:
+    json.dump(key.json(), fh)
+PY
+    echo "acceptance: COMMONS_CREDENTIALS is a key created through the profile API"
+fi
+
 export COMMONS_URL=$url
-export COMMONS_CREDENTIALS=$data/credentials.json
+export COMMONS_CREDENTIALS=$credentials
 export COMMONS_CREDENTIALS_NOACCESS=$work/noaccess.json
 export COMMONS_ARBORIST_URL=$url/authz
 # Nothing may be written into the read-only shared folder; as root the

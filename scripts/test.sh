@@ -50,7 +50,8 @@ if $postgres; then
     db="commons_acceptance_$$"
     psql "$pg_url" -qc "CREATE DATABASE $db"
     trap 'psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
-    COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" "$@"
+    # Here the admin's key comes from the profile API (login + POST /user/credentials/api/).
+    COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" --profile-credentials "$@"
 fi
 
 section "all checks passed"
