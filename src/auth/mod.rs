@@ -1,6 +1,7 @@
 //! Identity and access: users, API keys and tokens (fence), and grants (arborist).
 
 pub mod authz;
+mod import;
 pub mod tokens;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
 pub use authz::{Permissions, ReadScope};
+pub use import::{ImportError, ImportSummary, import_user_yaml};
 pub use tokens::{Claims, Lifetimes, TokenError, TokenService};
 
 /// An authenticated caller.

@@ -43,6 +43,9 @@ enum Command {
     /// Manage local user accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage authorization (arborist) data.
+    #[command(subcommand)]
+    Authz(AuthzCommand),
     /// Manage API keys and token-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -137,6 +140,17 @@ enum UsersCommand {
     },
     /// List users.
     List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthzCommand {
+    /// Add the resources, roles, policies, groups and users of a Gen3 user.yaml
+    /// (nothing it does not name is removed).
+    Import {
+        file: PathBuf,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -243,6 +257,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     if user.is_admin { "admin" } else { "user" }
                 );
             }
+            Ok(())
+        }
+        Command::Authz(AuthzCommand::Import { file, database }) => {
+            let store = database.open().await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let summary = auth::import_user_yaml(&store, &text)
+                .await
+                .with_context(|| format!("{} was not imported", file.display()))?;
+            eprintln!(
+                "imported {}: {} resources, {} roles, {} policies, {} new users, {} grants",
+                file.display(),
+                summary.resources,
+                summary.roles,
+                summary.policies,
+                summary.users,
+                summary.grants
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Create {
