@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, on_pool};
+use super::{Pool, Result, Store, StoreError, on_pool};
 
 /// Proof that the caller holds the store's write lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
@@ -75,6 +75,24 @@ macro_rules! node_from_row {
             project_id: row.try_get("project_id")?,
             props,
         })
+    }};
+}
+
+/// Insert the transaction log row (any backend's executor); evaluates to its id.
+macro_rules! insert_transaction_row {
+    ($executor:expr, $record:expr) => {{
+        let record = $record;
+        let id: i64 = sqlx::query_scalar(INSERT_TRANSACTION)
+            .bind(&record.project_id)
+            .bind(&record.role)
+            .bind(record.is_dry_run)
+            .bind(&record.state)
+            .bind(&record.submitter)
+            .bind(crate::timestamp())
+            .bind(record.entity_count)
+            .fetch_one($executor)
+            .await?;
+        id
     }};
 }
 
@@ -229,18 +247,7 @@ impl Store {
 
     /// Record a transaction that changes nothing (failed or dry run); returns its id.
     pub async fn log_transaction(&self, record: &TransactionRecord) -> Result<i64> {
-        on_pool!(self, pool => {
-            Ok(sqlx::query_scalar(INSERT_TRANSACTION)
-                .bind(&record.project_id)
-                .bind(&record.role)
-                .bind(record.is_dry_run)
-                .bind(&record.state)
-                .bind(&record.submitter)
-                .bind(crate::timestamp())
-                .bind(record.entity_count)
-                .fetch_one(pool)
-                .await?)
-        })
+        on_pool!(self, pool => Ok(insert_transaction_row!(pool, record)))
     }
 
     /// Take the write lock: validate under it, then [`Store::write`], so no
@@ -256,85 +263,166 @@ impl Store {
         change: &ChangeSet,
         record: &TransactionRecord,
     ) -> Result<i64> {
-        let dialect = self.dialect();
-        let delete_edges = format!(
-            "DELETE FROM edges WHERE {} OR {}",
-            dialect.in_text_list("src_id", "$1"),
-            dialect.in_text_list("dst_id", "$1")
-        );
-        let delete_nodes = format!(
-            "DELETE FROM nodes WHERE {}",
-            dialect.in_text_list("node_id", "$1")
-        );
-        let insert_node = format!(
-            "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) VALUES ($1, $2, $3, $4, {})",
-            dialect.json_param("$5")
-        );
-        let update_node = format!(
-            "UPDATE nodes SET natural_key = $2, props = {} WHERE node_id = $1",
-            dialect.json_param("$3")
-        );
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            if !change.delete_nodes.is_empty() {
-                let ids = json_list(&change.delete_nodes);
-                sqlx::query(&delete_edges).bind(&ids).execute(&mut *tx).await?;
-                sqlx::query(&delete_nodes).bind(&ids).execute(&mut *tx).await?;
-            }
-            for node in &change.nodes {
-                let props = Value::Object(node.props.clone()).to_string();
-                if node.is_new {
-                    sqlx::query(&insert_node)
-                        .bind(&node.id)
-                        .bind(&node.node_type)
-                        .bind(&node.project_id)
-                        .bind(&node.natural_key)
-                        .bind(props)
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
-                    sqlx::query(&update_node)
-                        .bind(&node.id)
-                        .bind(&node.natural_key)
-                        .bind(props)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            for (src, link, kept) in &change.replace_links {
-                sqlx::query("DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3")
-                    .bind(src)
-                    .bind(link)
-                    .bind(kept)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for (edge, project_id) in &change.add_edges {
-                sqlx::query(
-                    "INSERT INTO edges (src_id, link, dst_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(&edge.src_id)
-                .bind(&edge.link)
-                .bind(&edge.dst_id)
-                .bind(project_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let id: i64 = sqlx::query_scalar(INSERT_TRANSACTION)
-                .bind(&record.project_id)
-                .bind(&record.role)
-                .bind(record.is_dry_run)
-                .bind(&record.state)
-                .bind(&record.submitter)
-                .bind(crate::timestamp())
-                .bind(record.entity_count)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(id)
-        })
+        match &self.pool {
+            Pool::Sqlite(pool) => write_sqlite(pool, change, record).await,
+            Pool::Postgres(pool) => write_postgres(pool, change, record).await,
+        }
     }
 }
+
+/// SQLite: prepared per-row statements in one transaction (no network, so
+/// per-row costs are small and SQLite has no array parameters).
+async fn write_sqlite(
+    pool: &sqlx::SqlitePool,
+    change: &ChangeSet,
+    record: &TransactionRecord,
+) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    if !change.delete_nodes.is_empty() {
+        let ids = json_list(&change.delete_nodes);
+        sqlx::query(
+            "DELETE FROM edges WHERE src_id IN (SELECT value FROM json_each($1)) \
+             OR dst_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM nodes WHERE node_id IN (SELECT value FROM json_each($1))")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for node in &change.nodes {
+        let props = Value::Object(node.props.clone()).to_string();
+        if node.is_new {
+            sqlx::query(
+                "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&node.id)
+            .bind(&node.node_type)
+            .bind(&node.project_id)
+            .bind(&node.natural_key)
+            .bind(props)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE nodes SET natural_key = $2, props = $3 WHERE node_id = $1")
+                .bind(&node.id)
+                .bind(&node.natural_key)
+                .bind(props)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    for (src, link, kept) in &change.replace_links {
+        sqlx::query(REPLACE_LINK)
+            .bind(src)
+            .bind(link)
+            .bind(kept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (edge, project_id) in &change.add_edges {
+        sqlx::query(
+            "INSERT INTO edges (src_id, link, dst_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&edge.src_id)
+        .bind(&edge.link)
+        .bind(&edge.dst_id)
+        .bind(project_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let id = insert_transaction_row!(&mut *tx, record);
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Rows per multi-row statement on PostgreSQL.
+const BULK_ROWS: usize = 5000;
+
+/// PostgreSQL: multi-row statements over arrays (`UNNEST`), a few round trips
+/// per request however many entities it holds.
+async fn write_postgres(
+    pool: &sqlx::PgPool,
+    change: &ChangeSet,
+    record: &TransactionRecord,
+) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    if !change.delete_nodes.is_empty() {
+        sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
+            .bind(&change.delete_nodes)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM nodes WHERE node_id = ANY($1)")
+            .bind(&change.delete_nodes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
+        change.nodes.iter().partition(|n| n.is_new);
+    for chunk in new.chunks(BULK_ROWS) {
+        let column =
+            |f: fn(&NodeWrite) -> Option<String>| chunk.iter().map(|n| f(n)).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) \
+             SELECT id, t, p, k, j::jsonb FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             WITH ORDINALITY AS u(id, t, p, k, j, ord) ORDER BY ord",
+        )
+        .bind(column(|n| Some(n.id.clone())))
+        .bind(column(|n| Some(n.node_type.clone())))
+        .bind(column(|n| n.project_id.clone()))
+        .bind(column(|n| n.natural_key.clone()))
+        .bind(column(|n| Some(Value::Object(n.props.clone()).to_string())))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in updated.chunks(BULK_ROWS) {
+        let ids: Vec<&str> = chunk.iter().map(|n| n.id.as_str()).collect();
+        let keys: Vec<Option<&str>> = chunk.iter().map(|n| n.natural_key.as_deref()).collect();
+        let props: Vec<String> = chunk
+            .iter()
+            .map(|n| Value::Object(n.props.clone()).to_string())
+            .collect();
+        sqlx::query(
+            "UPDATE nodes SET natural_key = u.k, props = u.j::jsonb \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(id, k, j) WHERE nodes.node_id = u.id",
+        )
+        .bind(ids)
+        .bind(keys)
+        .bind(props)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (src, link, kept) in &change.replace_links {
+        sqlx::query(REPLACE_LINK)
+            .bind(src)
+            .bind(link)
+            .bind(kept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for chunk in change.add_edges.chunks(BULK_ROWS) {
+        let column = |f: fn(&(Edge, Option<String>)) -> Option<String>| {
+            chunk.iter().map(f).collect::<Vec<_>>()
+        };
+        sqlx::query(
+            "INSERT INTO edges (src_id, link, dst_id, project_id) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(column(|(e, _)| Some(e.src_id.clone())))
+        .bind(column(|(e, _)| Some(e.link.clone())))
+        .bind(column(|(e, _)| Some(e.dst_id.clone())))
+        .bind(column(|(_, p)| p.clone()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    let id = insert_transaction_row!(&mut *tx, record);
+    tx.commit().await?;
+    Ok(id)
+}
+
+const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
     (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count) \
