@@ -23,6 +23,8 @@ pub const PUBLIC_URL: &str = "http://commons.test";
 pub struct TestApp {
     pub state: SharedState,
     pub admin_token: String,
+    /// The database URL, for other processes sharing this commons' database.
+    pub database_url: String,
     database: TestDatabase,
     _dir: tempfile::TempDir,
 }
@@ -152,6 +154,7 @@ impl TestApp {
         let mut app = TestApp {
             state,
             admin_token: String::new(),
+            database_url: url,
             database,
             _dir: dir,
         };

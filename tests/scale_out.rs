@@ -1,0 +1,218 @@
+//! Two `commons serve` processes on one database, as behind a load balancer:
+//! tokens of one are accepted by the other, and concurrent overlapping
+//! submissions through both never duplicate an entity or lose an
+//! acknowledged one. Runs on the backend under test (SQLite or PostgreSQL).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PUBLIC_URL, TestApp};
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn start(database_url: &str, data_dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            PUBLIC_URL,
+        ])
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent()
+        .get(format!("{}/_status", server.url))
+        .call()
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+fn call(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let agent = agent();
+    let auth = format!("bearer {token}");
+    let mut response = match method {
+        "PUT" => agent
+            .put(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string()),
+        "POST" => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body.to_string()),
+        _ => agent.get(url).header("Authorization", &auth).call(),
+    }
+    .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_tokens_and_never_duplicate_entities() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let token = app.admin_token.clone();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let servers = [
+        start(&app.database_url, dirs[0].path()),
+        start(&app.database_url, dirs[1].path()),
+    ];
+
+    // A token issued by this test's instance is accepted by both processes.
+    for server in &servers {
+        let (status, body) = call(
+            "GET",
+            &format!("{}/user/user", server.url),
+            &token,
+            &Value::Null,
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let submit = |server: &Server, docs: Value| {
+        call(
+            "PUT",
+            &format!("{}/api/v0/submission/prog/proj", server.url),
+            &token,
+            &docs,
+        )
+    };
+    let (status, body) = submit(
+        &servers[0],
+        json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // 8 clients, alternating servers, each sending 40 subjects: 20 shared by all, 20 their own.
+    let outcomes: Vec<(usize, u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|client| {
+                let server = &servers[client % 2];
+                scope.spawn(move || {
+                    let mut docs = Vec::new();
+                    for i in 0..20 {
+                        docs.push(json!({"type": "subject", "submitter_id": format!("shared-{i:02}"), "studies": {"submitter_id": "study"}}));
+                        docs.push(json!({"type": "subject", "submitter_id": format!("own-{client}-{i:02}"), "studies": {"submitter_id": "study"}}));
+                    }
+                    let (status, body) = submit(server, Value::Array(docs));
+                    (client, status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    let mut acknowledged = Vec::new();
+    for (client, status, body) in &outcomes {
+        match status {
+            200 => acknowledged.push(*client),
+            400 => {
+                let errors = body["transactional_errors"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(
+                    errors.iter().any(|e| e["type"] == "NOT_UNIQUE"),
+                    "client {client}: unexpected refusal {body}"
+                );
+            }
+            other => panic!("client {client}: status {other}: {body}"),
+        }
+    }
+    assert!(!acknowledged.is_empty(), "at least one submission must win");
+
+    let (_, body) = call(
+        "POST",
+        &format!("{}/api/v0/submission/graphql", servers[1].url),
+        &token,
+        &json!({"query": "{ subject(first: 0) { submitter_id } }"}),
+    );
+    let stored: Vec<String> = body["data"]["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["submitter_id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "duplicated entities: {stored:?}"
+    );
+    for i in 0..20 {
+        assert!(
+            unique.contains(&format!("shared-{i:02}")),
+            "shared-{i:02} lost"
+        );
+    }
+    for client in &acknowledged {
+        for i in 0..20 {
+            assert!(
+                unique.contains(&format!("own-{client}-{i:02}")),
+                "acknowledged own-{client}-{i:02} lost"
+            );
+        }
+    }
+    let refused: Vec<usize> = (0..8).filter(|c| !acknowledged.contains(c)).collect();
+    for client in refused {
+        assert!(
+            !unique
+                .iter()
+                .any(|s| s.starts_with(&format!("own-{client}-"))),
+            "a refused submission was half-written"
+        );
+    }
+}
