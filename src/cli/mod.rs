@@ -40,6 +40,15 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Copy a whole commons into an empty database (e.g. SQLite to PostgreSQL).
+    MigrateData {
+        /// Source database URL (sqlite://PATH or postgres://...).
+        #[arg(long)]
+        from: String,
+        /// Target database URL; it must hold no users or records yet.
+        #[arg(long)]
+        to: String,
+    },
     /// Manage local user accounts.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -214,6 +223,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate(database) => {
             database.open().await?;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::MigrateData { from, to } => {
+            let source = Store::open(&from)
+                .await
+                .with_context(|| format!("cannot open {from}"))?;
+            let target = Store::open(&to)
+                .await
+                .with_context(|| format!("cannot open {to}"))?;
+            let summary = target.copy_from(&source).await?;
+            for (table, rows) in summary {
+                eprintln!("{table}: {rows} rows");
+            }
+            eprintln!("copied {from} into {to}");
             Ok(())
         }
         Command::Users(UsersCommand::Add {

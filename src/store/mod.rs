@@ -7,6 +7,7 @@
 //! Writes of one process go through one lock, so validation and commit see
 //! the same graph and an SQLite write transaction never fails on a lock upgrade.
 
+mod copy;
 mod graph;
 mod identity;
 
@@ -22,6 +23,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
+pub use copy::CopySummary;
 pub use graph::{ChangeSet, Edge, NodeRow, NodeWrite, TransactionRecord, WriteGuard};
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
 

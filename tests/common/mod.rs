@@ -162,6 +162,17 @@ impl TestApp {
         app
     }
 
+    /// Another commons (already set up) driven with an existing token.
+    pub fn from_state(state: SharedState, admin_token: String) -> Self {
+        TestApp {
+            state,
+            admin_token,
+            database_url: String::new(),
+            database: TestDatabase::Sqlite,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     pub async fn request(
         &self,
         method: &str,
