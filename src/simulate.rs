@@ -3,10 +3,15 @@
 //! the schemas themselves (enums, numeric bounds, patterns, formats).
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 use crate::dictionary::{Dictionary, NodeType};
+use crate::formats::{Delimited, cell_text, delimited_line};
 
 /// Submittable node types (those with `project_id`), parents first.
 pub fn submission_order(dictionary: &Dictionary) -> Vec<&NodeType> {
@@ -51,14 +56,29 @@ fn in_required_group(node: &NodeType, link: &str) -> bool {
 
 /// `count` valid records of every submittable type for project `code`.
 pub fn records(dictionary: &Dictionary, code: &str, count: usize) -> Vec<Value> {
-    let order = submission_order(dictionary);
-    let mut out = Vec::new();
+    records_by_type(dictionary, code, count, 0)
+        .into_iter()
+        .flat_map(|(_, records)| records)
+        .collect()
+}
+
+/// Valid records per submittable type, in submission order; `seed` varies
+/// the values (enum choices, numbers, booleans) reproducibly.
+pub fn records_by_type<'d>(
+    dictionary: &'d Dictionary,
+    code: &str,
+    count: usize,
+    seed: u64,
+) -> Vec<(&'d NodeType, Vec<Value>)> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut made: HashMap<String, usize> = HashMap::new();
-    for node in order {
-        for i in 0..count {
-            out.push(record(dictionary, node, code, i, &made));
-        }
+    let mut out = Vec::new();
+    for node in submission_order(dictionary) {
+        let records = (0..count)
+            .map(|i| record(dictionary, node, code, i, &made, &mut rng))
+            .collect();
         made.insert(node.id.clone(), count);
+        out.push((node, records));
     }
     out
 }
@@ -74,6 +94,7 @@ fn record(
     code: &str,
     i: usize,
     made: &HashMap<String, usize>,
+    rng: &mut StdRng,
 ) -> Value {
     let mut doc = Map::new();
     doc.insert("type".into(), Value::String(node.id.clone()));
@@ -91,7 +112,7 @@ fn record(
             continue;
         }
         let schema = &properties[name];
-        if let Some(value) = example(schema, name, i) {
+        if let Some(value) = example(schema, name, i, rng) {
             doc.insert(name.clone(), value);
         } else if node.is_required(name) {
             doc.insert(name.clone(), Value::String(format!("{name}-{i}")));
@@ -117,9 +138,10 @@ fn record(
 }
 
 /// A value satisfying a property schema, or None when none can be derived.
-fn example(schema: &Value, name: &str, i: usize) -> Option<Value> {
+fn example(schema: &Value, name: &str, i: usize, rng: &mut StdRng) -> Option<Value> {
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        return options.iter().find(|v| !v.is_null()).cloned();
+        let options: Vec<&Value> = options.iter().filter(|v| !v.is_null()).collect();
+        return (!options.is_empty()).then(|| options[rng.random_range(0..options.len())].clone());
     }
     for key in ["oneOf", "anyOf"] {
         if let Some(first) = schema
@@ -127,7 +149,7 @@ fn example(schema: &Value, name: &str, i: usize) -> Option<Value> {
             .and_then(Value::as_array)
             .and_then(|v| v.first())
         {
-            return example(first, name, i);
+            return example(first, name, i, rng);
         }
     }
     let kind = match schema.get("type") {
@@ -141,25 +163,34 @@ fn example(schema: &Value, name: &str, i: usize) -> Option<Value> {
     match kind {
         "string" => string_example(schema, name, i),
         "integer" | "number" => {
-            let min = schema.get("minimum").and_then(Value::as_f64);
-            let max = schema.get("maximum").and_then(Value::as_f64);
-            let mut v = min.map_or(1.0 + (i % 7) as f64, |m| m + 1.0);
-            if let Some(max) = max {
-                v = v.min(max);
-            }
-            if kind == "integer" {
-                Some(json!(v.floor() as i64))
-            } else if max.is_none_or(|m| v + 0.5 <= m) {
-                Some(json!(v + 0.5))
+            let min = schema.get("minimum").and_then(Value::as_f64).unwrap_or(0.0);
+            let max = schema
+                .get("maximum")
+                .and_then(Value::as_f64)
+                .unwrap_or(min + 100.0)
+                .max(min);
+            // Stay off the bounds: exclusive limits must hold too.
+            let (low, high) = if max - min >= 2.0 {
+                (min + 1.0, max - 1.0)
             } else {
-                Some(json!(v))
+                (min, max)
+            };
+            let v = if high > low {
+                rng.random_range(low..=high)
+            } else {
+                low
+            };
+            if kind == "integer" {
+                Some(json!(v.round() as i64))
+            } else {
+                Some(json!((v * 100.0).round() / 100.0))
             }
         }
-        "boolean" => Some(Value::Bool(i.is_multiple_of(2))),
+        "boolean" => Some(Value::Bool(rng.random_bool(0.5))),
         "array" => {
             let item = schema
                 .get("items")
-                .and_then(|items| example(items, name, i))?;
+                .and_then(|items| example(items, name, i, rng))?;
             Some(Value::Array(vec![item]))
         }
         _ => None,
@@ -189,4 +220,163 @@ fn string_example(schema: &Value, name: &str, i: usize) -> Option<Value> {
         .into_iter()
         .find(|c| regex.is_match(c))
         .map(Value::String)
+}
+
+/// Output format of [`write_files`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Tsv,
+    Json,
+}
+
+/// What `commons simulate` wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// Files in submission order (also listed in `submission_order.txt`).
+    pub files: Vec<PathBuf>,
+    pub records: usize,
+}
+
+/// Write `count` records per submittable type into `out`, one file per type
+/// in submission order, with `submission_order.txt` listing them. With
+/// `invalid`, each file also gets one bad record, described in `invalid.tsv`.
+pub fn write_files(
+    dictionary: &Dictionary,
+    project_id: &str,
+    count: usize,
+    seed: u64,
+    format: FileFormat,
+    invalid: bool,
+    out: &Path,
+) -> std::io::Result<Written> {
+    std::fs::create_dir_all(out)?;
+    let code = project_id.split_once('-').map_or(project_id, |(_, c)| c);
+    let mut files = Vec::new();
+    let mut problems = vec![delimited_line(
+        &["file".into(), "submitter_id".into(), "problem".into()],
+        Delimited::Tsv,
+    )];
+    let mut total = 0;
+    for (n, (node, mut records)) in records_by_type(dictionary, code, count, seed)
+        .into_iter()
+        .enumerate()
+    {
+        for record in &mut records {
+            record["project_id"] = json!(project_id);
+        }
+        let name = format!(
+            "{:02}_{}.{}",
+            n + 1,
+            node.id,
+            if format == FileFormat::Tsv {
+                "tsv"
+            } else {
+                "json"
+            }
+        );
+        if invalid && let Some((record, problem)) = invalid_record(node, &records) {
+            problems.push(delimited_line(
+                &[
+                    name.clone(),
+                    record["submitter_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    problem,
+                ],
+                Delimited::Tsv,
+            ));
+            records.push(record);
+        }
+        total += records.len();
+        let path = out.join(&name);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        match format {
+            FileFormat::Json => serde_json::to_writer_pretty(&mut file, &records)?,
+            FileFormat::Tsv => write_tsv(&mut file, node, &records)?,
+        }
+        file.flush()?;
+        files.push(path);
+    }
+    let order: String = files
+        .iter()
+        .filter_map(|f| f.file_name().map(|n| format!("{}\n", n.to_string_lossy())))
+        .collect();
+    std::fs::write(out.join("submission_order.txt"), order)?;
+    if invalid {
+        std::fs::write(out.join("invalid.tsv"), problems.concat())?;
+    }
+    Ok(Written {
+        files,
+        records: total,
+    })
+}
+
+/// One record that the server must refuse, and why.
+fn invalid_record(node: &NodeType, records: &[Value]) -> Option<(Value, String)> {
+    let mut bad = records.first()?.clone();
+    bad["submitter_id"] = json!(format!("{}-invalid", node.id));
+    let enum_property = node.properties.iter().find(|p| {
+        !node.is_system_property(&p.name)
+            && node.schema["properties"][&p.name].get("enum").is_some()
+    });
+    if let Some(property) = enum_property {
+        bad[&property.name] = json!("not-a-permitted-value");
+        return Some((
+            bad,
+            format!("'{}' is not one of its enum values", property.name),
+        ));
+    }
+    if let Some(link) = node
+        .links
+        .iter()
+        .find(|l| l.required && l.target_type != "project")
+    {
+        bad[&link.name] = json!({"submitter_id": "no-such-parent"});
+        return Some((
+            bad,
+            format!("'{}' links to a record that does not exist", link.name),
+        ));
+    }
+    bad.as_object_mut()?.remove("submitter_id");
+    Some((
+        bad,
+        "submitter_id is missing (the last record of the file)".into(),
+    ))
+}
+
+/// Records as TSV: `type`, properties, then one `<link>.<key>` column per link.
+fn write_tsv(out: &mut impl Write, node: &NodeType, records: &[Value]) -> std::io::Result<()> {
+    let mut columns: Vec<String> = vec!["type".into()];
+    for record in records {
+        for key in record.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !columns.contains(key) && node.link(key).is_none() {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let mut links: Vec<(String, String)> = Vec::new();
+    for record in records {
+        for link in &node.links {
+            if let Some(target) = record.get(&link.name).and_then(Value::as_object)
+                && let Some(key) = target.keys().next()
+                && !links.iter().any(|(l, _)| l == &link.name)
+            {
+                links.push((link.name.clone(), key.clone()));
+            }
+        }
+    }
+    let mut header = columns.clone();
+    header.extend(links.iter().map(|(l, k)| format!("{l}.{k}")));
+    out.write_all(&delimited_line(&header, Delimited::Tsv))?;
+    for record in records {
+        let mut cells: Vec<String> = columns.iter().map(|c| cell_text(record.get(c))).collect();
+        cells.extend(
+            links
+                .iter()
+                .map(|(l, k)| cell_text(record.get(l).and_then(|t| t.get(k)))),
+        );
+        out.write_all(&delimited_line(&cells, Delimited::Tsv))?;
+    }
+    Ok(())
 }

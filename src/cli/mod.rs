@@ -49,6 +49,29 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Write valid synthetic records for every submittable type of a dictionary.
+    Simulate {
+        /// Dictionary: YAML folder, schema.json bundle or URL (default: bundled).
+        #[arg(long)]
+        dictionary: Option<String>,
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        project: String,
+        /// Records per node type.
+        #[arg(long, default_value_t = 10)]
+        scale: usize,
+        #[arg(long, value_enum, default_value = "tsv")]
+        format: SimulateFormat,
+        /// Also write one bad record per file, listed in invalid.tsv.
+        #[arg(long)]
+        invalid: bool,
+        /// Varies the generated values reproducibly.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Manage local user accounts.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -61,6 +84,12 @@ enum Command {
 }
 
 /// Where the database is: shared by every command that touches it.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SimulateFormat {
+    Tsv,
+    Json,
+}
+
 #[derive(Args, Clone)]
 struct DatabaseArgs {
     /// Folder for the embedded database and credentials.json.
@@ -223,6 +252,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate(database) => {
             database.open().await?;
             eprintln!("database is up to date");
+            Ok(())
+        }
+        Command::Simulate {
+            dictionary,
+            program,
+            project,
+            scale,
+            format,
+            invalid,
+            seed,
+            out,
+        } => {
+            let dictionary = dictionary::load(dictionary.as_deref())?;
+            let format = match format {
+                SimulateFormat::Tsv => crate::simulate::FileFormat::Tsv,
+                SimulateFormat::Json => crate::simulate::FileFormat::Json,
+            };
+            let written = crate::simulate::write_files(
+                &dictionary,
+                &format!("{program}-{project}"),
+                scale,
+                seed,
+                format,
+                invalid,
+                &out,
+            )
+            .with_context(|| format!("cannot write into {}", out.display()))?;
+            eprintln!(
+                "wrote {} records in {} files to {} (order: submission_order.txt)",
+                written.records,
+                written.files.len(),
+                out.display()
+            );
             Ok(())
         }
         Command::MigrateData { from, to } => {

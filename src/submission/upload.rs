@@ -800,7 +800,8 @@ impl Submission<'_> {
                 .or_default()
                 .insert(edge.src_id);
         }
-        for entity in staged.iter() {
+        // Only entities that can still be written count as sources.
+        for entity in staged.iter().filter(|e| e.result.valid()) {
             let (Some(node), Some(id)) = (entity.node, &entity.result.id) else {
                 continue;
             };
@@ -819,7 +820,10 @@ impl Submission<'_> {
             };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).cloned().unwrap_or_default() {
-                    let set = &sources[&(t.clone(), link.name.clone(), node.id.clone())];
+                    let Some(set) = sources.get(&(t.clone(), link.name.clone(), node.id.clone()))
+                    else {
+                        continue;
+                    };
                     if set.len() > 1 && set.contains(&id) {
                         entity.result.error(
                             ErrorType::InvalidLink,
