@@ -108,7 +108,13 @@ fn record(
         .unwrap_or_default();
     for property in &node.properties {
         let name = &property.name;
-        if node.is_system_property(name) || doc.contains_key(name) || name == "project_id" {
+        // Properties with defaults (state, file_state) are left to the server.
+        let defaulted = property.default.is_some() && !node.is_required(name);
+        if node.is_system_property(name)
+            || defaulted
+            || doc.contains_key(name)
+            || name == "project_id"
+        {
             continue;
         }
         let schema = &properties[name];

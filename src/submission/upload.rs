@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::envelope::{EntityResult, ErrorType, upload_envelope};
 use super::{Project, Submission, natural_key_of};
-use crate::dictionary::{Link, NodeType};
+use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
 use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, StoreError, TransactionRecord};
 
 /// POST creates only; PUT creates or updates by id / natural key.
@@ -512,7 +512,7 @@ impl Submission<'_> {
             if value.is_null() {
                 props.remove(key);
             } else {
-                props.insert(key.clone(), value.clone());
+                props.insert(key.clone(), canonical_number(property.kind, value));
             }
         }
         entity.link_refs = link_refs;
@@ -937,6 +937,23 @@ fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
         }
     }
     change
+}
+
+/// Integral values of `number` properties are stored as integers, as TSV
+/// conversion reads them: `12.0` and `12` are one value, so a TSV export
+/// re-uploaded unchanged changes nothing.
+fn canonical_number(kind: PropKind, value: &Value) -> Value {
+    let integral = |v: &Value| match v.as_f64() {
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+        _ => v.clone(),
+    };
+    match (kind, value) {
+        (PropKind::Number, Value::Number(_)) => integral(value),
+        (PropKind::Array(ItemKind::Number), Value::Array(items)) => {
+            Value::Array(items.iter().map(integral).collect())
+        }
+        _ => value.clone(),
+    }
 }
 
 fn json_type(value: &Value) -> &'static str {
