@@ -150,8 +150,9 @@ pub async fn import_user_yaml(store: &Store, text: &str) -> Result<ImportSummary
     Ok(summary)
 }
 
-/// Every granted policy and every role of a policy exists in the file or the
-/// database: checked before anything is written, so a bad file changes nothing.
+/// The file is well formed, and every granted policy and every role of a
+/// policy exists in the file or the database: checked before anything is
+/// written, so a bad file changes nothing.
 async fn check_references(store: &Store, doc: &Value) -> Result<(), ImportError> {
     let authz = &doc["authz"];
     let ids = |list: &Value, key: &str| -> Vec<String> {
@@ -161,6 +162,39 @@ async fn check_references(store: &Store, doc: &Value) -> Result<(), ImportError>
             .filter_map(|v| v[key].as_str().map(str::to_string))
             .collect()
     };
+    resource_paths(&authz["resources"], "", &mut Vec::new())?;
+    for role in authz["roles"].as_array().into_iter().flatten() {
+        let id = role["id"]
+            .as_str()
+            .ok_or_else(|| ImportError::Invalid(format!("role without id: {role}")))?;
+        for permission in role["permissions"].as_array().into_iter().flatten() {
+            if permission["action"]["service"].as_str().is_none()
+                || permission["action"]["method"].as_str().is_none()
+            {
+                return Err(ImportError::Invalid(format!(
+                    "role {id}: permission needs action.service and action.method"
+                )));
+            }
+        }
+    }
+    for (list, what) in [
+        (&authz["policies"], "policy without id"),
+        (&authz["groups"], "group without name"),
+    ] {
+        let key = if what.starts_with("policy") {
+            "id"
+        } else {
+            "name"
+        };
+        if let Some(bad) = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v[key].as_str().is_none())
+        {
+            return Err(ImportError::Invalid(format!("{what}: {bad}")));
+        }
+    }
     let mut roles = ids(&authz["roles"], "id");
     roles.extend(store.roles().await?.into_iter().map(|r| r.id));
     let mut policies = ids(&authz["policies"], "id");

@@ -122,7 +122,12 @@ pub async fn bootstrap(
     if store.user_count().await? > 0 {
         return Ok(None);
     }
-    let admin = add_user(store, "admin", None, true).await?;
+    let admin = match add_user(store, "admin", None, true).await {
+        Ok(admin) => admin,
+        // Another instance on the same database bootstrapped first.
+        Err(StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     let scopes = tokens::USER_ALLOWED_SCOPES
         .iter()
         .map(|s| s.to_string())

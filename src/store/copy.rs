@@ -167,6 +167,10 @@ impl Store {
         let dialect = self.dialect();
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if dialect == Dialect::Postgres {
+                // One snapshot for every table, even while servers keep writing.
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+            }
             let mut tables = Vec::new();
             for (table, columns) in TABLES {
                 let rows = sqlx::query(&select_sql(dialect, table, columns)).fetch_all(&mut *tx).await?;
