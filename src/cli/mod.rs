@@ -154,6 +154,9 @@ struct ServeArgs {
     /// Most complex GraphQL query accepted (fields counted over the whole query).
     #[arg(long, env = "COMMONS_GRAPHQL_MAX_COMPLEXITY", default_value_t = Limits::default().max_complexity)]
     graphql_max_complexity: usize,
+    /// Longest a GraphQL statement may run, in seconds.
+    #[arg(long, env = "COMMONS_GRAPHQL_TIMEOUT", default_value_t = Limits::default().timeout.as_secs())]
+    graphql_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -485,6 +488,7 @@ pub async fn app_state(
         tokens,
         schema,
         introspection,
+        graphql_timeout: limits.timeout,
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -513,6 +517,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = Limits {
         max_depth: args.graphql_max_depth,
         max_complexity: args.graphql_max_complexity,
+        timeout: std::time::Duration::from_secs(args.graphql_timeout),
     };
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
     auth::ensure_builtin_authz(&state.store).await?;

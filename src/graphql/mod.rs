@@ -24,6 +24,25 @@ pub struct RequestContext {
     pub store: Arc<Store>,
     pub dictionary: Arc<Dictionary>,
     pub scope: ReadScope,
+    /// Longest a root field's statement may run.
+    pub timeout: std::time::Duration,
+}
+
+impl RequestContext {
+    /// Run one statement within the request's time limit (GRAPHQL.md §6).
+    async fn within_limit<T>(
+        &self,
+        query: impl std::future::Future<Output = crate::store::Result<T>>,
+    ) -> async_graphql::Result<T> {
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(async_graphql::Error::new(format!(
+                "Query exceeded {} second timeout.  Please reduce query complexity and try again.  \
+                 Lower `first`, select fewer nested links, or page with `offset`.",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
 }
 
 /// Limits that protect the server from runaway queries.
@@ -31,6 +50,8 @@ pub struct RequestContext {
 pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Statement time limit per root field (Gen3's GRAPHQL_TIMEOUT, 600 s).
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -38,6 +59,7 @@ impl Default for Limits {
         Self {
             max_depth: 24,
             max_complexity: 100_000,
+            timeout: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -285,8 +307,7 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                 &sel,
             )?;
             let text = request
-                .store
-                .query_json(&statement.sql, &statement.binds)
+                .within_limit(request.store.query_json(&statement.sql, &statement.binds))
                 .await?;
             let rows: Vec<Value> = serde_json::from_str(&text)?;
             Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
@@ -412,8 +433,7 @@ fn root_count_field(node: &NodeType) -> Field {
                     &sel.args,
                 )?;
                 let n = request
-                    .store
-                    .query_count(&statement.sql, &statement.binds)
+                    .within_limit(request.store.query_count(&statement.sql, &statement.binds))
                     .await?;
                 Ok(Some(FieldValue::value(GqlValue::from(n))))
             })
@@ -619,3 +639,30 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_over_the_time_limit_gets_the_gen3_timeout_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let context = RequestContext {
+            store: Arc::new(Store::open(&Store::default_url(dir.path())).await.unwrap()),
+            dictionary: Arc::new(crate::dictionary::load(None).unwrap()),
+            scope: ReadScope::All,
+            timeout: std::time::Duration::from_millis(20),
+        };
+        let slow = std::future::pending::<crate::store::Result<()>>();
+        let error = context.within_limit(slow).await.unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("Query exceeded 0 second timeout."),
+            "{}",
+            error.message
+        );
+        let fast = async { Ok::<_, crate::store::StoreError>(7) };
+        assert_eq!(context.within_limit(fast).await.unwrap(), 7);
+    }
+}

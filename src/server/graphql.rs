@@ -74,6 +74,7 @@ async fn query(
         store: state.store.clone(),
         dictionary: state.dictionary.clone(),
         scope: principal.permissions.read_scope(&projects),
+        timeout: state.graphql_timeout,
     };
     let (status, body) = execute(&state.schema, context, query, variables, operation).await;
     Ok((

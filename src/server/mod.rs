@@ -32,6 +32,7 @@ pub struct AppState {
     pub schema: async_graphql::dynamic::Schema,
     /// `/getschema`, computed once at start-up.
     pub introspection: Value,
+    pub graphql_timeout: std::time::Duration,
     pub version: &'static str,
 }
 
