@@ -1,6 +1,6 @@
 //! Nodes, edges and transaction logs.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use sqlx::Row;
 
 use super::{Pool, Result, Store, StoreError, on_pool};
@@ -270,8 +270,8 @@ impl Store {
     }
 }
 
-/// SQLite: prepared per-row statements in one transaction (no network, so
-/// per-row costs are small and SQLite has no array parameters).
+/// SQLite: multi-row statements whose rows arrive as one JSON array
+/// (`json_each`), since SQLite has no array parameters.
 async fn write_sqlite(
     pool: &sqlx::SqlitePool,
     change: &ChangeSet,
@@ -292,27 +292,49 @@ async fn write_sqlite(
             .execute(&mut *tx)
             .await?;
     }
-    for node in &change.nodes {
-        let props = Value::Object(node.props.clone()).to_string();
-        if node.is_new {
-            sqlx::query(
-                "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&node.id)
-            .bind(&node.node_type)
-            .bind(&node.project_id)
-            .bind(&node.natural_key)
-            .bind(props)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query("UPDATE nodes SET natural_key = $2, props = $3 WHERE node_id = $1")
-                .bind(&node.id)
-                .bind(&node.natural_key)
-                .bind(props)
-                .execute(&mut *tx)
-                .await?;
-        }
+    // One statement per batch: the rows travel as one JSON array parameter.
+    let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
+        change.nodes.iter().partition(|n| n.is_new);
+    for chunk in new.chunks(BULK_ROWS) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|n| {
+                json!([
+                    n.id,
+                    n.node_type,
+                    n.project_id,
+                    n.natural_key,
+                    Value::Object(n.props.clone()).to_string()
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) \
+             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]' \
+             FROM json_each($1) ORDER BY key",
+        )
+        .bind(Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for chunk in updated.chunks(BULK_ROWS) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|n| {
+                json!([
+                    n.id,
+                    n.natural_key,
+                    Value::Object(n.props.clone()).to_string()
+                ])
+            })
+            .collect();
+        sqlx::query(
+            "UPDATE nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
+             FROM json_each($1) AS u WHERE nodes.node_id = u.value ->> '$[0]'",
+        )
+        .bind(Value::Array(rows).to_string())
+        .execute(&mut *tx)
+        .await?;
     }
     for (src, link, kept) in &change.replace_links {
         sqlx::query(REPLACE_LINK)
@@ -322,14 +344,17 @@ async fn write_sqlite(
             .execute(&mut *tx)
             .await?;
     }
-    for (edge, project_id) in &change.add_edges {
+    for chunk in change.add_edges.chunks(BULK_ROWS) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|(e, project_id)| json!([e.src_id, e.link, e.dst_id, project_id]))
+            .collect();
         sqlx::query(
-            "INSERT INTO edges (src_id, link, dst_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO edges (src_id, link, dst_id, project_id) \
+             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]' \
+             FROM json_each($1) WHERE TRUE ON CONFLICT DO NOTHING",
         )
-        .bind(&edge.src_id)
-        .bind(&edge.link)
-        .bind(&edge.dst_id)
-        .bind(project_id)
+        .bind(Value::Array(rows).to_string())
         .execute(&mut *tx)
         .await?;
     }
