@@ -40,6 +40,22 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Write a consistent online backup of the whole commons to an SQLite file.
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Restore a backup file into an empty database.
+    Restore {
+        /// A file written by `commons backup`.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
     /// Copy a whole commons into an empty database (e.g. SQLite to PostgreSQL).
     MigrateData {
         /// Source database URL (sqlite://PATH or postgres://...).
@@ -288,6 +304,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 written.files.len(),
                 out.display()
             );
+            Ok(())
+        }
+        Command::Backup { out, database } => {
+            if out.exists() {
+                bail!("{} exists already; choose a new file", out.display());
+            }
+            let source = database.open().await?;
+            let target = Store::open(&format!("sqlite://{}", out.display())).await?;
+            let summary = target.copy_from(&source).await?;
+            let rows: usize = summary.iter().map(|(_, n)| n).sum();
+            eprintln!("backup of {rows} rows written to {}", out.display());
+            Ok(())
+        }
+        Command::Restore { from, database } => {
+            if !from.is_file() {
+                bail!("{} is not a backup file", from.display());
+            }
+            let backup = Store::open(&format!("sqlite://{}", from.display())).await?;
+            let target = database.open().await?;
+            let summary = target.copy_from(&backup).await?;
+            let rows: usize = summary.iter().map(|(_, n)| n).sum();
+            eprintln!("restored {rows} rows from {}", from.display());
             Ok(())
         }
         Command::MigrateData { from, to } => {
