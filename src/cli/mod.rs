@@ -527,6 +527,7 @@ pub async fn app_state(
         schema,
         introspection,
         graphql_timeout: limits.timeout,
+        throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -582,7 +583,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     axum::serve(
         listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(app),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

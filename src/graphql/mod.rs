@@ -58,7 +58,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: 24,
-            max_complexity: 100_000,
+            max_complexity: 10_000,
             timeout: std::time::Duration::from_secs(600),
         }
     }

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -68,11 +71,33 @@ fn expires_in(query: &HashMap<String, String>) -> Result<Option<i64>, ApiError> 
 /// `POST /user/credentials/{api,cdis}/access_token`: API key -> access token.
 async fn exchange(
     State(state): State<SharedState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let fields = body_fields(&headers, &body)?;
+    // Failed exchanges are throttled per client address.
+    let throttle_key = format!(
+        "exchange:{}",
+        peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string())
+    );
+    state.throttle.check(&throttle_key)?;
+    let result = exchange_key(&state, &query, &headers, &body).await;
+    match &result {
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => state.throttle.failed(&throttle_key),
+        Ok(_) => state.throttle.succeeded(&throttle_key),
+        Err(_) => {}
+    }
+    result
+}
+
+async fn exchange_key(
+    state: &SharedState,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let fields = body_fields(headers, body)?;
     let api_key = fields
         .get("api_key")
         .and_then(Value::as_str)
@@ -101,7 +126,7 @@ async fn exchange(
     .filter(|u| u.active)
     .ok_or_else(|| ApiError::new(401, "the key's user does not exist or is inactive"))?;
     let default_ttl = state.tokens.lifetimes.access_token;
-    let ttl = expires_in(&query)?
+    let ttl = expires_in(query)?
         .filter(|&t| t > 0)
         .map_or(default_ttl, |t| t.min(default_ttl));
     if claims.exp < now_unix() + ttl {
@@ -217,6 +242,8 @@ async fn login(
             "Please provide a username and a password",
         ));
     };
+    let throttle_key = format!("login:{}", username.to_lowercase());
+    state.throttle.check(&throttle_key)?;
     let user = state.store.user_by_name(username).await?;
     let verified = user.as_ref().is_some_and(|u| {
         u.active
@@ -226,8 +253,10 @@ async fn login(
     });
     let Some(user) = user.filter(|_| verified) else {
         tracing::warn!(%username, "failed login");
+        state.throttle.failed(&throttle_key);
         return Err(ApiError::new(401, "Invalid username or password"));
     };
+    state.throttle.succeeded(&throttle_key);
     let token = state
         .tokens
         .issue_access_token(&user, session_scopes(), SESSION_TTL, None);

@@ -6,6 +6,9 @@ mod arborist;
 mod fence;
 mod graphql;
 mod sheepdog;
+mod throttle;
+
+pub use throttle::Throttle;
 
 use std::sync::Arc;
 
@@ -33,6 +36,8 @@ pub struct AppState {
     /// `/getschema`, computed once at start-up.
     pub introspection: Value,
     pub graphql_timeout: std::time::Duration,
+    /// Failed logins per user name, failed key exchanges per key.
+    pub throttle: Throttle,
     pub version: &'static str,
 }
 
@@ -208,6 +213,9 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(move |response: Response| {
+            json_errors(response, max_body_bytes)
+        }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -221,6 +229,36 @@ async fn version(
         "commit": option_env!("COMMONS_COMMIT").unwrap_or("unknown"),
         "dictionary": {"version": state.dictionary.version, "commit": state.dictionary.commit},
     }))
+}
+
+/// Errors produced outside the handlers (body too large, wrong method, bad
+/// query string) are plain text in axum; give them Gen3's `{"message"}` shape.
+async fn json_errors(response: Response, max_body_bytes: usize) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "Request body is larger than this server accepts ({max_body_bytes} bytes); split the submission into smaller files"
+        )
+    } else {
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            text
+        }
+    };
+    (status, axum::Json(json!({"message": message}))).into_response()
 }
 
 /// Parse a request body that must be JSON (API.md G5).
