@@ -250,6 +250,28 @@ impl Store {
         on_pool!(self, pool => Ok(insert_transaction_row!(pool, record)))
     }
 
+    /// Problems found by the database's own check (SQLite's `integrity_check`)
+    /// and by ours: edges whose ends do not exist. Empty when all is well.
+    pub async fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        if let Pool::Sqlite(pool) = &self.pool {
+            let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_all(pool)
+                .await?;
+            problems.extend(rows.into_iter().filter(|r| r != "ok"));
+        }
+        let dangling: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT count(*) FROM edges e WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.src_id) \
+             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.dst_id)",
+        )
+        .fetch_one(pool)
+        .await?);
+        if dangling > 0 {
+            problems.push(format!("{dangling} edges point at missing nodes"));
+        }
+        Ok(problems)
+    }
+
     /// Take the write lock: validate under it, then [`Store::write`], so no
     /// other request of this process changes the graph between checks and commit.
     pub async fn lock_writes(&self) -> WriteGuard<'_> {

@@ -1,0 +1,230 @@
+//! Crash consistency: large submissions and deletions while the server is
+//! killed with SIGKILL at random moments, 30 times. After each restart every
+//! acknowledged request is fully present, no request is half-applied,
+//! natural keys stay unique and the database passes an integrity check.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PUBLIC_URL, TestApp};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const ROUNDS: usize = 30;
+const BATCH: usize = 2000;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+fn start(database_url: &str, data_dir: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            PUBLIC_URL,
+        ])
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent()
+        .get(format!("http://127.0.0.1:{port}/_status"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(Instant::now() < deadline, "the server did not restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Send one request; Some(status, body) if the client saw an answer.
+fn send(method: &str, url: &str, token: &str, body: Option<String>) -> Option<(u16, Value)> {
+    let agent = agent();
+    let auth = format!("bearer {token}");
+    let result = match (method, body) {
+        ("PUT", Some(body)) => agent
+            .put(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        (_, Some(body)) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        ("DELETE", None) => agent.delete(url).header("Authorization", &auth).call(),
+        (_, None) => agent.get(url).header("Authorization", &auth).call(),
+    };
+    let mut response = result.ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+fn count_prefix(url: &str, token: &str, prefix: &str) -> usize {
+    let query = json!({"query": format!("{{ subject(quick_search: \"{prefix}\", first: 0) {{ submitter_id }} }}")});
+    let (status, body) = send(
+        "POST",
+        &format!("{url}/api/v0/submission/graphql"),
+        token,
+        Some(query.to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["data"]["subject"].as_array().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_servers_never_lose_or_half_write_requests() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let reply = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            &json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let token = app.admin_token.clone();
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Rounds whose submission was acknowledged, with the ids it created.
+    let mut acknowledged: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut outcomes = (0, 0);
+
+    for round in 0..ROUNDS {
+        let mut server = start(&app.database_url, data_dir.path(), port);
+        let docs: Vec<Value> = (0..BATCH)
+            .map(|i| json!({"type": "subject", "submitter_id": format!("r{round:02}x{i:05}"), "studies": {"submitter_id": "study"}}))
+            .collect();
+        let body = Value::Array(docs).to_string();
+        // A deletion of part of an earlier acknowledged round, racing the kill too.
+        let deletion = acknowledged
+            .iter()
+            .find(|(_, ids)| ids.len() >= 100)
+            .map(|(r, ids)| (*r, ids[..100].to_vec()));
+        let (submit_url, token_ref) =
+            (format!("{url}/api/v0/submission/prog/proj"), token.as_str());
+        let kill_after = Duration::from_millis(rng.random_range(0..2500));
+        let (submitted, deleted) = std::thread::scope(|scope| {
+            let submit = scope.spawn(|| send("PUT", &submit_url, token_ref, Some(body)));
+            let delete = scope.spawn(|| {
+                deletion.as_ref().map(|(_, ids)| {
+                    send(
+                        "DELETE",
+                        &format!("{submit_url}/entities/{}", ids.join(",")),
+                        token_ref,
+                        None,
+                    )
+                })
+            });
+            std::thread::sleep(kill_after);
+            server.kill().unwrap(); // SIGKILL
+            server.wait().unwrap();
+            (submit.join().unwrap(), delete.join().unwrap())
+        });
+
+        let server = start(&app.database_url, data_dir.path(), port);
+        let prefix = format!("r{round:02}x");
+        let present = count_prefix(&url, &token, &prefix);
+        match submitted {
+            Some((200, body)) => {
+                assert_eq!(
+                    present, BATCH,
+                    "round {round}: an acknowledged submission lost records"
+                );
+                let ids = body["entities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_string())
+                    .collect();
+                acknowledged.push((round, ids));
+                outcomes.0 += 1;
+            }
+            other => {
+                // Not acknowledged: committed whole just before the kill, or not at all.
+                assert!(
+                    present == 0 || present == BATCH,
+                    "round {round}: half-written submission ({present} of {BATCH}); client saw {other:?}"
+                );
+                outcomes.1 += 1;
+            }
+        }
+        if let (Some((earlier, _)), Some(result)) = (deletion, deleted) {
+            let left = count_prefix(&url, &token, &format!("r{earlier:02}x"));
+            match result {
+                Some((200, _)) => assert_eq!(
+                    left,
+                    BATCH - 100,
+                    "round {round}: an acknowledged deletion was lost"
+                ),
+                _ => assert!(
+                    left == BATCH || left == BATCH - 100,
+                    "round {round}: half-applied deletion ({left} left)"
+                ),
+            }
+            if left == BATCH - 100 {
+                // Deleted: that round is no longer whole, so it is not a candidate again.
+                acknowledged.retain(|(r, _)| *r != earlier);
+            }
+        }
+        drop(server);
+    }
+    assert!(
+        outcomes.0 > 0 && outcomes.1 > 0,
+        "kills should hit both before and after the answer: {outcomes:?}"
+    );
+
+    // Uniqueness and integrity of what is left.
+    let server = start(&app.database_url, data_dir.path(), port);
+    let (_, body) = send(
+        "POST",
+        &format!("{url}/api/v0/submission/graphql"),
+        &token,
+        Some(json!({"query": "{ subject(first: 0) { submitter_id } }"}).to_string()),
+    )
+    .unwrap();
+    let all: Vec<&str> = body["data"]["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["submitter_id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&&str> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "duplicated natural keys");
+    drop(server);
+    assert!(
+        app.state
+            .store
+            .integrity_problems()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
