@@ -1,0 +1,199 @@
+//! Load: 100 concurrent clients against one server process for
+//! `COMMONS_LOAD_SECONDS` (default 10; run with 60 or more for the full test),
+//! mixing GraphQL reads, exports, token exchanges and overlapping upserts.
+//! No request may get a 5xx, and no record may be lost or duplicated.
+//! Latency percentiles per kind of request are printed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{PUBLIC_URL, TestApp};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const CLIENTS: usize = 100;
+const POOL: usize = 200;
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: BTreeMap<&'static str, Vec<f64>>,
+    statuses: BTreeMap<(&'static str, u16), usize>,
+    /// submitter_ids of upserts the server acknowledged.
+    acknowledged: std::collections::BTreeSet<String>,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
+    let seconds: u64 = std::env::var("COMMONS_LOAD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let reply = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            &json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200);
+    let credentials = {
+        let admin = app
+            .state
+            .store
+            .user_by_name("admin")
+            .await
+            .unwrap()
+            .unwrap();
+        commons::auth::create_api_key(
+            &app.state.store,
+            &app.state.tokens,
+            &admin,
+            vec!["user".into()],
+            None,
+        )
+        .await
+        .unwrap()
+    };
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            PUBLIC_URL,
+        ])
+        .arg("--database-url")
+        .arg(&app.database_url)
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while agent()
+        .get(format!("{url}/_status"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let token = app.admin_token.clone();
+    let tally = Mutex::new(Tally::default());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let (url, token, credentials, tally) = (&url, &token, &credentials, &tally);
+            scope.spawn(move || {
+                let agent = agent();
+                let auth = format!("bearer {token}");
+                let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64);
+                while Instant::now() < deadline {
+                    let roll = rng.random_range(0..100);
+                    let t = Instant::now();
+                    let (kind, result, upserted) = if roll < 40 {
+                        let query = json!({"query": format!("{{ subject(first: 10, offset: {}) {{ id submitter_id }} _subject_count }}", rng.random_range(0..POOL))});
+                        let r = agent.post(format!("{url}/api/v0/submission/graphql")).header("Authorization", &auth).header("Content-Type", "application/json").send(query.to_string());
+                        ("graphql", r, Vec::new())
+                    } else if roll < 60 {
+                        let r = agent.get(format!("{url}/api/v0/submission/prog/proj/export/?node_label=subject&format=tsv")).header("Authorization", &auth).call();
+                        ("export", r, Vec::new())
+                    } else if roll < 70 {
+                        let r = agent.post(format!("{url}/user/credentials/api/access_token")).header("Content-Type", "application/json").send(credentials.to_string());
+                        ("token", r, Vec::new())
+                    } else {
+                        let start = rng.random_range(0..POOL - 10);
+                        let ids: Vec<String> = (start..start + 10).map(|k| format!("load-{k:04}")).collect();
+                        let docs: Vec<Value> = ids
+                            .iter()
+                            .map(|sid| json!({"type": "subject", "submitter_id": sid, "studies": {"submitter_id": "study"}, "cohort": format!("c{client}")}))
+                            .collect();
+                        let r = agent.put(format!("{url}/api/v0/submission/prog/proj")).header("Authorization", &auth).header("Content-Type", "application/json").send(Value::Array(docs).to_string());
+                        ("upsert", r, ids)
+                    };
+                    let mut response = result.expect("the server answers every request");
+                    let status = response.status().as_u16();
+                    let _ = response.body_mut().read_to_vec();
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    let mut tally = tally.lock().unwrap();
+                    tally.latencies.entry(kind).or_default().push(ms);
+                    *tally.statuses.entry((kind, status)).or_default() += 1;
+                    if kind == "upsert" && status == 200 {
+                        tally.acknowledged.extend(upserted);
+                    }
+                }
+            });
+        }
+    });
+
+    let tally = tally.into_inner().unwrap();
+    eprintln!("load: {CLIENTS} clients for {seconds} s");
+    for (kind, mut samples) in tally.latencies.clone() {
+        samples.sort_by(f64::total_cmp);
+        let at = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+        eprintln!(
+            "  {kind}: {} requests, p50 {:.1} ms, p99 {:.1} ms",
+            samples.len(),
+            at(0.5),
+            at(0.99)
+        );
+    }
+    eprintln!("  statuses: {:?}", tally.statuses);
+    let server_errors: Vec<_> = tally
+        .statuses
+        .iter()
+        .filter(|((_, s), _)| *s >= 500)
+        .collect();
+    assert!(server_errors.is_empty(), "5xx answers: {server_errors:?}");
+    for (kind, status) in tally.statuses.keys() {
+        let expected = *status == 200 || (*kind == "upsert" && *status == 400);
+        assert!(expected, "{kind} answered {status}");
+    }
+
+    let reply = app
+        .graphql(&app.admin_token, "{ subject(first: 0) { submitter_id } }")
+        .await;
+    let stored: Vec<String> = reply.json()["data"]["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["submitter_id"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "duplicated records");
+    for sid in &tally.acknowledged {
+        assert!(unique.contains(sid), "acknowledged {sid} lost");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
