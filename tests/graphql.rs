@@ -360,3 +360,40 @@ fn generated_sql_is_pinned() {
         insta::assert_debug_snapshot!(format!("binds_{dialect:?}"), statement.binds);
     }
 }
+
+#[tokio::test]
+async fn links_lists_every_readable_neighbour_without_a_page_limit() {
+    let (app, records) = fixture().await;
+    let expected = samples_by_case(&records);
+    let d = data(
+        &app,
+        r#"{ case(submitter_id: "case-00") { _links { __typename submitter_id ... on sample { submitter_id } } }
+             experiment { _links(first: 1) { type } } }"#,
+    )
+    .await;
+    let links = d["case"][0]["_links"].as_array().unwrap();
+    let samples: BTreeSet<String> = links
+        .iter()
+        .filter(|l| l["__typename"] == "sample")
+        .map(|l| l["submitter_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        &samples,
+        &expected["case-00"],
+        "all {} samples, not 10",
+        expected["case-00"].len()
+    );
+    assert!(
+        links.iter().any(|l| l["__typename"] == "experiment"),
+        "parents too"
+    );
+    // The experiment's neighbours: 12 cases and its project; `first` does not cut `_links`.
+    let types: Vec<&str> = d["experiment"][0]["_links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.iter().filter(|t| **t == "case").count(), 12);
+    assert!(types.contains(&"project"));
+}

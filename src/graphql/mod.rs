@@ -249,6 +249,29 @@ fn nested_list_field(name: &str, target: &str) -> Field {
     })
 }
 
+/// `_links`: neighbours of any type, resolved as the `Node` interface.
+fn links_field() -> Field {
+    let field = Field::new("_links", TypeRef::named_list("Node"), move |ctx| {
+        FieldFuture::new(async move {
+            let key = response_key(&ctx);
+            let items = parent_json(&ctx)
+                .and_then(|p| p.get(&key))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok(Some(FieldValue::list(items.into_iter().map(|row| {
+                let type_name = row
+                    .get(TYPE_KEY)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                FieldValue::owned_any(row).with_type(type_name)
+            }))))
+        })
+    });
+    generic_arguments(field)
+}
+
 fn nested_count_field(name: &str) -> Field {
     Field::new(name, TypeRef::named(TypeRef::INT), move |ctx| {
         FieldFuture::new(async move {
@@ -371,10 +394,14 @@ fn generic_arguments(field: Field) -> Field {
             "project_id",
             TypeRef::named(TypeRef::STRING),
         ))
-        .argument(InputValue::new(
-            "of_type",
-            TypeRef::named_list(TypeRef::STRING),
-        ))
+}
+
+/// `of_type`, for `node` and `datanode` (not `_links`).
+fn of_type(field: Field) -> Field {
+    field.argument(InputValue::new(
+        "of_type",
+        TypeRef::named_list(TypeRef::STRING),
+    ))
 }
 
 /// Non-link properties of every data-file type, first type wins (the `DataNode` fields).
@@ -483,6 +510,7 @@ fn node_object(
             object = object.field(scalar_field(name, None, TypeRef::named(TypeRef::STRING)));
         }
     }
+    object = object.field(links_field());
     if node.is_data_file() {
         object = object.implement("DataNode");
         for (name, kind) in data_fields {
@@ -541,8 +569,11 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
     let mut data_interface = Interface::new("DataNode")
         .field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)))
         .field(InterfaceField::new("type", TypeRef::named(TypeRef::STRING)));
-    let mut datanode =
-        generic_arguments(root_list_field("datanode", "DataNode", ListKind::DataNode));
+    let mut datanode = of_type(generic_arguments(root_list_field(
+        "datanode",
+        "DataNode",
+        ListKind::DataNode,
+    )));
     for (name, kind) in &data_fields {
         data_interface = data_interface.field(InterfaceField::new(name.clone(), field_type(*kind)));
         if !matches!(name.as_str(), "project_id" | "id" | "submitter_id") {
@@ -566,8 +597,12 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
             .register(not_input(node));
     }
     root = root.field(
-        generic_arguments(root_list_field("node", "Node", ListKind::Node))
-            .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
+        of_type(generic_arguments(root_list_field(
+            "node",
+            "Node",
+            ListKind::Node,
+        )))
+        .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
     );
     if dictionary.nodes().iter().any(NodeType::is_data_file) {
         root = root.field(datanode);

@@ -65,6 +65,9 @@ enum Source<'a> {
         link: &'a str,
         target: &'a NodeType,
     },
+    /// Every neighbour of `parent` in either direction (`_links`), project
+    /// nodes only.
+    Neighbours { parent: String },
     /// Children of type `source` pointing at `parent_alias` via its link `link`.
     Backward {
         parent: String,
@@ -215,6 +218,15 @@ impl<'a> Builder<'a> {
                 format!("nodes {alias}")
             }
             Source::AnyType(None) => format!("nodes {alias}"),
+            Source::Neighbours { parent } => {
+                let e = self.alias();
+                conditions.push(format!(
+                    "(({e}.src_id = {parent}.node_id AND {alias}.node_id = {e}.dst_id) \
+                     OR ({e}.dst_id = {parent}.node_id AND {alias}.node_id = {e}.src_id))"
+                ));
+                conditions.push(format!("{alias}.project_id IS NOT NULL"));
+                format!("edges {e}, nodes {alias}")
+            }
             Source::AnyType(Some(types)) => {
                 let p = self.bind_text(&serde_json::to_string(types).expect("strings serialize"));
                 conditions.push(self.in_text(&format!("{alias}.node_type"), &p));
@@ -265,6 +277,7 @@ impl<'a> Builder<'a> {
         let restricted = self.in_text(&format!("{alias}.project_id"), &param);
         match source {
             Source::AnyType(_) => Some(format!("({alias}.node_type = 'program' OR {restricted})")),
+            Source::Neighbours { .. } => Some(restricted),
             Source::Root(n)
             | Source::Forward { target: n, .. }
             | Source::Backward { source: n, .. } => (n.id != "program").then_some(restricted),
@@ -581,9 +594,11 @@ impl<'a> Builder<'a> {
         selection: &Selection,
     ) -> Result<String, PlanError> {
         let alias = self.alias();
+        // `_links` lists every neighbour: Gen3 applies no `first` to it.
+        let paged = !matches!(source, Source::Neighbours { .. });
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children)?;
-        let tail = self.order_limit(&alias, node, &selection.args, true)?;
+        let tail = self.order_limit(&alias, node, &selection.args, paged)?;
         let rows = format!(
             "SELECT {object} AS obj FROM {from}{}{tail}",
             where_clause(&conditions)
@@ -646,6 +661,13 @@ impl<'a> Builder<'a> {
         field: &Selection,
     ) -> Result<String, PlanError> {
         let name = field.name.as_str();
+        if name == "_links" {
+            let source = Source::Neighbours {
+                parent: alias.into(),
+            };
+            let list = self.list(source, None, field)?;
+            return Ok(self.embed(&list));
+        }
         if let Some(link) = node.link(name) {
             let target = self.node_type(&link.target_type)?;
             let source = Source::Forward {
