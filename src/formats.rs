@@ -37,29 +37,63 @@ impl Delimited {
     }
 }
 
-/// Parse a TSV/CSV document into entity documents; the error text completes
-/// `Unable to parse document: ...`.
+/// Why a delimited document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DelimitedError {
+    /// The bytes are not UTF-8.
+    #[error("{0}")]
+    Encoding(String),
+    /// Reading the request body failed (e.g. it exceeded the size limit).
+    #[error(transparent)]
+    Read(std::io::Error),
+    /// The text is not a valid document; completes `Unable to parse document: ...`.
+    #[error("{0}")]
+    Syntax(String),
+}
+
+impl From<csv::Error> for DelimitedError {
+    fn from(e: csv::Error) -> Self {
+        match e.kind() {
+            csv::ErrorKind::Utf8 { .. } => DelimitedError::Encoding(e.to_string()),
+            csv::ErrorKind::Io(_) => match e.into_kind() {
+                csv::ErrorKind::Io(io) => DelimitedError::Read(io),
+                _ => unreachable!("matched as Io above"),
+            },
+            _ => DelimitedError::Syntax(e.to_string()),
+        }
+    }
+}
+
+/// Parse a TSV/CSV document into entity documents as it is read, so a
+/// large upload is never held as text and documents at once.
 pub fn parse_delimited(
     dictionary: &Dictionary,
-    text: &str,
+    input: impl std::io::Read,
     flavour: Delimited,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, DelimitedError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(flavour.delimiter())
         .flexible(true)
         .has_headers(true)
-        .from_reader(text.trim().as_bytes());
+        .from_reader(input);
     let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| e.to_string())?
+        .headers()?
         .iter()
         .map(|h| h.trim().trim_start_matches('*').to_string())
         .collect();
     let mut columns = Vec::with_capacity(headers.len());
     for header in &headers {
         columns.push(match header.split_once('.') {
-            Some(("", _)) => return Err(format!("Invalid link name: {header}")),
-            Some((_, "")) => return Err(format!("Invalid link property name: {header}")),
+            Some(("", _)) => {
+                return Err(DelimitedError::Syntax(format!(
+                    "Invalid link name: {header}"
+                )));
+            }
+            Some((_, "")) => {
+                return Err(DelimitedError::Syntax(format!(
+                    "Invalid link property name: {header}"
+                )));
+            }
             Some((link, key)) => Column::Link(link.to_string(), key.to_string()),
             None => Column::Property(header.clone()),
         });
@@ -67,7 +101,7 @@ pub fn parse_delimited(
     let type_index = headers.iter().position(|h| h == "type");
     let mut docs = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| e.to_string())?;
+        let record = record?;
         let cell = |i: usize| record.get(i).map(str::trim).unwrap_or("");
         let node_type = type_index.map(cell).unwrap_or("");
         if node_type.is_empty() {

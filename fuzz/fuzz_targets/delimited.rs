@@ -18,6 +18,6 @@ fn dictionary() -> &'static Dictionary {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = parse_delimited(dictionary(), text, Delimited::Tsv);
-    let _ = parse_delimited(dictionary(), text, Delimited::Csv);
+    let _ = parse_delimited(dictionary(), text.as_bytes(), Delimited::Tsv);
+    let _ = parse_delimited(dictionary(), text.as_bytes(), Delimited::Csv);
 });

@@ -195,6 +195,10 @@ async fn not_found() -> ApiError {
     ApiError::new(404, "The requested URL was not found on the server.")
 }
 
+/// The largest accepted request body, for handlers that stream their body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 /// The application as served: trailing slashes are ignored, never redirected (API.md G2).
 pub fn service(state: SharedState, max_body_bytes: usize) -> NormalizePath<Router> {
     NormalizePathLayer::trim_trailing_slash().layer(router(state, max_body_bytes))
@@ -217,6 +221,7 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
             json_errors(response, max_body_bytes)
         }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(BodyLimit(max_body_bytes)))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -11,14 +11,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-use super::{ApiError, SharedState, parse_json_body};
+use super::{ApiError, BodyLimit, SharedState, parse_json_body};
 use crate::auth::Principal;
 use crate::export::{Exporter, Format, PAGE_SIZE};
-use crate::formats::{Delimited, delimited_line, parse_delimited, template_headers, template_json};
+use crate::formats::{
+    Delimited, DelimitedError, delimited_line, parse_delimited, template_headers, template_json,
+};
 use crate::store::NodeRow;
 use crate::submission::{Mode, Project, Rights, Submission};
 
@@ -268,33 +270,100 @@ fn body_flavour(headers: &HeaderMap) -> Option<Delimited> {
     }
 }
 
-/// The entity documents of a submission body.
+/// `Unable to parse document` / `UnicodeDecodeError` / 413 for a failed TSV/CSV read.
+fn delimited_error(e: DelimitedError, max_body_bytes: usize) -> ApiError {
+    match e {
+        DelimitedError::Encoding(detail) => {
+            ApiError::bad_request(format!("UnicodeDecodeError: {detail}"))
+        }
+        DelimitedError::Read(io) => read_error(&io, max_body_bytes),
+        DelimitedError::Syntax(detail) => {
+            ApiError::bad_request(format!("Unable to parse document: {detail}"))
+        }
+    }
+}
+
+/// A failure while reading the request body: too large, or the client went away.
+fn read_error(io: &std::io::Error, max_body_bytes: usize) -> ApiError {
+    let too_large = io.get_ref().is_some_and(|inner| {
+        inner.is::<http_body_util::LengthLimitError>() || inner.to_string().contains("length limit")
+    });
+    if too_large {
+        ApiError::new(
+            413,
+            format!(
+                "Request body is larger than this server accepts ({max_body_bytes} bytes); split the submission into smaller files"
+            ),
+        )
+    } else {
+        ApiError::bad_request(format!("Unable to read the request body: {io}"))
+    }
+}
+
+fn json_documents(value: Value) -> Result<Vec<Value>, ApiError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Object(map) => Ok(vec![Value::Object(map)]),
+        other => Err(ApiError::bad_request(format!(
+            "JSON parsed from request is an invalid type: {}",
+            match other {
+                Value::String(_) => "str",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                _ => "NoneType",
+            }
+        ))),
+    }
+}
+
+/// The entity documents of a buffered body (programs, projects).
 fn documents(
     state: &SharedState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<Value>, ApiError> {
     match body_flavour(headers) {
-        Some(flavour) => {
-            let text = std::str::from_utf8(body)
-                .map_err(|e| ApiError::bad_request(format!("UnicodeDecodeError: {e}")))?;
-            parse_delimited(&state.dictionary, text, flavour)
-                .map_err(|e| ApiError::bad_request(format!("Unable to parse document: {e}")))
-        }
-        None => match parse_json_body(body)? {
-            Value::Array(items) => Ok(items),
-            Value::Object(map) => Ok(vec![Value::Object(map)]),
-            other => Err(ApiError::bad_request(format!(
-                "JSON parsed from request is an invalid type: {}",
-                match other {
-                    Value::String(_) => "str",
-                    Value::Number(_) => "number",
-                    Value::Bool(_) => "bool",
-                    _ => "NoneType",
-                }
-            ))),
-        },
+        Some(flavour) => parse_delimited(&state.dictionary, body, flavour)
+            .map_err(|e| delimited_error(e, body.len())),
+        None => json_documents(parse_json_body(body)?),
     }
+}
+
+/// The entity documents of a submission, parsed while the body streams in
+/// (on a blocking thread), within the body-size limit.
+async fn streamed_documents(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: Body,
+    BodyLimit(limit): BodyLimit,
+) -> Result<Vec<Value>, ApiError> {
+    use futures::StreamExt;
+    let limited = http_body_util::Limited::new(body, limit);
+    let stream = http_body_util::BodyStream::new(limited).map(|frame| {
+        frame
+            .map(|frame| frame.into_data().unwrap_or_default())
+            .map_err(std::io::Error::other)
+    });
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let flavour = body_flavour(headers);
+    let dictionary = state.dictionary.clone();
+    tokio::task::spawn_blocking(move || match flavour {
+        Some(flavour) => {
+            parse_delimited(&dictionary, reader, flavour).map_err(|e| delimited_error(e, limit))
+        }
+        None => {
+            let value: Value =
+                serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
+                    match e.io_error_kind() {
+                        Some(_) => read_error(&std::io::Error::other(e.to_string()), limit),
+                        None => ApiError::bad_request(format!("Unable to parse json: {e}")),
+                    }
+                })?;
+            json_documents(value)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::new(500, format!("internal server error: {e}")))?
 }
 
 fn single_document_body(
@@ -317,9 +386,9 @@ async fn submit(
     program: String,
     code: String,
     headers: HeaderMap,
-    body: Bytes,
-    mode: Mode,
-    dry_run: bool,
+    body: Body,
+    limit: BodyLimit,
+    (mode, dry_run): (Mode, bool),
 ) -> Result<Response, ApiError> {
     let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
@@ -346,7 +415,7 @@ async fn submit(
             project.project_id
         )));
     }
-    let docs = documents(&state, &headers, &body)?;
+    let docs = streamed_documents(&state, &headers, body, limit).await?;
     let (status, body) = sub.upload(&project, docs, mode, rights, dry_run).await?;
     Ok(envelope(status, body))
 }
@@ -355,36 +424,76 @@ async fn submit_create(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Extension(limit): Extension<BodyLimit>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    submit(state, program, code, headers, body, Mode::Create, false).await
+    submit(
+        state,
+        program,
+        code,
+        headers,
+        body,
+        limit,
+        (Mode::Create, false),
+    )
+    .await
 }
 
 async fn submit_upsert(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Extension(limit): Extension<BodyLimit>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    submit(state, program, code, headers, body, Mode::Upsert, false).await
+    submit(
+        state,
+        program,
+        code,
+        headers,
+        body,
+        limit,
+        (Mode::Upsert, false),
+    )
+    .await
 }
 
 async fn dry_run_create(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Extension(limit): Extension<BodyLimit>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    submit(state, program, code, headers, body, Mode::Create, true).await
+    submit(
+        state,
+        program,
+        code,
+        headers,
+        body,
+        limit,
+        (Mode::Create, true),
+    )
+    .await
 }
 
 async fn dry_run_upsert(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Extension(limit): Extension<BodyLimit>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    submit(state, program, code, headers, body, Mode::Upsert, true).await
+    submit(
+        state,
+        program,
+        code,
+        headers,
+        body,
+        limit,
+        (Mode::Upsert, true),
+    )
+    .await
 }
 
 fn split_ids(ids: &str) -> Vec<String> {
