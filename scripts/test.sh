@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check: formatting, lints, the Rust tests and
 # the Gen3 acceptance suite, each on SQLite and on PostgreSQL (a backend
-# matrix over the same tests). Exits non-zero on any failure.
+# matrix over the same tests), then a short run of every fuzz target.
+# Exits non-zero on any failure.
 #
 # PostgreSQL comes from COMMONS_TEST_POSTGRES_URL (default: the local server,
 # user postgres, trust auth). Without it the PostgreSQL runs are skipped with a
@@ -52,6 +53,16 @@ if $postgres; then
     trap 'psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
     # Here the admin's key comes from the profile API (login + POST /user/credentials/api/).
     COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" --profile-credentials "$@"
+fi
+
+section "fuzzing: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-15} per target)"
+if cargo +nightly --version >/dev/null 2>&1; then
+    FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
+elif [[ ${CI:-} == true ]]; then
+    echo "the nightly toolchain (needed by cargo-fuzz) is missing, and CI requires fuzzing" >&2
+    exit 1
+else
+    echo "WARNING: no nightly toolchain: fuzzing skipped" >&2
 fi
 
 section "all checks passed"
