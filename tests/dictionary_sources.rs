@@ -34,10 +34,13 @@ fn bundle(folder: &Path) -> Value {
 }
 
 fn summary(d: &commons::dictionary::Dictionary) -> Vec<(String, usize, usize)> {
-    d.nodes()
+    let mut nodes: Vec<_> = d
+        .nodes()
         .iter()
         .map(|n| (n.id.clone(), n.properties.len(), n.links.len()))
-        .collect()
+        .collect();
+    nodes.sort();
+    nodes
 }
 
 #[tokio::test(flavor = "multi_thread")]
