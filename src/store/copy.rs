@@ -105,6 +105,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("submitter", Kind::Text),
             ("created_datetime", Kind::Text),
             ("entity_count", Kind::Int),
+            ("entity_ids", Kind::Text),
         ],
     ),
 ];

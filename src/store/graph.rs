@@ -26,7 +26,8 @@ pub struct Edge {
     pub dst_id: String,
 }
 
-/// The transaction log row written for every submission or deletion.
+/// The transaction log (audit trail) row written for every submission,
+/// deletion and program/project change: who, when, what, and how it ended.
 #[derive(Debug, Clone)]
 pub struct TransactionRecord {
     pub project_id: Option<String>,
@@ -34,7 +35,8 @@ pub struct TransactionRecord {
     pub is_dry_run: bool,
     pub state: String,
     pub submitter: Option<String>,
-    pub entity_count: i64,
+    /// Ids of the entities the request named (assigned ones included).
+    pub entity_ids: Vec<String>,
 }
 
 /// A node to insert or replace.
@@ -89,7 +91,8 @@ macro_rules! insert_transaction_row {
             .bind(&record.state)
             .bind(&record.submitter)
             .bind(crate::timestamp())
-            .bind(record.entity_count)
+            .bind(record.entity_ids.len() as i64)
+            .bind(serde_json::to_string(&record.entity_ids)?)
             .fetch_one($executor)
             .await?;
         id
@@ -472,5 +475,5 @@ async fn write_postgres(
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
-    (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+    (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";

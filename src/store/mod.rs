@@ -128,16 +128,14 @@ pub struct Store {
 }
 
 /// Schema migrations compiled into the binary, per backend.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, "audit", include_str!("../../migrations/sqlite/0002_audit.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, "audit", include_str!("../../migrations/postgres/0002_audit.sql")),
+];
 
 #[derive(Debug)]
 struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);

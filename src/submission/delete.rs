@@ -101,7 +101,7 @@ impl Submission<'_> {
                 "FAILED".into()
             },
             submitter: Some(self.username.to_string()),
-            entity_count: results.len() as i64,
+            entity_ids: ids.clone(),
         };
         let transaction_id = if success && !dry_run {
             let change = ChangeSet {

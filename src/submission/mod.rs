@@ -166,7 +166,7 @@ impl Submission<'_> {
             }],
             ..ChangeSet::default()
         };
-        self.commit(&change, &self.record(None, "create", 1))
+        self.commit(&change, &self.record(None, "create", &id))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{name}"))
@@ -275,7 +275,7 @@ impl Submission<'_> {
         };
         let action = if is_new { "create" } else { "update" };
         let transaction_id = self
-            .commit(&change, &self.record(Some(&project_id), action, 1))
+            .commit(&change, &self.record(Some(&project_id), action, &id))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{program}/projects/{code}"))
@@ -325,12 +325,13 @@ impl Submission<'_> {
                 "ERROR: Can not delete the program. Program {name} is not empty"
             )));
         }
+        let record = self.record(None, "delete", &program.id);
         let change = ChangeSet {
             delete_nodes: vec![program.id],
             ..ChangeSet::default()
         };
         self.store
-            .write(&guard, &change, &self.record(None, "delete", 1))
+            .write(&guard, &change, &record)
             .await?;
         drop(guard);
         self.store
@@ -356,7 +357,7 @@ impl Submission<'_> {
             .write(
                 &guard,
                 &change,
-                &self.record(Some(&project.project_id), "delete", 1),
+                &self.record(Some(&project.project_id), "delete", &project.node.id),
             )
             .await?;
         drop(guard);
@@ -399,7 +400,7 @@ impl Submission<'_> {
             ..ChangeSet::default()
         };
         let id = self
-            .commit(&change, &self.record(Some(&project.project_id), state, 1))
+            .commit(&change, &self.record(Some(&project.project_id), state, &project.node.id))
             .await?;
         let entity = EntityResult {
             id: Some(project.node.id.clone()),
@@ -415,14 +416,15 @@ impl Submission<'_> {
         Ok(body)
     }
 
-    fn record(&self, project_id: Option<&str>, role: &str, count: i64) -> TransactionRecord {
+    /// The log row of a successful change of one program or project node.
+    fn record(&self, project_id: Option<&str>, role: &str, node_id: &str) -> TransactionRecord {
         TransactionRecord {
             project_id: project_id.map(str::to_string),
             role: role.into(),
             is_dry_run: false,
             state: "SUCCEEDED".into(),
             submitter: Some(self.username.to_string()),
-            entity_count: count,
+            entity_ids: vec![node_id.to_string()],
         }
     }
 }

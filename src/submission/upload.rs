@@ -92,7 +92,7 @@ impl Submission<'_> {
                 "SUCCEEDED".into()
             },
             submitter: Some(self.username.to_string()),
-            entity_count: entities.len() as i64,
+            entity_ids: entities.iter().filter_map(|e| e.id.clone()).collect(),
         };
         if failed || dry_run {
             let id = self.store.log_transaction(&record).await?;
