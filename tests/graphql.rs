@@ -397,3 +397,77 @@ async fn links_lists_every_readable_neighbour_without_a_page_limit() {
     assert_eq!(types.iter().filter(|t| **t == "case").count(), 12);
     assert!(types.contains(&"project"));
 }
+
+#[tokio::test]
+async fn transaction_log_is_an_audit_trail_of_readable_projects() {
+    let (app, _) = fixture().await;
+    let bad = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            &json!([{"type": "case", "submitter_id": "x"}]),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let d = data(&app, r#"{ case(submitter_id: "case-00") { id } }"#).await;
+    let case_id = d["case"][0]["id"].as_str().unwrap().to_string();
+    let d = data(
+        &app,
+        &format!(
+            r#"{{ ok: transaction_log(project_id: "prog-proj", type: "upload", state: "SUCCEEDED", first: 0) {{
+                    id type role submitter is_dry_run state project_id program project snapshots {{ id action }} }}
+                 failed: _transaction_log_count(project_id: ["prog-proj"], state: "FAILED")
+                 touching: transaction_log(entities: ["{case_id}"]) {{ id }}
+                 newest: transaction_log(first: 1, order_by_desc: "id") {{ state }} }}"#
+        ),
+    )
+    .await;
+    let ok = d["ok"].as_array().unwrap();
+    assert_eq!(
+        ok.len(),
+        2,
+        "the project's creation and the fixture's upload: {d}"
+    );
+    assert_eq!(
+        ok[0]["snapshots"].as_array().unwrap().len(),
+        1,
+        "the project node"
+    );
+    let log = &ok[1];
+    assert_eq!(
+        (
+            log["type"].as_str(),
+            log["role"].as_str(),
+            log["submitter"].as_str()
+        ),
+        (Some("upload"), Some("update"), Some("admin"))
+    );
+    assert_eq!(
+        (log["program"].as_str(), log["project"].as_str()),
+        (Some("prog"), Some("proj"))
+    );
+    assert_eq!(log["snapshots"].as_array().unwrap().len(), 1 + 12 + 30 + 10);
+    assert!(
+        log["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == case_id.as_str())
+    );
+    assert_eq!(d["failed"], 1);
+    assert_eq!(d["touching"].as_array().unwrap().len(), 1);
+    assert_eq!(d["newest"][0]["state"], "FAILED");
+
+    let (_, _, outsider) = app.user("outsider", &[]).await;
+    let reply = app
+        .graphql(
+            &outsider,
+            "{ transaction_log(first: 0) { id } n: _transaction_log_count }",
+        )
+        .await;
+    assert_eq!(
+        reply.json()["data"],
+        json!({"transaction_log": [], "n": 0}),
+        "no logs of unreadable projects or programs"
+    );
+}

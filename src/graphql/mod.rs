@@ -557,6 +557,219 @@ fn not_input(node: &NodeType) -> InputObject {
     input
 }
 
+/// Arguments of `transaction_log` and `_transaction_log_count` (GRAPHQL.md §7).
+fn transaction_arguments(field: Field) -> Field {
+    field
+        .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
+        .argument(InputValue::new("type", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "project_id",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "submitter",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new("state", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new(
+            "is_dry_run",
+            TypeRef::named(TypeRef::BOOLEAN),
+        ))
+        .argument(InputValue::new(
+            "entities",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "order_by_asc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "order_by_desc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(
+            InputValue::new("first", TypeRef::named(TypeRef::INT))
+                .default_value(plan::DEFAULT_FIRST),
+        )
+        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
+}
+
+/// The store query of a `transaction_log` field, limited to readable projects.
+fn transaction_query(
+    ctx: &ResolverContext<'_>,
+    scope: &ReadScope,
+    paged: bool,
+) -> async_graphql::Result<crate::store::TransactionQuery> {
+    let args = selection(ctx.field())?.args;
+    let arg = |name: &str| {
+        args.iter()
+            .find(|(n, v)| n == name && !v.is_null())
+            .map(|(_, v)| v.clone())
+    };
+    let strings = |v: Value| -> Vec<String> {
+        match v {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            Value::String(s) => vec![s],
+            _ => Vec::new(),
+        }
+    };
+    let mut order = None;
+    for (name, descending) in [("order_by_asc", false), ("order_by_desc", true)] {
+        if let Some(column) = arg(name).and_then(|v| v.as_str().map(str::to_string)) {
+            if !crate::store::TRANSACTION_ORDER_COLUMNS.contains(&column.as_str()) {
+                return Err(async_graphql::Error::new(format!(
+                    "Cannot order by {column} on transaction_log"
+                )));
+            }
+            order = Some((column, descending));
+        }
+    }
+    let first = arg("first")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(plan::DEFAULT_FIRST);
+    Ok(crate::store::TransactionQuery {
+        projects: match scope {
+            ReadScope::All => None,
+            ReadScope::Projects(set) => Some(set.iter().cloned().collect()),
+        },
+        id: arg("id").and_then(|v| {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| v.as_i64())
+        }),
+        project_ids: arg("project_id").map(strings),
+        roles: arg("type")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .map(|t| match t.as_str() {
+                "upload" => vec!["create".to_string(), "update".to_string()],
+                other => vec![other.to_string()],
+            }),
+        is_dry_run: arg("is_dry_run").and_then(|v| v.as_bool()),
+        state: arg("state").and_then(|v| v.as_str().map(str::to_string)),
+        submitter: arg("submitter").and_then(|v| v.as_str().map(str::to_string)),
+        entities: arg("entities").map(strings),
+        order,
+        limit: (paged && first > 0).then_some(first),
+        offset: if paged {
+            arg("offset").and_then(|v| v.as_i64()).unwrap_or(0).max(0)
+        } else {
+            0
+        },
+    })
+}
+
+/// `TransactionLog` as the response JSON the nested resolvers read.
+fn transaction_json(row: crate::store::TransactionRow) -> Value {
+    let (program, project) = row
+        .project_id
+        .as_deref()
+        .and_then(|p| p.split_once('-'))
+        .map_or((Value::Null, Value::Null), |(p, q)| (json!(p), json!(q)));
+    let kind = if matches!(row.role.as_str(), "create" | "update") {
+        "upload"
+    } else {
+        row.role.as_str()
+    };
+    let snapshots: Vec<Value> = row
+        .entity_ids
+        .iter()
+        .map(|id| json!({"id": id, "transaction_id": row.id, "action": row.role}))
+        .collect();
+    json!({
+        "id": row.id.to_string(), "is_dry_run": row.is_dry_run, "closed": false,
+        "committed_by": null, "state": row.state, "type": kind, "submitter": row.submitter,
+        "role": row.role, "program": program, "project": project, "project_id": row.project_id,
+        "created_datetime": row.created_datetime, "snapshots": snapshots,
+    })
+}
+
+/// A field of a plain JSON object (transaction logs), by its own name.
+fn json_field(name: &'static str, type_ref: TypeRef) -> Field {
+    Field::new(name, type_ref, move |ctx| {
+        FieldFuture::new(async move {
+            let value = parent_json(&ctx)
+                .and_then(|p| p.get(name))
+                .cloned()
+                .unwrap_or(Value::Null);
+            match value {
+                Value::Null => Ok(None),
+                Value::Array(items) => Ok(Some(FieldValue::list(
+                    items.into_iter().map(FieldValue::owned_any),
+                ))),
+                other => Ok(Some(FieldValue::value(GqlValue::from_json(other)?))),
+            }
+        })
+    })
+}
+
+fn transaction_types() -> (Object, Object) {
+    let string = || TypeRef::named(TypeRef::STRING);
+    let mut log = Object::new("TransactionLog")
+        .field(json_field("id", TypeRef::named(TypeRef::ID)))
+        .field(json_field("is_dry_run", TypeRef::named(TypeRef::BOOLEAN)))
+        .field(json_field("closed", TypeRef::named(TypeRef::BOOLEAN)))
+        .field(json_field("committed_by", TypeRef::named(TypeRef::ID)))
+        .field(json_field(
+            "snapshots",
+            TypeRef::named_list("TransactionSnapshot"),
+        ));
+    for name in [
+        "state",
+        "type",
+        "submitter",
+        "role",
+        "program",
+        "project",
+        "project_id",
+        "created_datetime",
+    ] {
+        log = log.field(json_field(name, string()));
+    }
+    let snapshot = Object::new("TransactionSnapshot")
+        .field(json_field("id", TypeRef::named(TypeRef::ID)))
+        .field(json_field("transaction_id", TypeRef::named(TypeRef::INT)))
+        .field(json_field("action", string()));
+    (log, snapshot)
+}
+
+fn transaction_root_fields() -> (Field, Field) {
+    let list = Field::new(
+        "transaction_log",
+        TypeRef::named_list("TransactionLog"),
+        |ctx| {
+            FieldFuture::new(async move {
+                let request = ctx.data::<RequestContext>()?;
+                let query = transaction_query(&ctx, &request.scope, true)?;
+                let rows = request
+                    .within_limit(request.store.transaction_logs(&query))
+                    .await?;
+                Ok(Some(FieldValue::list(
+                    rows.into_iter()
+                        .map(|r| FieldValue::owned_any(transaction_json(r))),
+                )))
+            })
+        },
+    );
+    let count = Field::new(
+        "_transaction_log_count",
+        TypeRef::named(TypeRef::INT),
+        |ctx| {
+            FieldFuture::new(async move {
+                let request = ctx.data::<RequestContext>()?;
+                let query = transaction_query(&ctx, &request.scope, false)?;
+                let n = request
+                    .within_limit(request.store.count_transaction_logs(&query))
+                    .await?;
+                Ok(Some(FieldValue::value(GqlValue::from(n))))
+            })
+        },
+    );
+    (transaction_arguments(list), transaction_arguments(count))
+}
+
 /// Build the schema for `dictionary`.
 pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, String> {
     let mut node_interface =
@@ -604,6 +817,10 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         )))
         .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
     );
+    let (log, snapshot) = transaction_types();
+    let (logs, log_count) = transaction_root_fields();
+    root = root.field(logs).field(log_count);
+    builder = builder.register(log).register(snapshot);
     if dictionary.nodes().iter().any(NodeType::is_data_file) {
         root = root.field(datanode);
         builder = builder.register(data_interface);

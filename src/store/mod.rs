@@ -7,6 +7,7 @@
 //! Writes of one process go through one lock, so validation and commit see
 //! the same graph and an SQLite write transaction never fails on a lock upgrade.
 
+mod audit;
 mod copy;
 mod graph;
 mod identity;
@@ -23,6 +24,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
+pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use graph::{ChangeSet, Edge, NodeRow, NodeWrite, TransactionRecord, WriteGuard};
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
@@ -129,12 +131,28 @@ pub struct Store {
 
 /// Schema migrations compiled into the binary, per backend.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-    (2, "audit", include_str!("../../migrations/sqlite/0002_audit.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../../migrations/sqlite/0002_audit.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-    (2, "audit", include_str!("../../migrations/postgres/0002_audit.sql")),
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../../migrations/postgres/0002_audit.sql"),
+    ),
 ];
 
 #[derive(Debug)]

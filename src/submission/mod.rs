@@ -330,9 +330,7 @@ impl Submission<'_> {
             delete_nodes: vec![program.id],
             ..ChangeSet::default()
         };
-        self.store
-            .write(&guard, &change, &record)
-            .await?;
+        self.store.write(&guard, &change, &record).await?;
         drop(guard);
         self.store
             .delete_resource(&format!("/programs/{name}"))
@@ -400,7 +398,10 @@ impl Submission<'_> {
             ..ChangeSet::default()
         };
         let id = self
-            .commit(&change, &self.record(Some(&project.project_id), state, &project.node.id))
+            .commit(
+                &change,
+                &self.record(Some(&project.project_id), state, &project.node.id),
+            )
             .await?;
         let entity = EntityResult {
             id: Some(project.node.id.clone()),
