@@ -155,6 +155,8 @@ async fn several_root_fields_run_one_statement_each() {
     assert_eq!(app.state.store.graphql_statement_count() - before, 3);
     assert_eq!(d["a"], 12);
     assert_eq!(d["b"], 30);
+    let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["a", "b", "c"], "root fields answer in query order");
 }
 
 #[tokio::test]

@@ -841,6 +841,7 @@ pub async fn execute(
     variables: Value,
     operation_name: Option<String>,
 ) -> (u16, Value) {
+    let order = root_order(&query, operation_name.as_deref());
     let mut request = async_graphql::Request::new(query)
         .variables(async_graphql::Variables::from_json(variables))
         .data(context);
@@ -848,12 +849,54 @@ pub async fn execute(
         request = request.operation_name(name);
     }
     let response = schema.execute(request).await;
-    let data = response.data.into_json().unwrap_or(Value::Null);
+    let data = in_query_order(response.data.into_json().unwrap_or(Value::Null), &order);
     if response.errors.is_empty() {
         return (200, json!({"data": data}));
     }
     let errors: Vec<String> = response.errors.into_iter().map(|e| e.message).collect();
     (400, json!({"data": data, "errors": errors}))
+}
+
+/// Response keys of the root fields, in the order the query names them.
+fn root_order(query: &str, operation: Option<&str>) -> Vec<String> {
+    use async_graphql::parser::types::{DocumentOperations, Selection as AstSelection};
+    let Ok(document) = async_graphql::parser::parse_query(query) else {
+        return Vec::new();
+    };
+    let operation = match &document.operations {
+        DocumentOperations::Single(op) => Some(op),
+        DocumentOperations::Multiple(ops) => operation.and_then(|name| ops.get(name)),
+    };
+    operation
+        .map(|op| {
+            op.node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|item| match &item.node {
+                    AstSelection::Field(field) => Some(field.node.response_key().node.to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The executor fills `data` in completion order (root fields run
+/// concurrently); answer in query order, as GraphQL requires.
+fn in_query_order(data: Value, order: &[String]) -> Value {
+    let Value::Object(mut fields) = data else {
+        return data;
+    };
+    let mut ordered = serde_json::Map::new();
+    for key in order {
+        if let Some(value) = fields.remove(key) {
+            ordered.insert(key.clone(), value);
+        }
+    }
+    ordered.extend(fields);
+    Value::Object(ordered)
 }
 
 /// The standard introspection result served by `/getschema`.
