@@ -9,6 +9,7 @@ use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::TestApp;
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -210,7 +211,11 @@ async fn forged_tokens_are_refused() {
 #[tokio::test]
 async fn oversized_and_malformed_bodies_get_clear_errors() {
     let (app, before) = populated().await;
-    let service = commons::server::service(app.state.clone(), 1024);
+    let limits = commons::server::HttpLimits {
+        max_body_bytes: 1024,
+        ..Default::default()
+    };
+    let service = commons::server::service(app.state.clone(), limits);
     let big = format!("[{}]", vec![r#"{"type": "study"}"#; 200].join(","));
     let request = Request::builder()
         .method("PUT")
@@ -347,4 +352,66 @@ async fn password_guessing_is_throttled() {
         )
         .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_instead_of_holding_the_server() {
+    let (app, before) = populated().await;
+    let limits = commons::server::HttpLimits {
+        body_idle_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    for (path, content_type, prefix) in [
+        (
+            "/api/v0/submission/prog/proj",
+            "text/tab-separated-values",
+            "type\tsubmitter_id\n",
+        ),
+        (
+            "/api/v0/submission/prog/proj",
+            "application/json",
+            "[{\"type\": \"study\"",
+        ),
+        (
+            "/api/v0/submission/graphql",
+            "application/json",
+            "{\"query\": ",
+        ),
+    ] {
+        let first = futures::stream::iter([Ok::<_, std::io::Error>(
+            axum::body::Bytes::from_static(prefix.as_bytes()),
+        )]);
+        let stalled = first.chain(futures::stream::pending());
+        let request = Request::builder()
+            .method(if path.ends_with("graphql") {
+                "POST"
+            } else {
+                "PUT"
+            })
+            .uri(path)
+            .header("authorization", format!("bearer {}", app.admin_token))
+            .header("content-type", content_type)
+            .body(Body::from_stream(stalled))
+            .unwrap();
+        let service = commons::server::service(app.state.clone(), limits);
+        let response =
+            tokio::time::timeout(std::time::Duration::from_secs(10), service.oneshot(request))
+                .await
+                .expect("the server gives up on a stalled body")
+                .unwrap();
+        let status = response.status();
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert!(
+            status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::BAD_REQUEST,
+            "{path}: {status} {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("stall")
+                || body["message"].as_str().unwrap().contains("timed out"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(snapshot(&app).await, before);
 }

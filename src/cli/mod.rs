@@ -164,6 +164,9 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "COMMONS_MAX_BODY_BYTES", default_value_t = 1 << 30)]
     max_body_bytes: usize,
+    /// Longest a request body may stall between two pieces, in seconds.
+    #[arg(long, env = "COMMONS_BODY_IDLE_TIMEOUT", default_value_t = 60)]
+    body_idle_timeout: u64,
     /// Deepest GraphQL query accepted.
     #[arg(long, env = "COMMONS_GRAPHQL_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
     graphql_max_depth: usize,
@@ -573,7 +576,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let app = server::service(state, args.max_body_bytes);
+    let limits = server::HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+        body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),
+    };
+    let app = server::service(state, limits);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -199,13 +199,31 @@ async fn not_found() -> ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// Limits on what one request may send: its size, and how long the body may
+/// stall between two pieces (a slow or stuck client gets 408, not a held slot).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub body_idle_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 30,
+            body_idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// The application as served: trailing slashes are ignored, never redirected (API.md G2).
-pub fn service(state: SharedState, max_body_bytes: usize) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state, max_body_bytes))
+pub fn service(state: SharedState, limits: HttpLimits) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state, limits))
 }
 
 /// The whole application.
-pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
+pub fn router(state: SharedState, limits: HttpLimits) -> Router {
+    let max_body_bytes = limits.max_body_bytes;
     let submission = sheepdog::routes().merge(graphql::routes());
     Router::new()
         .route("/_status", get(healthy))
@@ -222,6 +240,9 @@ pub fn router(state: SharedState, max_body_bytes: usize) -> Router {
         }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(BodyLimit(max_body_bytes)))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_idle_timeout,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -248,20 +269,29 @@ async fn json_errors(response: Response, max_body_bytes: usize) -> Response {
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!(
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = format!(
             "Request body is larger than this server accepts ({max_body_bytes} bytes); split the submission into smaller files"
+        );
+        return (status, axum::Json(json!({"message": message}))).into_response();
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    // A buffered body whose client stalled (RequestBodyTimeoutLayer).
+    if status == StatusCode::REQUEST_TIMEOUT || text.contains("within the designated timeout") {
+        let message = "The request body stalled longer than this server waits (--body-idle-timeout); check the connection and send it again";
+        return (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(json!({"message": message})),
         )
+            .into_response();
+    }
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
     } else {
-        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
-            .await
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).trim().to_string();
-        if text.is_empty() {
-            status.canonical_reason().unwrap_or("error").to_string()
-        } else {
-            text
-        }
+        text
     };
     (status, axum::Json(json!({"message": message}))).into_response()
 }

@@ -285,10 +285,25 @@ fn delimited_error(e: DelimitedError, max_body_bytes: usize) -> ApiError {
 
 /// A failure while reading the request body: too large, or the client went away.
 fn read_error(io: &std::io::Error, max_body_bytes: usize) -> ApiError {
-    let too_large = io.get_ref().is_some_and(|inner| {
-        inner.is::<http_body_util::LengthLimitError>() || inner.to_string().contains("length limit")
-    });
-    if too_large {
+    // The cause sits somewhere in the chain of boxed body errors.
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
+    while let Some(error) = next {
+        causes.push(error);
+        next = error.source();
+    }
+    let timed_out = causes
+        .iter()
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>());
+    let too_large = causes
+        .iter()
+        .any(|e| e.is::<http_body_util::LengthLimitError>());
+    if timed_out {
+        ApiError::new(
+            408,
+            "The request body stalled longer than this server waits (--body-idle-timeout); check the connection and send it again",
+        )
+    } else if too_large {
         ApiError::new(
             413,
             format!(
@@ -355,7 +370,7 @@ async fn streamed_documents(
             let value: Value =
                 serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
                     match e.io_error_kind() {
-                        Some(_) => read_error(&std::io::Error::other(e.to_string()), limit),
+                        Some(_) => read_error(&std::io::Error::from(e), limit),
                         None => ApiError::bad_request(format!("Unable to parse json: {e}")),
                     }
                 })?;

@@ -188,7 +188,7 @@ impl TestApp {
         if let Some(token) = token {
             builder = builder.header("authorization", format!("bearer {token}"));
         }
-        let service = server::service(self.state.clone(), 1 << 30);
+        let service = server::service(self.state.clone(), server::HttpLimits::default());
         let response = service
             .oneshot(builder.body(Body::from(body)).unwrap())
             .await
