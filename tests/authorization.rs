@@ -200,7 +200,7 @@ const ROWS: &[Row] = &[
         "/authz/user/{name}/policy/{policy}",
         "/authz/user/nogrant/policy/no-such-policy",
         "",
-        [X, X, X, X, X, 403, 403, 403, 204],
+        [X, X, X, X, X, 403, 403, 403, 404],
     ),
     row(
         "POST",

@@ -50,6 +50,14 @@ async fn backup_and_restore_round_trip_every_record() {
         "--data-dir",
         source_dir.to_str().unwrap(),
     ]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the backup holds secrets: owner-only");
+    let wal = std::fs::metadata(format!("{backup}-wal")).map_or(0, |m| m.len());
+    assert_eq!(
+        wal, 0,
+        "the backup file alone is complete (WAL checkpointed)"
+    );
     let restored_dir = dir.path().join("restored");
     commons(&[
         "restore",

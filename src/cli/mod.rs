@@ -314,8 +314,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 bail!("{} exists already; choose a new file", out.display());
             }
             let source = database.open().await?;
+            // The backup holds signing keys and password hashes: owner-only.
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+            }
             let target = Store::open(&format!("sqlite://{}", out.display())).await?;
             let summary = target.copy_from(&source).await?;
+            target.close().await?;
             let rows: usize = summary.iter().map(|(_, n)| n).sum();
             eprintln!("backup of {rows} rows written to {}", out.display());
             Ok(())
@@ -327,6 +338,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let backup = Store::open(&format!("sqlite://{}", from.display())).await?;
             let target = database.open().await?;
             let summary = target.copy_from(&backup).await?;
+            backup.close().await?;
+            target.close().await?;
             let rows: usize = summary.iter().map(|(_, n)| n).sum();
             eprintln!("restored {rows} rows from {}", from.display());
             Ok(())
@@ -339,6 +352,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot open {to}"))?;
             let summary = target.copy_from(&source).await?;
+            target.close().await?;
             for (table, rows) in summary {
                 eprintln!("{table}: {rows} rows");
             }

@@ -40,7 +40,15 @@ async fn caller_permissions(
             .principal_from_token(token, None)
             .await
             .map(|p| p.permissions)
-            .map_err(|e| ApiError::bad_request(e.message)),
+            // Arborist answers 400 for an undecodable token; other failures
+            // (e.g. the database away, 503) keep their status.
+            .map_err(|e| {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    ApiError::bad_request(e.message)
+                } else {
+                    e
+                }
+            }),
     }
 }
 
@@ -197,8 +205,14 @@ async fn revoke_policy(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     admin(&state, &headers).await?;
-    state.store.revoke_user_policy(&name, &policy).await?;
-    Ok(StatusCode::NO_CONTENT)
+    if state.store.revoke_user_policy(&name, &policy).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            404,
+            format!("user {name} has no policy {policy}"),
+        ))
+    }
 }
 
 async fn create_role(

@@ -76,9 +76,11 @@ async fn exchange(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    // Failed exchanges are throttled per client address.
+    // Failed exchanges are throttled per client address and claimed user, so
+    // one client guessing does not lock out others behind the same proxy.
+    let claimed_user = claimed_subject(&body).unwrap_or_else(|| "-".to_string());
     let throttle_key = format!(
-        "exchange:{}",
+        "exchange:{}:{claimed_user}",
         peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string())
     );
     state.throttle.check(&throttle_key)?;
@@ -89,6 +91,22 @@ async fn exchange(
         Err(_) => {}
     }
     result
+}
+
+/// The `sub` an API key in the body claims (unverified: only to group failures).
+fn claimed_subject(body: &[u8]) -> Option<String> {
+    use base64::Engine;
+    let fields: Value = serde_json::from_slice(body).ok()?;
+    let payload = fields.get("api_key")?.as_str()?.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?,
+    )
+    .ok()?;
+    claims
+        .get("sub")
+        .map(|s| s.as_str().map_or_else(|| s.to_string(), str::to_string))
 }
 
 async fn exchange_key(

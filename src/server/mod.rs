@@ -87,7 +87,13 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%detail, "database unavailable");
                 ApiError::new(503, "The database is unavailable; try again shortly.")
             }
-            StoreError::Conflict(detail) => ApiError::new(409, format!("Conflict: {detail}")),
+            StoreError::Conflict(detail) => {
+                tracing::info!(%detail, "write conflict");
+                ApiError::new(
+                    409,
+                    "Another request changed the same records at the same time; nothing was written. Send it again.",
+                )
+            }
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 ApiError::new(500, "internal server error")

@@ -863,7 +863,7 @@ async fn export_ids(
         let Some(node_type) = state.dictionary.node(label) else {
             continue;
         };
-        let exporter = Exporter::new(&state.dictionary, node_type, true);
+        let exporter = Exporter::new(&state.dictionary, node_type, params.with_id);
         match params.format {
             Format::Json => objects.extend(exporter.objects(&state.store, nodes).await?),
             Format::Delimited(flavour) => {

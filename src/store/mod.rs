@@ -116,14 +116,6 @@ impl Dialect {
         }
     }
 
-    /// A bound JSON document as the `props` column type.
-    pub fn json_param(self, param: &str) -> String {
-        match self {
-            Dialect::Sqlite => param.to_string(),
-            Dialect::Postgres => format!("{param}::jsonb"),
-        }
-    }
-
     /// The `props` column as JSON text.
     pub fn props_text(self) -> &'static str {
         match self {
@@ -233,6 +225,21 @@ impl Store {
             write_lock: Mutex::new(()),
             graphql_statements: AtomicU64::new(0),
         })
+    }
+
+    /// Flush and close: on SQLite the WAL is checkpointed into the main file,
+    /// so the file alone is complete (backups).
+    pub async fn close(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(pool)
+                    .await?;
+                pool.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
+        Ok(())
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -114,11 +114,12 @@ impl Submission<'_> {
                 success_code,
             )),
             Err(StoreError::Conflict(detail)) => {
-                // A concurrent request inserted the same natural key first.
+                // A concurrent request wrote the same natural key first.
+                tracing::info!(%detail, "submission lost a race with another writer");
                 record.state = "FAILED".into();
                 let id = self.store.log_transaction(&record).await?;
                 let errors = vec![json!({
-                    "message": format!("Another submission created one of these entities at the same time; nothing was written ({detail}). Submit again to update it."),
+                    "message": "Another submission wrote some of these entities at the same time; nothing was written. Submit again to update them.",
                     "type": "NOT_UNIQUE",
                 })];
                 Ok(upload_envelope(id, &entities, &errors, false, success_code))
