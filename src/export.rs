@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::dictionary::{Dictionary, NodeType};
 use crate::formats::{
-    Delimited, ExportColumn, cell_text, delimited_line, export_columns, target_key,
+    Delimited, ExportColumn, cell_text, delimited_line, delimited_writer, export_columns,
+    target_key,
 };
 use crate::store::{NodeRow, Store, StoreError};
 
@@ -101,19 +102,16 @@ impl<'a> Exporter<'a> {
     ) -> Result<Vec<u8>, StoreError> {
         let links = neighbours(store, self.dictionary, nodes).await?;
         let separator = flavour.target_separator().to_string();
-        let mut out = Vec::new();
+        let no_targets = Vec::new();
+        // One writer for the page: building one per line dominated the export's cost.
+        let mut writer = delimited_writer(flavour);
+        let mut cells: Vec<String> = Vec::with_capacity(self.columns.len());
         for node in nodes {
             let node_links = links.get(&node.id);
-            let targets = |link: &str| {
-                node_links
-                    .and_then(|l| l.get(link))
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            let cells: Vec<String> = self
-                .columns
-                .iter()
-                .map(|column| match column {
+            let targets = |link: &str| node_links.and_then(|l| l.get(link)).unwrap_or(&no_targets);
+            cells.clear();
+            cells.extend(self.columns.iter().map(|column| {
+                match column {
                     ExportColumn::Type => node.node_type.clone(),
                     ExportColumn::Id => node.id.clone(),
                     ExportColumn::Property(p) if p == "project_id" => {
@@ -121,20 +119,24 @@ impl<'a> Exporter<'a> {
                     }
                     ExportColumn::Property(p) => cell_text(node.props.get(p)),
                     ExportColumn::LinkId(link) => targets(link)
-                        .into_iter()
-                        .map(|(id, _)| id)
+                        .iter()
+                        .map(|(id, _)| id.as_str())
                         .collect::<Vec<_>>()
                         .join(&separator),
                     ExportColumn::LinkKey(link, _) => targets(link)
-                        .into_iter()
+                        .iter()
                         .map(|(_, key)| cell_text(key.as_ref()))
                         .collect::<Vec<_>>()
                         .join(&separator),
-                })
-                .collect();
-            out.extend(delimited_line(&cells, flavour));
+                }
+            }));
+            writer
+                .write_record(&cells)
+                .map_err(|e| StoreError::Other(format!("export: {e}")))?;
         }
-        Ok(out)
+        writer
+            .into_inner()
+            .map_err(|e| StoreError::Other(format!("export: {e}")))
     }
 
     /// JSON objects of a page: non-null columns, links as `[{"node_id", key}]`.

@@ -376,12 +376,17 @@ pub fn template_json(dictionary: &Dictionary, node: &NodeType) -> Value {
     Value::Object(out)
 }
 
-/// One line of delimited output (with CSV quoting where a cell needs it).
-pub fn delimited_line(cells: &[String], flavour: Delimited) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new()
+/// A writer of delimited lines (CSV quoting where a cell needs it), into memory.
+pub fn delimited_writer(flavour: Delimited) -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
         .delimiter(flavour.delimiter())
         .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
+        .from_writer(Vec::new())
+}
+
+/// One line of delimited output.
+pub fn delimited_line(cells: &[String], flavour: Delimited) -> Vec<u8> {
+    let mut writer = delimited_writer(flavour);
     writer
         .write_record(cells)
         .expect("writing to memory cannot fail");
