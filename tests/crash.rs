@@ -23,8 +23,18 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-fn start(database_url: &str, data_dir: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_commons"))
+/// A server process, killed when dropped (a dropped `Child` would keep running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(database_url: &str, data_dir: &std::path::Path, port: u16) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_commons"))
         .args([
             "serve",
             "--listen",
@@ -42,17 +52,23 @@ fn start(database_url: &str, data_dir: &std::path::Path, port: u16) -> Child {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while agent()
-        .get(format!("http://127.0.0.1:{port}/_status"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
+    while child.try_wait().unwrap().is_none()
+        && agent()
+            .get(format!("http://127.0.0.1:{port}/_status"))
+            .call()
+            .map(|r| r.status().as_u16())
+            .ok()
+            != Some(200)
     {
         assert!(Instant::now() < deadline, "the server did not restart");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    // It must be this process that answers, not one left over on the port.
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server exited at start (port {port} taken?)"
+    );
+    Running(child)
 }
 
 /// Send one request; Some(status, body) if the client saw an answer.
@@ -144,8 +160,8 @@ async fn killed_servers_never_lose_or_half_write_requests() {
                 })
             });
             std::thread::sleep(kill_after);
-            server.kill().unwrap(); // SIGKILL
-            server.wait().unwrap();
+            server.0.kill().unwrap(); // SIGKILL
+            server.0.wait().unwrap();
             (submit.join().unwrap(), delete.join().unwrap())
         });
 
