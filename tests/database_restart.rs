@@ -68,7 +68,7 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_commons"))
+    let server = Command::new(env!("CARGO_BIN_EXE_commons"))
         .args([
             "serve",
             "--listen",
@@ -85,6 +85,15 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed when the test ends, passed or failed.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Running(server);
     let started = Instant::now();
     while agent()
         .get(format!("{url}/_status"))
@@ -193,6 +202,4 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
             "acknowledged {id} lost across the restart"
         );
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }

@@ -75,7 +75,7 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_commons"))
+    let server = Command::new(env!("CARGO_BIN_EXE_commons"))
         .args([
             "serve",
             "--listen",
@@ -93,6 +93,15 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed when the test ends, passed or failed.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Running(server);
     let started = Instant::now();
     while agent()
         .get(format!("{url}/_status"))
@@ -194,6 +203,4 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
     for sid in &tally.acknowledged {
         assert!(unique.contains(sid), "acknowledged {sid} lost");
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
