@@ -5,75 +5,18 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{PUBLIC_URL, TestApp};
+use common::TestApp;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 30;
 const BATCH: usize = 2000;
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
-}
-
-/// A server process, killed when dropped (a dropped `Child` would keep running).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(database_url: &str, data_dir: &std::path::Path, port: u16) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commons"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            PUBLIC_URL,
-        ])
-        .arg("--database-url")
-        .arg(database_url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none()
-        && agent()
-            .get(format!("http://127.0.0.1:{port}/_status"))
-            .call()
-            .map(|r| r.status().as_u16())
-            .ok()
-            != Some(200)
-    {
-        assert!(Instant::now() < deadline, "the server did not restart");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // It must be this process that answers, not one left over on the port.
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the server exited at start (port {port} taken?)"
-    );
-    Running(child)
-}
-
 /// Send one request; Some(status, body) if the client saw an answer.
 fn send(method: &str, url: &str, token: &str, body: Option<String>) -> Option<(u16, Value)> {
-    let agent = agent();
+    let agent = common::http();
     let auth = format!("bearer {token}");
     let result = match (method, body) {
         ("PUT", Some(body)) => agent
@@ -122,11 +65,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
     assert_eq!(reply.status.as_u16(), 200);
     let token = app.admin_token.clone();
     let data_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // Rounds whose submission was acknowledged, with the ids it created.
@@ -134,7 +73,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
     let mut outcomes = (0, 0);
 
     for round in 0..ROUNDS {
-        let mut server = start(&app.database_url, data_dir.path(), port);
+        let mut server = common::serve(&app.database_url, data_dir.path(), port);
         let docs: Vec<Value> = (0..BATCH)
             .map(|i| json!({"type": "subject", "submitter_id": format!("r{round:02}x{i:05}"), "studies": {"submitter_id": "study"}}))
             .collect();
@@ -160,12 +99,12 @@ async fn killed_servers_never_lose_or_half_write_requests() {
                 })
             });
             std::thread::sleep(kill_after);
-            server.0.kill().unwrap(); // SIGKILL
-            server.0.wait().unwrap();
+            server.child.kill().unwrap(); // SIGKILL
+            server.child.wait().unwrap();
             (submit.join().unwrap(), delete.join().unwrap())
         });
 
-        let server = start(&app.database_url, data_dir.path(), port);
+        let server = common::serve(&app.database_url, data_dir.path(), port);
         let prefix = format!("r{round:02}x");
         let present = count_prefix(&url, &token, &prefix);
         match submitted {
@@ -218,7 +157,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
     );
 
     // Uniqueness and integrity of what is left.
-    let server = start(&app.database_url, data_dir.path(), port);
+    let server = common::serve(&app.database_url, data_dir.path(), port);
     let (_, body) = send(
         "POST",
         &format!("{url}/api/v0/submission/graphql"),

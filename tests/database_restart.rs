@@ -6,19 +6,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{PUBLIC_URL, TestApp};
+use common::TestApp;
 use serde_json::{Value, json};
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 /// Stop or start the local PostgreSQL cluster (`COMMONS_TEST_PG_CTL` overrides
 /// the command, which gets `stop` or `start` appended).
@@ -62,55 +54,14 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
         .await;
     assert_eq!(reply.status.as_u16(), 200);
     let data_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let server = Command::new(env!("CARGO_BIN_EXE_commons"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            PUBLIC_URL,
-        ])
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed when the test ends, passed or failed.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Running(server);
-    let started = Instant::now();
-    while agent()
-        .get(format!("{url}/_status"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(started.elapsed() < Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = common::serve(&app.database_url, data_dir.path(), common::free_port());
+    let url = server.url.clone();
 
     let token = app.admin_token.clone();
     let submit = |batch: usize| -> (u16, Vec<String>) {
         let ids: Vec<String> = (0..20).map(|i| format!("b{batch:05}x{i:02}")).collect();
         let docs: Vec<Value> = ids.iter().map(|s| json!({"type": "subject", "submitter_id": s, "studies": {"submitter_id": "study"}})).collect();
-        let reply = agent()
+        let reply = common::http()
             .put(format!("{url}/api/v0/submission/prog/proj"))
             .header("Authorization", &format!("bearer {token}"))
             .header("Content-Type", "application/json")
@@ -183,7 +134,7 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
     }
     eprintln!("statuses through the outage: {statuses:?}");
 
-    let reply = agent()
+    let reply = common::http()
         .post(format!("{url}/api/v0/submission/graphql"))
         .header("Authorization", &format!("bearer {token}"))
         .header("Content-Type", "application/json")

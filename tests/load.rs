@@ -7,24 +7,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{PUBLIC_URL, TestApp};
+use common::TestApp;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 100;
 const POOL: usize = 200;
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
-}
 
 #[derive(Default)]
 struct Tally {
@@ -69,53 +61,8 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         .unwrap()
     };
     let data_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let server = Command::new(env!("CARGO_BIN_EXE_commons"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            PUBLIC_URL,
-        ])
-        .arg("--database-url")
-        .arg(&app.database_url)
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed when the test ends, passed or failed.
-    struct Running(std::process::Child);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Running(server);
-    let started = Instant::now();
-    while agent()
-        .get(format!("{url}/_status"))
-        .call()
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = common::serve(&app.database_url, data_dir.path(), common::free_port());
+    let url = server.url.clone();
 
     let token = app.admin_token.clone();
     let tally = Mutex::new(Tally::default());
@@ -124,7 +71,7 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         for client in 0..CLIENTS {
             let (url, token, credentials, tally) = (&url, &token, &credentials, &tally);
             scope.spawn(move || {
-                let agent = agent();
+                let agent = common::http();
                 let auth = format!("bearer {token}");
                 let mut rng = rand::rngs::StdRng::seed_from_u64(client as u64);
                 while Instant::now() < deadline {

@@ -6,78 +6,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{PUBLIC_URL, TestApp};
+use common::TestApp;
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn start(database_url: &str, data_dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_commons"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--public-url",
-            PUBLIC_URL,
-        ])
-        .arg("--database-url")
-        .arg(database_url)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while agent()
-        .get(format!("{}/_status", server.url))
-        .call()
-        .map(|r| r.status().as_u16())
-        .ok()
-        != Some(200)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "server on port {port} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
-}
-
 fn call(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
-    let agent = agent();
+    let agent = common::http();
     let auth = format!("bearer {token}");
     let mut response = match method {
         "PUT" => agent
@@ -108,8 +42,8 @@ async fn two_instances_share_tokens_and_never_duplicate_entities() {
     let token = app.admin_token.clone();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let servers = [
-        start(&app.database_url, dirs[0].path()),
-        start(&app.database_url, dirs[1].path()),
+        common::serve(&app.database_url, dirs[0].path(), common::free_port()),
+        common::serve(&app.database_url, dirs[1].path(), common::free_port()),
     ];
 
     // A token issued by this test's instance is accepted by both processes.
@@ -122,7 +56,7 @@ async fn two_instances_share_tokens_and_never_duplicate_entities() {
         );
         assert_eq!(status, 200, "{body}");
     }
-    let submit = |server: &Server, docs: Value| {
+    let submit = |server: &common::Server, docs: Value| {
         call(
             "PUT",
             &format!("{}/api/v0/submission/prog/proj", server.url),

@@ -103,44 +103,33 @@ const LIST_ARGS: [&str; 13] = [
     "not",
 ];
 
-/// Node-list arguments of `node` (GRAPHQL.md §3).
-fn list_arguments(field: Field, node: &NodeType) -> Field {
+/// Arguments every list takes: identity, search, paging, ordering, time ranges.
+fn base_arguments(field: Field) -> Field {
     let mut field = field
-        .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
-        .argument(InputValue::new(
-            "quick_search",
-            TypeRef::named(TypeRef::STRING),
-        ))
         .argument(
             InputValue::new("first", TypeRef::named(TypeRef::INT))
                 .default_value(plan::DEFAULT_FIRST),
         )
-        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
-        .argument(InputValue::new(
-            "order_by_asc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "order_by_desc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "created_after",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "created_before",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "updated_after",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "updated_before",
-            TypeRef::named(TypeRef::STRING),
-        ))
+        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0));
+    for name in [
+        "id",
+        "quick_search",
+        "order_by_asc",
+        "order_by_desc",
+        "created_after",
+        "created_before",
+        "updated_after",
+        "updated_before",
+    ] {
+        field = field.argument(InputValue::new(name, TypeRef::named(TypeRef::STRING)));
+    }
+    field
+}
+
+/// Node-list arguments of `node` (GRAPHQL.md §3).
+fn list_arguments(field: Field, node: &NodeType) -> Field {
+    let mut field = base_arguments(field)
         .argument(InputValue::new(
             "with_links",
             TypeRef::named_list(TypeRef::STRING),
@@ -348,46 +337,11 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
     })
 }
 
-/// Arguments shared by `node` and `datanode`.
+/// Arguments shared by `node`, `datanode` and `_links`.
 fn generic_arguments(field: Field) -> Field {
-    field
-        .argument(InputValue::new("id", TypeRef::named(TypeRef::STRING)))
-        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
+    base_arguments(field)
         .argument(InputValue::new(
             "submitter_id",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "quick_search",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(
-            InputValue::new("first", TypeRef::named(TypeRef::INT))
-                .default_value(plan::DEFAULT_FIRST),
-        )
-        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
-        .argument(InputValue::new(
-            "order_by_asc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "order_by_desc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "created_after",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "created_before",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "updated_after",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "updated_before",
             TypeRef::named(TypeRef::STRING),
         ))
         .argument(InputValue::new(

@@ -318,3 +318,82 @@ impl TestApp {
         reply.json()["data"]["n"].as_i64().unwrap()
     }
 }
+
+/// An HTTP client for tests that talk to a real `commons serve` process:
+/// statuses are answers, not errors.
+pub fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+/// A `commons serve` process, killed when dropped (a dropped `Child` would keep running).
+pub struct Server {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start the test build of `commons serve` on `port` with this commons'
+/// database and issuer, and wait until it answers.
+pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--public-url",
+            PUBLIC_URL,
+        ])
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // It must be this process that answers, not one left over on the port.
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "the server exited at start (port {port} taken?)"
+        );
+        let status = http()
+            .get(format!("{}/_status", server.url))
+            .call()
+            .map(|r| r.status().as_u16());
+        if status.ok() == Some(200) {
+            return server;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
