@@ -47,13 +47,13 @@ pub fn routes() -> Router<SharedState> {
         )
         .route(
             "/{program}/{project}",
-            post(submit_create)
-                .put(submit_upsert)
+            post(submit::<false, false>)
+                .put(submit::<true, false>)
                 .delete(delete_project),
         )
         .route(
             "/{program}/{project}/_dry_run",
-            post(dry_run_create).put(dry_run_upsert),
+            post(submit::<false, true>).put(submit::<true, true>),
         )
         .route(
             "/{program}/{project}/entities/{ids}",
@@ -396,15 +396,16 @@ fn single_document_body(
     parse_json_body(body)
 }
 
-async fn submit(
-    state: SharedState,
-    program: String,
-    code: String,
+/// `POST` (create, `UPSERT = false`) or `PUT` (upsert) of entities, for real or
+/// as a dry run (`DRY_RUN`).
+async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
+    Extension(limit): Extension<BodyLimit>,
     body: Body,
-    limit: BodyLimit,
-    (mode, dry_run): (Mode, bool),
 ) -> Result<Response, ApiError> {
+    let (mode, dry_run) = (if UPSERT { Mode::Upsert } else { Mode::Create }, DRY_RUN);
     let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
@@ -433,82 +434,6 @@ async fn submit(
     let docs = streamed_documents(&state, &headers, body, limit).await?;
     let (status, body) = sub.upload(&project, docs, mode, rights, dry_run).await?;
     Ok(envelope(status, body))
-}
-
-async fn submit_create(
-    State(state): State<SharedState>,
-    Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
-    Extension(limit): Extension<BodyLimit>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    submit(
-        state,
-        program,
-        code,
-        headers,
-        body,
-        limit,
-        (Mode::Create, false),
-    )
-    .await
-}
-
-async fn submit_upsert(
-    State(state): State<SharedState>,
-    Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
-    Extension(limit): Extension<BodyLimit>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    submit(
-        state,
-        program,
-        code,
-        headers,
-        body,
-        limit,
-        (Mode::Upsert, false),
-    )
-    .await
-}
-
-async fn dry_run_create(
-    State(state): State<SharedState>,
-    Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
-    Extension(limit): Extension<BodyLimit>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    submit(
-        state,
-        program,
-        code,
-        headers,
-        body,
-        limit,
-        (Mode::Create, true),
-    )
-    .await
-}
-
-async fn dry_run_upsert(
-    State(state): State<SharedState>,
-    Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
-    Extension(limit): Extension<BodyLimit>,
-    body: Body,
-) -> Result<Response, ApiError> {
-    submit(
-        state,
-        program,
-        code,
-        headers,
-        body,
-        limit,
-        (Mode::Upsert, true),
-    )
-    .await
 }
 
 fn split_ids(ids: &str) -> Vec<String> {
