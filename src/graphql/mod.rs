@@ -105,18 +105,11 @@ const LIST_ARGS: [&str; 13] = [
 
 /// Arguments every list takes: identity, search, paging, ordering, time ranges.
 fn base_arguments(field: Field) -> Field {
-    let mut field = field
-        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)))
-        .argument(
-            InputValue::new("first", TypeRef::named(TypeRef::INT))
-                .default_value(plan::DEFAULT_FIRST),
-        )
-        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0));
+    let mut field = paging_arguments(field)
+        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)));
     for name in [
         "id",
         "quick_search",
-        "order_by_asc",
-        "order_by_desc",
         "created_after",
         "created_before",
         "updated_after",
@@ -125,6 +118,24 @@ fn base_arguments(field: Field) -> Field {
         field = field.argument(InputValue::new(name, TypeRef::named(TypeRef::STRING)));
     }
     field
+}
+
+/// `first` (default 10), `offset` and the two orderings: every list has them.
+fn paging_arguments(field: Field) -> Field {
+    field
+        .argument(
+            InputValue::new("first", TypeRef::named(TypeRef::INT))
+                .default_value(plan::DEFAULT_FIRST),
+        )
+        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
+        .argument(InputValue::new(
+            "order_by_asc",
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .argument(InputValue::new(
+            "order_by_desc",
+            TypeRef::named(TypeRef::STRING),
+        ))
 }
 
 /// Node-list arguments of `node` (GRAPHQL.md §3).
@@ -513,7 +524,7 @@ fn not_input(node: &NodeType) -> InputObject {
 
 /// Arguments of `transaction_log` and `_transaction_log_count` (GRAPHQL.md §7).
 fn transaction_arguments(field: Field) -> Field {
-    field
+    paging_arguments(field)
         .argument(InputValue::new("id", TypeRef::named(TypeRef::ID)))
         .argument(InputValue::new("type", TypeRef::named(TypeRef::STRING)))
         .argument(InputValue::new(
@@ -533,19 +544,6 @@ fn transaction_arguments(field: Field) -> Field {
             "entities",
             TypeRef::named_list(TypeRef::STRING),
         ))
-        .argument(InputValue::new(
-            "order_by_asc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "order_by_desc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(
-            InputValue::new("first", TypeRef::named(TypeRef::INT))
-                .default_value(plan::DEFAULT_FIRST),
-        )
-        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
 }
 
 /// The store query of a `transaction_log` field, limited to readable projects.
