@@ -66,6 +66,9 @@ const SESSION_ONLY: [u16; 9] = [X; 9];
 
 /// `{id}` in a path is replaced by the id of a record that has dependents.
 const ROWS: &[Row] = &[
+    // The portal's page and assets hold no data.
+    row("GET", "/", "/", "", PUBLIC),
+    row("GET", "/portal/{*path}", "/portal/index.html", "", PUBLIC),
     row("GET", "/_status", "/_status", "", PUBLIC),
     row("GET", "/api/_status", "/api/_status", "", PUBLIC),
     row("GET", "/user/_status", "/user/_status", "", PUBLIC),
@@ -134,6 +137,16 @@ const ROWS: &[Row] = &[
         "{}",
         [400; 9],
     ),
+    // A one-time link is its own credential; tokens neither help nor hurt.
+    row(
+        "GET",
+        "/user/login/link",
+        "/user/login/link?token=not-a-link",
+        "",
+        [X; 9],
+    ),
+    // Logout always ends in a redirect, whoever calls.
+    row("GET", "/user/logout", "/user/logout", "", [302; 9]),
     row("GET", "/user/user", "/user/user", "", AUTHENTICATED),
     row("POST", "/user/user", "/user/user", "", AUTHENTICATED),
     row(
@@ -474,7 +487,9 @@ fn registered_routes() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (file, prefixes) in [
         ("mod.rs", vec![""]),
+        ("portal.rs", vec![""]),
         ("fence.rs", vec!["/user"]),
+        ("session.rs", vec!["/user"]),
         ("arborist.rs", vec!["/authz"]),
         ("sheepdog.rs", vec!["/api/v0/submission"]),
         ("graphql.rs", vec!["/api/v0/submission"]),

@@ -111,13 +111,45 @@ pub async fn create_api_key(
     Ok(json!({"api_key": api_key, "key_id": claims.jti}))
 }
 
-/// First start: an administrator and their credentials file (mode 0600).
-/// Returns the path written, or None when users already exist.
+/// How long a one-time login link stays usable.
+pub const LOGIN_LINK_TTL: i64 = 24 * 60 * 60;
+
+/// The stored form of a login link's secret: only its hash is kept.
+pub fn login_link_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// A one-time secret that logs `user` in to the portal (see `GET /user/login/link`).
+pub async fn create_login_link(store: &Store, user: &UserRow) -> Result<String, StoreError> {
+    use base64::Engine;
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    store
+        .insert_login_link(
+            &login_link_hash(&secret),
+            user.id,
+            crate::store::now_unix() + LOGIN_LINK_TTL,
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// What a first start created.
+pub struct Bootstrapped {
+    /// The administrator's credentials file.
+    pub credentials: std::path::PathBuf,
+    /// The secret of a one-time portal login link for the administrator.
+    pub login_secret: String,
+}
+
+/// First start: an administrator, their credentials file (mode 0600) and a
+/// one-time portal login link. None when users already exist.
 pub async fn bootstrap(
     store: &Store,
     tokens: &TokenService,
     data_dir: &Path,
-) -> anyhow::Result<Option<std::path::PathBuf>> {
+) -> anyhow::Result<Option<Bootstrapped>> {
     ensure_builtin_authz(store).await?;
     if store.user_count().await? > 0 {
         return Ok(None);
@@ -135,7 +167,11 @@ pub async fn bootstrap(
     let credentials = create_api_key(store, tokens, &admin, scopes, None).await?;
     let path = data_dir.join("credentials.json");
     write_private_file(&path, &serde_json::to_string_pretty(&credentials)?)?;
-    Ok(Some(path))
+    let login_secret = create_login_link(store, &admin).await?;
+    Ok(Some(Bootstrapped {
+        credentials: path,
+        login_secret,
+    }))
 }
 
 fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {

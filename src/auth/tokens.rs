@@ -323,8 +323,9 @@ impl TokenService {
     }
 }
 
-/// Lifetime of a browser-session token (fence's default for the portal).
-pub const SESSION_TTL: i64 = 20 * 60;
+/// Lifetime of a session token from a login (fence's session lifetime);
+/// logout ends it earlier.
+pub const SESSION_TTL: i64 = 8 * 60 * 60;
 
 /// Scopes of a session token: everything a user may hold, plus `credentials`,
 /// which lets the session manage the user's API keys.

@@ -578,16 +578,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
     auth::ensure_builtin_authz(&state.store).await?;
     if args.bootstrap_admin
-        && let Some(path) =
+        && let Some(created) =
             auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
     {
+        let path = created.credentials.display();
+        eprintln!("Created the administrator 'admin'; API key written to {path}");
         eprintln!(
-            "Created the administrator 'admin'; API key written to {}",
-            path.display()
+            "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{path}"
         );
         eprintln!(
-            "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{}",
-            path.display()
+            "Open the portal as admin (one-time link, valid {} hours): {public_url}/user/login/link?token={}",
+            auth::LOGIN_LINK_TTL / 3600,
+            created.login_secret
         );
     }
     let limits = server::HttpLimits {

@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{ApiError, SharedState, parse_json_body};
-use crate::auth::tokens::{SESSION_TTL, USER_ALLOWED_SCOPES, session_scopes};
-use crate::auth::{TokenError, create_api_key, verify_password};
+use crate::auth::tokens::USER_ALLOWED_SCOPES;
+use crate::auth::{TokenError, create_api_key};
 use crate::store::now_unix;
 
 pub fn routes() -> Router<SharedState> {
@@ -28,7 +28,6 @@ pub fn routes() -> Router<SharedState> {
         .route("/credentials/cdis", post(create_key).get(list_keys))
         .route("/credentials/api/{jti}", delete(revoke_key))
         .route("/credentials/cdis/{jti}", delete(revoke_key))
-        .route("/login/local", post(login))
         .route("/user", get(user_info).post(user_info))
         .route("/.well-known/jwks", get(jwks))
         .route(
@@ -39,7 +38,7 @@ pub fn routes() -> Router<SharedState> {
 }
 
 /// Fields of a JSON or form-encoded body.
-fn body_fields(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn body_fields(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -239,48 +238,6 @@ async fn revoke_key(
             format!("token not found with JTI {jti} for current user"),
         ))
     }
-}
-
-/// `POST /user/login/local`: a local account's user name and password (JSON
-/// or form) for a browser-session token, which may manage the user's API keys.
-async fn login(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let fields = body_fields(&headers, &body)?;
-    let field = |name: &str| {
-        fields
-            .get(name)
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-    };
-    let (Some(username), Some(password)) = (field("username"), field("password")) else {
-        return Err(ApiError::bad_request(
-            "Please provide a username and a password",
-        ));
-    };
-    let throttle_key = format!("login:{}", username.to_lowercase());
-    state.throttle.check(&throttle_key)?;
-    let user = state.store.user_by_name(username).await?;
-    let verified = user.as_ref().is_some_and(|u| {
-        u.active
-            && u.password_hash
-                .as_deref()
-                .is_some_and(|hash| verify_password(password, hash))
-    });
-    let Some(user) = user.filter(|_| verified) else {
-        tracing::warn!(%username, "failed login");
-        state.throttle.failed(&throttle_key);
-        return Err(ApiError::new(401, "Invalid username or password"));
-    };
-    state.throttle.succeeded(&throttle_key);
-    let token = state
-        .tokens
-        .issue_access_token(&user, session_scopes(), SESSION_TTL, None);
-    Ok(Json(
-        json!({"access_token": token, "token_type": "Bearer", "expires_in": SESSION_TTL}),
-    ))
 }
 
 /// `GET /user/user`: who the caller is and what they may do.

@@ -5,6 +5,8 @@
 mod arborist;
 mod fence;
 mod graphql;
+mod portal;
+mod session;
 mod sheepdog;
 mod throttle;
 
@@ -160,9 +162,11 @@ impl AppState {
                 TokenError::Store(s) => s.into(),
                 other => ApiError::unauthorized(other),
             })?;
-        if let Some(jti) = &claims.api_key_jti
-            && self.store.api_key(jti).await?.is_none_or(|k| k.revoked)
-        {
+        let revoked = match &claims.api_key_jti {
+            Some(key) => self.store.api_key(key).await?.is_none_or(|k| k.revoked),
+            None => self.store.session_revoked(&claims.jti).await?,
+        };
+        if revoked {
             return Err(ApiError::unauthorized(TokenError::Revoked));
         }
         if let Some(scope) = scope
@@ -236,7 +240,8 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
         .route("/api/_status", get(healthy))
         .route("/user/_status", get(healthy))
         .route("/api/_version", get(version))
-        .nest("/user", fence::routes())
+        .merge(portal::routes())
+        .nest("/user", fence::routes().merge(session::routes()))
         .nest("/authz", arborist::routes())
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission)
@@ -244,6 +249,7 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
         .layer(axum::middleware::map_response(move |response: Response| {
             json_errors(response, max_body_bytes)
         }))
+        .layer(axum::middleware::from_fn(session::cookie_to_bearer))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(BodyLimit(max_body_bytes)))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

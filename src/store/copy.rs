@@ -49,6 +49,18 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created", Kind::Int),
         ],
     ),
+    (
+        "revoked_sessions",
+        &[("jti", Kind::Text), ("exp", Kind::Int)],
+    ),
+    (
+        "login_links",
+        &[
+            ("token_hash", Kind::Text),
+            ("user_id", Kind::Int),
+            ("exp", Kind::Int),
+        ],
+    ),
     ("authz_resources", &[("path", Kind::Text)]),
     (
         "authz_roles",

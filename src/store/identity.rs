@@ -218,6 +218,59 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// End a session token before its expiry (logout); expired entries are pruned.
+    pub async fn revoke_session(&self, jti: &str, exp: i64) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        execute!(
+            self,
+            "DELETE FROM revoked_sessions WHERE exp < $1",
+            now_unix()
+        )?;
+        execute!(
+            self,
+            "INSERT INTO revoked_sessions (jti, exp) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+            jti,
+            exp
+        )?;
+        Ok(())
+    }
+
+    pub async fn session_revoked(&self, jti: &str) -> Result<bool> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM revoked_sessions WHERE jti = $1",
+        )
+        .bind(jti)
+        .fetch_one(pool)
+        .await? > 0))
+    }
+
+    /// Record a one-time login link by the hash of its secret.
+    pub async fn insert_login_link(&self, token_hash: &str, user_id: i64, exp: i64) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        execute!(
+            self,
+            "INSERT INTO login_links (token_hash, user_id, exp) VALUES ($1, $2, $3)",
+            token_hash,
+            user_id,
+            exp
+        )?;
+        Ok(())
+    }
+
+    /// Use up a login link: the user it logs in, if it exists and has not expired.
+    pub async fn take_login_link(&self, token_hash: &str) -> Result<Option<i64>> {
+        let _guard = self.write_lock.lock().await;
+        let link = on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
+            "DELETE FROM login_links WHERE token_hash = $1 RETURNING user_id, exp",
+        )
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await?);
+        Ok(link
+            .filter(|&(_, exp)| exp > now_unix())
+            .map(|(user_id, _)| user_id))
+    }
+
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>> {
         on_pool!(self, pool => {
             let rows = sqlx::query("SELECT kid, private_der, created, retired FROM signing_keys ORDER BY created, kid")

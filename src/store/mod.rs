@@ -144,6 +144,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../../migrations/sqlite/0002_audit.sql"),
     ),
+    (
+        3,
+        "sessions",
+        include_str!("../../migrations/sqlite/0003_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -155,6 +160,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "audit",
         include_str!("../../migrations/postgres/0002_audit.sql"),
+    ),
+    (
+        3,
+        "sessions",
+        include_str!("../../migrations/postgres/0003_sessions.sql"),
     ),
 ];
 

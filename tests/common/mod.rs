@@ -150,7 +150,8 @@ impl TestApp {
             .unwrap()
             .unwrap();
         let credentials: Value =
-            serde_json::from_str(&std::fs::read_to_string(credentials).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(credentials.credentials).unwrap())
+                .unwrap();
         let mut app = TestApp {
             state,
             admin_token: String::new(),
@@ -181,12 +182,24 @@ impl TestApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", content_type);
-        if let Some(token) = token {
-            builder = builder.header("authorization", format!("bearer {token}"));
+        let authorization = token.map(|t| format!("bearer {t}"));
+        let mut headers = vec![("content-type", content_type)];
+        headers.extend(authorization.as_deref().map(|a| ("authorization", a)));
+        self.request_with_headers(method, path, &headers, body)
+            .await
+    }
+
+    /// A request with exactly these headers (cookies, CSRF tokens, ...).
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let service = server::service(self.state.clone(), server::HttpLimits::default());
         let response = service

@@ -1,0 +1,244 @@
+//! Browser sessions for the portal: a session token in an HttpOnly cookie,
+//! a CSRF check on every state-changing request that relies on that cookie,
+//! password login, one-time login links, and logout.
+//!
+//! The cookie is only ever turned into the same bearer token an API client
+//! sends, so every handler checks a browser exactly as it checks the SDK.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cookie::{Cookie, SameSite};
+use serde_json::{Value, json};
+
+use super::{ApiError, SharedState, bearer, fence::body_fields};
+use crate::auth::tokens::{SESSION_TTL, session_scopes};
+use crate::auth::{TokenError, login_link_hash, verify_password};
+use crate::store::UserRow;
+
+/// The cookie that holds the session token (HttpOnly: page scripts never see it).
+pub const SESSION_COOKIE: &str = "commons_session";
+/// A cookie page scripts read to learn the CSRF token after a reload.
+pub const CSRF_COOKIE: &str = "commons_csrf";
+/// The header in which the page echoes the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/login/local", post(login))
+        .route("/login/link", get(login_link))
+        .route("/logout", get(logout))
+}
+
+/// The CSRF token that belongs to a session token. Another site can neither
+/// read the HttpOnly session cookie nor, therefore, compute this.
+pub fn csrf_token(session_token: &str) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(b"commons-csrf\0");
+    hasher.update(session_token.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
+/// Middleware: a request without an `Authorization` header but with a
+/// session cookie is authenticated by that cookie; if it may change
+/// something (any method but GET/HEAD/OPTIONS) it must also carry the
+/// session's CSRF token in `X-CSRF-Token`.
+pub async fn cookie_to_bearer(mut request: Request, next: Next) -> Response {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        return next.run(request).await;
+    }
+    let Some(token) = cookie_value(request.headers(), SESSION_COOKIE) else {
+        return next.run(request).await;
+    };
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe {
+        let expected = csrf_token(&token);
+        let sent = request
+            .headers()
+            .get(CSRF_HEADER)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if aws_lc_rs::constant_time::verify_slices_are_equal(sent, expected.as_bytes()).is_err() {
+            return ApiError::forbidden(
+                "the request was sent with the session cookie but without the page's CSRF token (X-CSRF-Token); reload the page and try again",
+            )
+            .into_response();
+        }
+    }
+    match HeaderValue::from_str(&format!("Bearer {token}")) {
+        Ok(value) => {
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+            next.run(request).await
+        }
+        Err(_) => {
+            ApiError::unauthorized("the session cookie is malformed; log in again").into_response()
+        }
+    }
+}
+
+/// `Set-Cookie` headers (appended: a response sets both cookies).
+type Cookies = AppendHeaders<[(header::HeaderName, String); 2]>;
+
+/// `Set-Cookie` values that start a session with `token`.
+fn session_cookies(state: &SharedState, token: &str) -> Cookies {
+    let secure = state.tokens.issuer.starts_with("https://");
+    let max_age = cookie::time::Duration::seconds(SESSION_TTL);
+    let session = Cookie::build((SESSION_COOKIE, token))
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(max_age);
+    let csrf = Cookie::build((CSRF_COOKIE, csrf_token(token)))
+        .secure(secure)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(max_age);
+    AppendHeaders([
+        (header::SET_COOKIE, session.to_string()),
+        (header::SET_COOKIE, csrf.to_string()),
+    ])
+}
+
+/// `Set-Cookie` values that end the session in the browser.
+fn cleared_cookies() -> Cookies {
+    AppendHeaders([SESSION_COOKIE, CSRF_COOKIE].map(|name| {
+        let cookie = Cookie::build((name, ""))
+            .path("/")
+            .max_age(cookie::time::Duration::ZERO);
+        (header::SET_COOKIE, cookie.to_string())
+    }))
+}
+
+/// A session for `user`: the token, and the cookies that carry it.
+fn start_session(state: &SharedState, user: &UserRow) -> (String, Cookies) {
+    let token = state
+        .tokens
+        .issue_access_token(user, session_scopes(), SESSION_TTL, None);
+    let cookies = session_cookies(state, &token);
+    (token, cookies)
+}
+
+/// `POST /user/login/local`: a local account's user name and password (JSON
+/// or form) for a session token, returned in the body for API clients and
+/// set as the session cookie for the portal. The session may manage the
+/// user's API keys.
+async fn login(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fields = body_fields(&headers, &body)?;
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(username), Some(password)) = (field("username"), field("password")) else {
+        return Err(ApiError::bad_request(
+            "Please provide a username and a password",
+        ));
+    };
+    let throttle_key = format!("login:{}", username.to_lowercase());
+    state.throttle.check(&throttle_key)?;
+    let user = state.store.user_by_name(username).await?;
+    let verified = user.as_ref().is_some_and(|u| {
+        u.active
+            && u.password_hash
+                .as_deref()
+                .is_some_and(|hash| verify_password(password, hash))
+    });
+    let Some(user) = user.filter(|_| verified) else {
+        tracing::warn!(%username, "failed login");
+        state.throttle.failed(&throttle_key);
+        return Err(ApiError::new(401, "Invalid username or password"));
+    };
+    state.throttle.succeeded(&throttle_key);
+    let (token, cookies) = start_session(&state, &user);
+    let body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": SESSION_TTL,
+        "csrf_token": csrf_token(&token),
+    });
+    Ok((cookies, Json(body)).into_response())
+}
+
+/// `GET /user/login/link?token=…`: use up a one-time login link (printed at
+/// bootstrap) and open the portal logged in.
+async fn login_link(
+    State(state): State<SharedState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let invalid = || {
+        ApiError::unauthorized(
+            "this login link is invalid, expired or already used; log in with a password or ask an administrator",
+        )
+    };
+    let secret = query.get("token").ok_or_else(invalid)?;
+    let user_id = state
+        .store
+        .take_login_link(&login_link_hash(secret))
+        .await?
+        .ok_or_else(invalid)?;
+    let user = state
+        .store
+        .user_by_id(user_id)
+        .await?
+        .filter(|u| u.active)
+        .ok_or_else(invalid)?;
+    let (_, cookies) = start_session(&state, &user);
+    Ok((StatusCode::FOUND, cookies, [(header::LOCATION, "/")]).into_response())
+}
+
+/// `GET /user/logout?next=/path`: end the session (its token stops working
+/// at once, wherever it was copied) and go to `next`, a path on this server.
+async fn logout(
+    State(state): State<SharedState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Ok(Some(token)) = bearer(&headers) {
+        match state.tokens.verify(&state.store, token, "access").await {
+            Ok(claims) if claims.api_key_jti.is_none() => {
+                state.store.revoke_session(&claims.jti, claims.exp).await?;
+            }
+            Err(TokenError::Store(e)) => return Err(e.into()),
+            // Tokens minted from API keys end with their key; nothing to end here.
+            _ => {}
+        }
+    }
+    let next = query
+        .get("next")
+        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .and_then(|n| HeaderValue::from_str(n).ok())
+        .unwrap_or(HeaderValue::from_static("/"));
+    Ok((
+        StatusCode::FOUND,
+        cleared_cookies(),
+        [(header::LOCATION, next)],
+    )
+        .into_response())
+}

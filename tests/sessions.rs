@@ -1,0 +1,184 @@
+//! Browser sessions: the portal's cookie authenticates like a bearer token,
+//! state-changing requests need the session's CSRF token, logout ends the
+//! session everywhere, and a bootstrap login link works exactly once.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Reply, TestApp};
+use serde_json::json;
+
+/// The `name=value` pairs a reply sets as cookies.
+fn set_cookies(reply: &Reply) -> Vec<String> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect()
+}
+
+async fn key_count(app: &TestApp, name: &str) -> usize {
+    let store = &app.state.store;
+    let user = store.user_by_name(name).await.unwrap().unwrap();
+    store.list_api_keys(user.id).await.unwrap().len()
+}
+
+async fn password_user(app: &TestApp, name: &str) {
+    let (user, _, _) = app.user(name, &[]).await;
+    let hash = commons::auth::hash_password("correct horse");
+    app.state.store.set_password(user.id, &hash).await.unwrap();
+}
+
+#[tokio::test]
+async fn session_cookie_authenticates_and_needs_csrf_to_change_anything() {
+    let app = TestApp::new(None).await;
+    password_user(&app, "alice").await;
+    let login = app
+        .send_json(
+            "POST",
+            "/user/login/local",
+            None,
+            &json!({"username": "alice", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    let session_set_cookie = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("commons_session="))
+        .expect("a session cookie");
+    assert!(
+        session_set_cookie.contains("HttpOnly"),
+        "{session_set_cookie}"
+    );
+    let cookies = set_cookies(&login).join("; ");
+    let csrf = login.json()["csrf_token"].as_str().unwrap().to_string();
+    assert!(
+        cookies.contains(&format!("commons_csrf={csrf}")),
+        "{cookies}"
+    );
+
+    let me = app
+        .request_with_headers("GET", "/user/user", &[("cookie", &cookies)], Vec::new())
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    assert_eq!(me.json()["username"], "alice");
+
+    // Another site's form can send the cookie but not the CSRF token.
+    let keys_before = key_count(&app, "alice").await;
+    let forged = app
+        .request_with_headers(
+            "POST",
+            "/user/credentials/api/",
+            &[("cookie", &cookies), ("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text());
+    assert!(forged.text().contains("CSRF"), "{}", forged.text());
+    let wrong = app
+        .request_with_headers(
+            "POST",
+            "/user/credentials/api/",
+            &[
+                ("cookie", &cookies),
+                ("x-csrf-token", "0000"),
+                ("content-type", "application/json"),
+            ],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        key_count(&app, "alice").await,
+        keys_before,
+        "a refused request created a key"
+    );
+    let created = app
+        .request_with_headers(
+            "POST",
+            "/user/credentials/api/",
+            &[
+                ("cookie", &cookies),
+                ("x-csrf-token", &csrf),
+                ("content-type", "application/json"),
+            ],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    assert!(created.json()["api_key"].is_string());
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_token_everywhere() {
+    let app = TestApp::new(None).await;
+    password_user(&app, "bob").await;
+    let login = app
+        .send_json(
+            "POST",
+            "/user/login/local",
+            None,
+            &json!({"username": "bob", "password": "correct horse"}),
+        )
+        .await;
+    let token = login.json()["access_token"].as_str().unwrap().to_string();
+    let cookies = set_cookies(&login).join("; ");
+    assert_eq!(
+        app.get("/user/user", Some(&token)).await.status,
+        StatusCode::OK
+    );
+
+    let out = app
+        .request_with_headers(
+            "GET",
+            "/user/logout?next=/%23/projects",
+            &[("cookie", &cookies)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(out.headers["location"], "/#/projects");
+    assert!(
+        set_cookies(&out).iter().all(|c| c.ends_with('=')),
+        "logout clears both cookies: {:?}",
+        set_cookies(&out)
+    );
+    let after = app.get("/user/user", Some(&token)).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text());
+
+    // `next` only ever leads to a path on this server.
+    let elsewhere = app.get("/user/logout?next=//evil.example/", None).await;
+    assert_eq!(elsewhere.headers["location"], "/");
+}
+
+#[tokio::test]
+async fn bootstrap_login_link_works_once() {
+    let app = TestApp::new(None).await;
+    let admin = app
+        .state
+        .store
+        .user_by_name("admin")
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = commons::auth::create_login_link(&app.state.store, &admin)
+        .await
+        .unwrap();
+    let path = format!("/user/login/link?token={secret}");
+    let first = app.get(&path, None).await;
+    assert_eq!(first.status, StatusCode::FOUND, "{}", first.text());
+    assert_eq!(first.headers["location"], "/");
+    let cookies = set_cookies(&first).join("; ");
+    let me = app
+        .request_with_headers("GET", "/user/user", &[("cookie", &cookies)], Vec::new())
+        .await;
+    assert_eq!(me.json()["username"], "admin");
+
+    let again = app.get(&path, None).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    assert!(again.text().contains("already used"), "{}", again.text());
+}
