@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check: formatting, lints, the Rust tests and
 # the Gen3 acceptance suite, each on SQLite and on PostgreSQL (a backend
-# matrix over the same tests), then a short run of every fuzz target.
+# matrix over the same tests), the portal's browser tests, then a short run
+# of every fuzz target.
 # Exits non-zero on any failure.
 #
 # PostgreSQL comes from COMMONS_TEST_POSTGRES_URL (default: the local server,
@@ -54,6 +55,9 @@ if $postgres; then
     # Here the admin's key comes from the profile API (login + POST /user/credentials/api/).
     COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" --profile-credentials "$@"
 fi
+
+section "portal end-to-end tests in headless Chromium"
+COMMONS_BIN=$bin scripts/portal-e2e.sh
 
 section "fuzzing: scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-15} per target)"
 if cargo +nightly --version >/dev/null 2>&1; then

@@ -252,10 +252,17 @@ test("GraphiQL runs a query with the session", async () => {
   await page.locator(".graphiql-container").waitFor();
   await page.locator(".graphiql-query-editor .CodeMirror").click();
   await page.keyboard.press("Control+A");
+  await page.keyboard.type("{ _subject_co");
+  // Autocomplete comes from the live schema.
+  await page.locator(".CodeMirror-hint", { hasText: "_subject_count" }).first().waitFor();
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Control+A");
   await page.keyboard.type('{ _subject_count(project_id: "demo-lung") }');
   await page.locator(".graphiql-execute-button").click();
   await page.locator(".graphiql-response").filter({ hasText: '"_subject_count": 29' }).waitFor();
   await shot("10-graphiql");
+  await page.getByRole("button", { name: /Documentation Explorer/ }).click();
+  await page.locator(".graphiql-doc-explorer").getByText("Root", { exact: true }).first().waitFor();
 });
 
 test("the dictionary lists node types with properties and templates", async () => {

@@ -56,7 +56,9 @@ class RecordTable {
   constructor(session, projectId, nodeType, schema) {
     this.projectId = projectId;
     this.nodeType = nodeType;
-    this.columns = ["id", ...valueProperties(schema).filter((p) => p !== "id")];
+    const properties = valueProperties(schema);
+    const first = ["id", "submitter_id"].filter((p) => p === "id" || properties.includes(p));
+    this.columns = [...first, ...properties.filter((p) => !first.includes(p))];
     this.mayDelete = session.can("delete", projectId);
     this.page = 0;
     this.pageSize = 25;
