@@ -20,7 +20,7 @@ const SHOTS = process.env.COMMONS_SCREENSHOTS || join(ROOT, "target/portal-scree
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const PASSWORD = "correct horse battery";
 
-let server, base, dataDir, browser, page, adminToken;
+let server, base, dataDir, browser, page, adminToken, loginLink;
 
 function freePort() {
   return new Promise((ok) => {
@@ -89,7 +89,8 @@ before(async () => {
   let log = "";
   server.stderr.on("data", (chunk) => (log += chunk));
   await waitForServer(base);
-  assert.match(log, /\/user\/login\/link\?token=/, "bootstrap prints a one-time login link");
+  loginLink = log.match(/(http\S+\/user\/login\/link\?token=\S+)/)?.[1];
+  assert.ok(loginLink, `bootstrap prints a one-time login link: ${log}`);
   const credentials = JSON.parse(readFileSync(join(dataDir, "credentials.json"), "utf8"));
   adminToken = (await (await exchange(credentials)).json()).access_token;
   cli("users", "add", "alice", "--admin", "--password-stdin");
@@ -128,6 +129,16 @@ async function login(username) {
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByRole("heading", { name: "Projects" }).waitFor();
 }
+
+test("the bootstrap login link opens the portal as admin, once", async () => {
+  await page.goto(loginLink);
+  await page.getByRole("heading", { name: "Projects" }).waitFor();
+  assert.equal(await page.locator("#who span").textContent(), "admin");
+  await page.getByRole("link", { name: "Log out" }).click();
+  await page.getByRole("heading", { name: "Log in" }).waitFor();
+  const again = await page.goto(loginLink);
+  assert.equal(again.status(), 401, "a used link is refused");
+});
 
 test("a wrong password is refused on the login page", async () => {
   await page.goto(`${base}/`);
