@@ -247,6 +247,67 @@ async fn node_and_datanode_search_every_type() {
 }
 
 #[tokio::test]
+async fn node_type_lists_the_dictionary() {
+    let app = TestApp::new(Some(&gdc())).await;
+    // Expected from the dictionary files themselves, not from the schema code.
+    let mut clinical: Vec<(String, String)> = std::fs::read_dir(gdc().join("schemas"))
+        .unwrap()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).ok()?;
+            let options = serde_saphyr::Options {
+                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+                ..Default::default()
+            };
+            let doc: Value = serde_saphyr::from_str_with_options(&text, options).ok()?;
+            (doc["category"] == "clinical").then(|| {
+                let text = |key: &str| doc[key].as_str().unwrap().to_string();
+                (text("id"), text("title"))
+            })
+        })
+        .collect();
+    clinical.sort();
+    assert!(clinical.len() > 3, "gdcdictionary has clinical types");
+    let d = data(
+        &app,
+        r#"{ _node_type(category: "clinical", first: 0, order_by_asc: "id") { id title category } }"#,
+    )
+    .await;
+    let got: Vec<(String, String)> = d["_node_type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["category"], "clinical");
+            (
+                n["id"].as_str().unwrap().into(),
+                n["title"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(got, clinical);
+    let d = data(&app, r#"{ _node_type { id } }"#).await;
+    assert_eq!(
+        d["_node_type"].as_array().unwrap().len(),
+        10,
+        "first defaults to 10"
+    );
+    let d = data(
+        &app,
+        r#"{ _node_type(order_by_desc: "id", first: 2) { id } }"#,
+    )
+    .await;
+    let ids: Vec<&str> = d["_node_type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ids, sorted);
+}
+
+#[tokio::test]
 async fn errors_use_the_peregrine_envelope() {
     let (app, _) = fixture().await;
     let reply = app

@@ -2,6 +2,7 @@
 //! start-up, root resolvers that run one SQL statement each (see [`plan`]),
 //! and nested fields that only read the JSON that statement returned.
 
+mod node_types;
 mod paths;
 pub mod plan;
 
@@ -769,6 +770,9 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         )))
         .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
     );
+    let (node_type_object, node_type_field) = node_types::node_type_field(dictionary);
+    root = root.field(node_type_field);
+    builder = builder.register(node_type_object);
     let (log, snapshot) = transaction_types();
     let (logs, log_count) = transaction_root_fields();
     root = root.field(logs).field(log_count);
