@@ -246,6 +246,104 @@ async fn node_and_datanode_search_every_type() {
     assert_eq!(d["datanode"], json!([]));
 }
 
+/// The one-root-list requests that are streamed row by row answer exactly
+/// what the resolvers answer when the whole response is built in memory.
+#[tokio::test]
+async fn streamed_lists_match_the_resolved_ones() {
+    use commons::graphql::{Answer, RequestContext, answer, execute};
+    use futures::StreamExt;
+    let (app, _) = fixture().await;
+    let state = &app.state;
+    let context = || RequestContext {
+        store: state.store.clone(),
+        dictionary: state.dictionary.clone(),
+        scope: commons::auth::ReadScope::All,
+        timeout: std::time::Duration::from_secs(60),
+        stream: None,
+    };
+    let streamed = [
+        (
+            r#"{ case(first: 0) { id submitter_id primary_site __typename } }"#,
+            json!({}),
+        ),
+        (
+            r#"{ c: case(first: 5, order_by_desc: "submitter_id") { sid: submitter_id
+                 samples(first: 0) { submitter_id current_weight is_ffpe _aliquots_count
+                                     aliquots { submitter_id } }
+                 _samples_count experiments { __typename submitter_id } } }"#,
+            json!({}),
+        ),
+        (
+            "query Q($n: Int) { sample(first: $n, offset: 3) { submitter_id ...F id id } }
+             fragment F on sample { current_weight cases { submitter_id } }",
+            json!({"n": 7}),
+        ),
+        (
+            r#"{ sample(quick_search: "SAMPLE-1", first: 0) { submitter_id } }"#,
+            json!({}),
+        ),
+        (
+            r#"{ aliquot(submitter_id: ["nothing"]) { id } }"#,
+            json!({}),
+        ),
+    ];
+    for (query, variables) in streamed {
+        let (status, expected) = execute(
+            &state.schema,
+            context(),
+            query.into(),
+            variables.clone(),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{expected}");
+        let Answer::Stream(deferred) = answer(
+            &state.schema,
+            context(),
+            query.into(),
+            variables.clone(),
+            None,
+        )
+        .await
+        else {
+            panic!("not streamed: {query}");
+        };
+        let key = deferred.key.clone();
+        let rows: Vec<Value> = deferred
+            .rows(state.store.clone())
+            .map(|row| serde_json::from_slice(&row.unwrap()).unwrap())
+            .collect()
+            .await;
+        assert_eq!(json!({"data": {key: rows}}), expected, "{query}");
+        // Over HTTP the same answer arrives, framed as one JSON document.
+        let reply = app
+            .request(
+                "POST",
+                "/api/v0/submission/graphql",
+                Some(&app.admin_token),
+                "application/json",
+                json!({"query": query, "variables": variables})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.json(), expected, "{query}");
+    }
+    for query in [
+        "{ case { id } experiment { id } }",
+        "{ case { _links { id } } }",
+        "{ case { id @skip(if: true) submitter_id } }",
+        "{ node { id } }",
+    ] {
+        let reply = answer(&state.schema, context(), query.into(), json!({}), None).await;
+        assert!(
+            matches!(reply, Answer::Json(200, _)),
+            "{query} is answered whole"
+        );
+    }
+}
+
 #[tokio::test]
 async fn node_type_lists_the_dictionary() {
     let app = TestApp::new(Some(&gdc())).await;

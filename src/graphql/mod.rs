@@ -5,6 +5,7 @@
 mod node_types;
 mod paths;
 pub mod plan;
+mod stream;
 
 use std::sync::Arc;
 
@@ -19,14 +20,19 @@ use crate::auth::ReadScope;
 use crate::dictionary::{Dictionary, NodeType, PropKind};
 use crate::store::Store;
 use plan::{Selection, TYPE_KEY};
+pub use stream::Deferred;
+use stream::{Shape, Shapes, Slot};
 
 /// Per-request data the resolvers need.
+#[derive(Clone)]
 pub struct RequestContext {
     pub store: Arc<Store>,
     pub dictionary: Arc<Dictionary>,
     pub scope: ReadScope,
     /// Longest a root field's statement may run.
     pub timeout: std::time::Duration,
+    /// Set when the request may stream its one root list (see [`answer`]).
+    pub stream: Option<Slot>,
 }
 
 impl RequestContext {
@@ -37,13 +43,18 @@ impl RequestContext {
     ) -> async_graphql::Result<T> {
         match tokio::time::timeout(self.timeout, query).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(async_graphql::Error::new(format!(
-                "Query exceeded {} second timeout.  Please reduce query complexity and try again.  \
-                 Lower `first`, select fewer nested links, or page with `offset`.",
-                self.timeout.as_secs()
-            ))),
+            Err(_) => Err(async_graphql::Error::new(timeout_message(self.timeout))),
         }
     }
+}
+
+/// Gen3's message for a statement over the time limit, with what to do.
+pub fn timeout_message(limit: std::time::Duration) -> String {
+    format!(
+        "Query exceeded {} second timeout.  Please reduce query complexity and try again.  \
+         Lower `first`, select fewer nested links, or page with `offset`.",
+        limit.as_secs()
+    )
 }
 
 /// Limits that protect the server from runaway queries.
@@ -318,6 +329,26 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
         FieldFuture::new(async move {
             let request = ctx.data::<RequestContext>()?;
             let sel = selection(ctx.field())?;
+            if let (ListKind::Type(node_type), Some(slot)) = (&kind, &request.stream) {
+                let shapes = ctx.data::<Arc<Shapes>>()?;
+                if shapes.streamable(node_type, &sel) {
+                    let statement = plan::root_rows(
+                        &request.dictionary,
+                        request.store.dialect(),
+                        &request.scope,
+                        node_type,
+                        &sel,
+                    )?;
+                    *slot.lock().expect("stream slot poisoned") = Some(Deferred {
+                        key: sel.key.clone(),
+                        node_type: node_type.clone(),
+                        statement,
+                        selection: sel,
+                        shapes: shapes.clone(),
+                    });
+                    return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
+                }
+            }
             let list = match &kind {
                 ListKind::Type(t) => plan::RootList::Type(t),
                 ListKind::Node => plan::RootList::Node,
@@ -443,16 +474,43 @@ const NODE_INTERFACE_FIELDS: [&str; 5] = [
     "type",
 ];
 
+/// A scalar field of a node object, recorded in `shapes` for streaming.
+fn node_scalar(
+    shapes: &mut Shapes,
+    node: &NodeType,
+    name: &str,
+    kind: Option<PropKind>,
+    type_ref: TypeRef,
+) -> Field {
+    shapes.insert(&node.id, name, Shape::Scalar(kind));
+    scalar_field(name, kind, type_ref)
+}
+
 fn node_object(
     dictionary: &Dictionary,
     node: &NodeType,
     data_fields: &[(String, PropKind)],
+    shapes: &mut Shapes,
 ) -> Object {
     let mut object = Object::new(node.id.clone())
         .implement("Node")
-        .field(scalar_field("id", None, TypeRef::named(TypeRef::ID)))
-        .field(scalar_field("type", None, TypeRef::named(TypeRef::STRING)))
-        .field(scalar_field(
+        .field(node_scalar(
+            shapes,
+            node,
+            "id",
+            None,
+            TypeRef::named(TypeRef::ID),
+        ))
+        .field(node_scalar(
+            shapes,
+            node,
+            "type",
+            None,
+            TypeRef::named(TypeRef::STRING),
+        ))
+        .field(node_scalar(
+            shapes,
+            node,
             "project_id",
             None,
             TypeRef::named(TypeRef::STRING),
@@ -469,19 +527,32 @@ fn node_object(
         } else {
             property.kind
         };
-        object = object.field(scalar_field(&property.name, Some(kind), field_type(kind)));
+        object = object.field(node_scalar(
+            shapes,
+            node,
+            &property.name,
+            Some(kind),
+            field_type(kind),
+        ));
     }
     for name in NODE_INTERFACE_FIELDS {
         if name != "type" && name != "project_id" && node.property(name).is_none() {
-            object = object.field(scalar_field(name, None, TypeRef::named(TypeRef::STRING)));
+            object = object.field(node_scalar(
+                shapes,
+                node,
+                name,
+                None,
+                TypeRef::named(TypeRef::STRING),
+            ));
         }
     }
     object = object.field(links_field());
+    shapes.insert(&node.id, "_links", Shape::Links);
     if node.is_data_file() {
         object = object.implement("DataNode");
         for (name, kind) in data_fields {
             if node.property(name).is_none() {
-                object = object.field(scalar_field(name, None, field_type(*kind)));
+                object = object.field(node_scalar(shapes, node, name, None, field_type(*kind)));
             }
         }
     }
@@ -499,10 +570,10 @@ fn node_object(
             continue;
         };
         object = object.field(list_arguments(nested_list_field(&name, &other), other_node));
-        object = object.field(list_arguments(
-            nested_count_field(&format!("_{name}_count")),
-            node,
-        ));
+        shapes.insert(&node.id, &name, Shape::List(other.clone()));
+        let count = format!("_{name}_count");
+        object = object.field(list_arguments(nested_count_field(&count), node));
+        shapes.insert(&node.id, &count, Shape::Count);
     }
     object
 }
@@ -747,6 +818,7 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         }
     }
     let mut root = Object::new("Root");
+    let mut shapes = Shapes::default();
     let mut builder = Schema::build("Root", None, None)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -759,7 +831,7 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
             ))
             .field(root_count_field(node));
         builder = builder
-            .register(node_object(dictionary, node, &data_fields))
+            .register(node_object(dictionary, node, &data_fields, &mut shapes))
             .register(not_input(node));
     }
     root = root.field(
@@ -782,10 +854,60 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         builder = builder.register(data_interface);
     }
     builder
+        .data(Arc::new(shapes))
         .register(node_interface)
         .register(root)
         .finish()
         .map_err(|e| format!("cannot build the GraphQL schema: {e}"))
+}
+
+/// The answer to a request: a JSON body with its status, or a list to stream.
+pub enum Answer {
+    Json(u16, Value),
+    /// `{"data": {<key>: [<rows>]}}`, the rows still to come from the database.
+    Stream(Deferred),
+}
+
+/// Run one request, streaming its root list when it has only one (see
+/// [`stream`]); otherwise as [`execute`].
+pub async fn answer(
+    schema: &Schema,
+    mut context: RequestContext,
+    query: String,
+    variables: Value,
+    operation_name: Option<String>,
+) -> Answer {
+    let dictionary = context.dictionary.clone();
+    if !stream::eligible(&query, operation_name.as_deref(), |name| {
+        dictionary.node(name).is_some()
+    }) {
+        let (status, body) = execute(schema, context, query, variables, operation_name).await;
+        return Answer::Json(status, body);
+    }
+    let slot = Slot::default();
+    let plain = RequestContext {
+        stream: None,
+        ..context.clone()
+    };
+    context.stream = Some(slot.clone());
+    let (status, body) = execute(
+        schema,
+        context,
+        query.clone(),
+        variables.clone(),
+        operation_name.clone(),
+    )
+    .await;
+    let deferred = slot.lock().expect("stream slot poisoned").take();
+    match deferred {
+        Some(deferred) if status == 200 => Answer::Stream(deferred),
+        // An error beside a deferred list: answer it whole, the list included.
+        Some(_) => {
+            let (status, body) = execute(schema, plain, query, variables, operation_name).await;
+            Answer::Json(status, body)
+        }
+        None => Answer::Json(status, body),
+    }
 }
 
 /// Run one request and shape the response as peregrine does (GRAPHQL.md §6):
@@ -903,6 +1025,7 @@ mod tests {
             dictionary: Arc::new(crate::dictionary::load(None).unwrap()),
             scope: ReadScope::All,
             timeout: std::time::Duration::from_millis(20),
+            stream: None,
         };
         let slow = std::future::pending::<crate::store::Result<()>>();
         let error = context.within_limit(slow).await.unwrap_err();

@@ -593,17 +593,27 @@ impl<'a> Builder<'a> {
         node: Option<&'a NodeType>,
         selection: &Selection,
     ) -> Result<String, PlanError> {
+        let rows = self.rows(source, node, selection)?;
+        Ok(self.aggregate(&rows))
+    }
+
+    /// One row per listed node, its JSON object in column `obj`.
+    fn rows(
+        &mut self,
+        source: Source<'_>,
+        node: Option<&'a NodeType>,
+        selection: &Selection,
+    ) -> Result<String, PlanError> {
         let alias = self.alias();
         // `_links` lists every neighbour: Gen3 applies no `first` to it.
         let paged = !matches!(source, Source::Neighbours { .. });
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children)?;
         let tail = self.order_limit(&alias, node, &selection.args, paged)?;
-        let rows = format!(
+        Ok(format!(
             "SELECT {object} AS obj FROM {from}{}{tail}",
             where_clause(&conditions)
-        );
-        Ok(self.aggregate(&rows))
+        ))
     }
 
     /// The number of rows of a list (counts ignore `first` and `offset`).
@@ -843,6 +853,34 @@ pub fn root_list(
                 .collect();
             b.list(Source::AnyType(Some(types)), None, selection)?
         }
+    };
+    Ok(Statement {
+        sql,
+        binds: b.binds,
+    })
+}
+
+/// A root list of `node_type` as one row per node (column `obj`, JSON text),
+/// for streaming a large result instead of aggregating it.
+pub fn root_rows(
+    dictionary: &Dictionary,
+    dialect: Dialect,
+    scope: &ReadScope,
+    node_type: &str,
+    selection: &Selection,
+) -> Result<Statement, PlanError> {
+    let mut b = Builder {
+        dictionary,
+        dialect,
+        scope,
+        binds: Vec::new(),
+        aliases: 0,
+    };
+    let node = b.node_type(node_type)?;
+    let rows = b.rows(Source::Root(node), Some(node), selection)?;
+    let sql = match dialect {
+        Dialect::Sqlite => rows,
+        Dialect::Postgres => format!("SELECT t.obj::text FROM ({rows}) t"),
     };
     Ok(Statement {
         sql,

@@ -1,14 +1,17 @@
 //! `POST /graphql` and `GET /getschema` (GRAPHQL.md §1, §6).
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{ApiError, SharedState, parse_json_body};
-use crate::graphql::{RequestContext, execute};
+use crate::graphql::{Answer, Deferred, RequestContext, answer, timeout_message};
+use crate::store::StoreError;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -24,7 +27,7 @@ async fn query(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let principal = state.principal(&headers, Some("openid")).await?;
     let body = parse_json_body(&body)?;
     let Value::Object(body) = body else {
@@ -44,11 +47,9 @@ async fn query(
         Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
             Ok(v) => v,
             Err(e) => {
-                return Ok((
-                    StatusCode::BAD_REQUEST,
-                    Json(
-                        json!({"data": null, "errors": ["Unable to parse variables", e.to_string()]}),
-                    ),
+                return Ok(json_answer(
+                    400,
+                    json!({"data": null, "errors": ["Unable to parse variables", e.to_string()]}),
                 ));
             }
         },
@@ -75,10 +76,51 @@ async fn query(
         dictionary: state.dictionary.clone(),
         scope: principal.permissions.read_scope(&projects),
         timeout: state.graphql_timeout,
+        stream: None,
     };
-    let (status, body) = execute(&state.schema, context, query, variables, operation).await;
-    Ok((
+    match answer(&state.schema, context, query, variables, operation).await {
+        Answer::Json(status, body) => Ok(json_answer(status, body)),
+        Answer::Stream(deferred) => Ok(streamed(&state, deferred).await),
+    }
+}
+
+fn json_answer(status: u16, body: Value) -> Response {
+    (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
         Json(body),
-    ))
+    )
+        .into_response()
+}
+
+/// `{"data": {<key>: [rows]}}` written as the rows arrive. The time limit
+/// covers the statement until its first row (or its end), so a slow query
+/// still gets Gen3's timeout error instead of a cut-off body.
+async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
+    let key = deferred.key.clone();
+    let mut rows = Box::pin(deferred.rows(state.store.clone()).fuse());
+    let first = match tokio::time::timeout(state.graphql_timeout, rows.next()).await {
+        Err(_) => {
+            let message = timeout_message(state.graphql_timeout);
+            return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
+        }
+        Ok(Some(Err(e))) => {
+            tracing::error!(error = %e, "streamed GraphQL statement failed");
+            return json_answer(400, json!({"data": {key: null}, "errors": [e.to_string()]}));
+        }
+        Ok(first) => first.map(|row| row.expect("errors are answered above")),
+    };
+    let prefix = Bytes::from(format!("{{\"data\":{{{}:[", Value::String(key)));
+    let rest = rows.map(|row| {
+        row.map(|bytes| [Bytes::from_static(b","), bytes].concat().into())
+            .inspect_err(|e| tracing::error!(error = %e, "streamed GraphQL response cut off"))
+    });
+    let body = futures::stream::iter([Ok::<_, StoreError>(prefix)])
+        .chain(futures::stream::iter(first.map(Ok)))
+        .chain(rest)
+        .chain(futures::stream::iter([Ok(Bytes::from_static(b"]}}"))]));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }

@@ -284,6 +284,36 @@ impl Store {
         })
     }
 
+    /// Run a read-only query that returns one JSON text per row, sending the
+    /// rows to `sink` as the database produces them (GraphQL streaming). It
+    /// stops at the first error, which it sends, or when the receiver is gone.
+    pub async fn stream_json_rows(
+        &self,
+        sql: &str,
+        binds: &[BindValue],
+        sink: tokio::sync::mpsc::Sender<Result<String>>,
+    ) {
+        use futures::StreamExt;
+        self.graphql_statements.fetch_add(1, Ordering::Relaxed);
+        on_pool!(self, pool => {
+            let mut query = sqlx::query_scalar::<_, String>(sql);
+            for bind in binds {
+                query = match bind {
+                    BindValue::Text(s) => query.bind(s.clone()),
+                    BindValue::Int(i) => query.bind(*i),
+                    BindValue::Float(f) => query.bind(*f),
+                };
+            }
+            let mut rows = query.fetch(pool);
+            while let Some(row) = rows.next().await {
+                let failed = row.is_err();
+                if sink.send(row.map_err(StoreError::from)).await.is_err() || failed {
+                    break;
+                }
+            }
+        })
+    }
+
     /// Run a read-only query that returns one integer (GraphQL counts).
     pub async fn query_count(&self, sql: &str, binds: &[BindValue]) -> Result<i64> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);

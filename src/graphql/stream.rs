@@ -1,0 +1,160 @@
+//! Large lists in bounded memory. When a request's only root field lists one
+//! node type, its resolver does not run the aggregated statement; it hands
+//! back a [`Deferred`] list instead, and the server streams the rows of the
+//! same plan as the database produces them, each shaped exactly as the
+//! resolvers shape it. Memory then holds a few rows, not the whole answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::{Map, Value};
+
+use super::plan::{Selection, Statement};
+use super::to_scalar;
+use crate::dictionary::PropKind;
+use crate::store::{Store, StoreError};
+
+/// What a field of a node object returns, for shaping streamed rows.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// A scalar read from the row, converted as `to_scalar(kind)` does.
+    Scalar(Option<PropKind>),
+    /// A list of nodes of this type.
+    List(String),
+    /// A nested count.
+    Count,
+    /// `_links`: nodes of any type (never streamed: their fields depend on
+    /// each row's type condition).
+    Links,
+}
+
+/// The fields of every node object type: type -> field name -> shape.
+#[derive(Debug, Default)]
+pub struct Shapes(HashMap<String, HashMap<String, Shape>>);
+
+impl Shapes {
+    pub fn insert(&mut self, node_type: &str, field: &str, shape: Shape) {
+        self.0
+            .entry(node_type.to_string())
+            .or_default()
+            .insert(field.to_string(), shape);
+    }
+
+    fn get(&self, node_type: &str, field: &str) -> Option<&Shape> {
+        self.0.get(node_type).and_then(|fields| fields.get(field))
+    }
+
+    /// Whether a selection can be shaped row by row (no `_links` anywhere).
+    pub fn streamable(&self, node_type: &str, selection: &Selection) -> bool {
+        selection
+            .children
+            .iter()
+            .all(|child| match self.get(node_type, &child.name) {
+                Some(Shape::Links) => false,
+                Some(Shape::List(target)) => self.streamable(target, child),
+                _ => true,
+            })
+    }
+
+    /// One row of the statement as the response shows it.
+    fn shape(&self, row: &Value, node_type: &str, children: &[Selection]) -> Value {
+        let mut out = Map::new();
+        for child in children {
+            if out.contains_key(&child.key) {
+                continue;
+            }
+            let value = row.get(&child.key);
+            let shaped = match (child.name.as_str(), self.get(node_type, &child.name)) {
+                ("__typename", _) => Value::String(node_type.to_string()),
+                (_, Some(Shape::Scalar(kind))) => value
+                    .map(|v| to_scalar(v, *kind))
+                    .and_then(|v| v.into_json().ok())
+                    .unwrap_or(Value::Null),
+                (_, Some(Shape::List(target))) => Value::Array(
+                    value
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|item| self.shape(item, target, &child.children))
+                        .collect(),
+                ),
+                (_, Some(Shape::Count)) => value
+                    .and_then(Value::as_i64)
+                    .map_or(Value::Null, Value::from),
+                (_, Some(Shape::Links) | None) => Value::Null,
+            };
+            out.insert(child.key.clone(), shaped);
+        }
+        Value::Object(out)
+    }
+}
+
+/// Where a resolver leaves its list for the server to stream.
+pub type Slot = Arc<Mutex<Option<Deferred>>>;
+
+/// A root list to be streamed: the response key, and how to produce the rows.
+pub struct Deferred {
+    pub key: String,
+    pub(super) node_type: String,
+    pub(super) statement: Statement,
+    pub(super) selection: Selection,
+    pub(super) shapes: Arc<Shapes>,
+}
+
+impl Deferred {
+    /// The list's elements, serialized one by one (no separators).
+    pub fn rows(
+        self,
+        store: Arc<Store>,
+    ) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+        let (sink, receiver) = tokio::sync::mpsc::channel(64);
+        let Deferred {
+            node_type,
+            statement: Statement { sql, binds },
+            selection,
+            shapes,
+            ..
+        } = self;
+        tokio::spawn(async move { store.stream_json_rows(&sql, &binds, sink).await });
+        let shape = move |text: String| {
+            let row: Value = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))?;
+            let shaped = shapes.shape(&row, &node_type, &selection.children);
+            Ok(Bytes::from(shaped.to_string()))
+        };
+        futures::stream::unfold((receiver, shape), |(mut receiver, shape)| async move {
+            let item = receiver.recv().await?.and_then(&shape);
+            Some((item, (receiver, shape)))
+        })
+    }
+}
+
+/// Whether a request may be streamed: one operation whose only root
+/// selection is a field (not a fragment) listing a node type, and no
+/// directives (`@skip`/`@include` change the output, not the plan).
+pub fn eligible(query: &str, operation: Option<&str>, is_node_type: impl Fn(&str) -> bool) -> bool {
+    use async_graphql::parser::types::{
+        DocumentOperations, OperationType, Selection as AstSelection,
+    };
+    let Ok(document) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    let operation = match &document.operations {
+        DocumentOperations::Single(op) => Some(op),
+        DocumentOperations::Multiple(ops) => match operation {
+            Some(name) => ops.get(name),
+            None if ops.len() == 1 => ops.values().next(),
+            None => None,
+        },
+    };
+    let Some(operation) = operation else {
+        return false;
+    };
+    let items = &operation.node.selection_set.node.items;
+    operation.node.ty == OperationType::Query
+        && items.len() == 1
+        && !query.contains('@')
+        && matches!(&items[0].node, AstSelection::Field(field) if is_node_type(field.node.name.node.as_str()))
+}
