@@ -171,6 +171,16 @@ impl Server {
     fn memory_kb(&self) -> (u64, u64) {
         memory_kb(self.child.id())
     }
+
+    /// Peak memory growth (MB) over the current resident size while `f` runs:
+    /// the kernel's high-water mark is reset first (`clear_refs` 5).
+    fn peak_growth_mb(&self, f: impl FnOnce()) -> f64 {
+        let pid = self.child.id();
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+        let before = memory_kb(pid).0;
+        f();
+        memory_kb(pid).1.saturating_sub(before) as f64 / 1024.0
+    }
 }
 
 fn tsv(rows: &[Vec<String>]) -> Vec<u8> {
@@ -319,6 +329,19 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
     let (p50, p95) = latency(50, || {
         server.graphql("{ subject(first: 100) { submitter_id samples { submitter_id aliquots { submitter_id } } } }");
     });
+    let mut listed = 0;
+    let growth = server.peak_growth_mb(|| {
+        let d = server.graphql("{ sample(first: 0) { id submitter_id } }");
+        listed = d["data"]["sample"].as_array().unwrap().len();
+    });
+    assert_eq!(listed, samples);
+    let (p50, p95) = latency(3, || {
+        server.graphql("{ sample(first: 0) { id submitter_id } }");
+    });
+    figures.add(
+        format!("GraphQL `sample(first: 0)` ({samples} records), p50 / p95; peak memory growth"),
+        format!("{p50:.0} / {p95:.0} ms; {growth:.0} MB"),
+    );
     figures.add(
         "GraphQL three levels, `first: 100` subjects, p50 / p95",
         format!("{p50:.1} / {p95:.1} ms"),
@@ -358,15 +381,18 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
 
     // Export.
     for format in ["tsv", "json"] {
-        let before = server.memory_kb().1;
         let t = Instant::now();
-        let (status, body) = server.send(
-            "GET",
-            &format!("{path}/export/?node_label=sample&format={format}"),
-            "",
-            Vec::new(),
-        );
-        assert_eq!(status, 200);
+        let mut body = Vec::new();
+        let growth = server.peak_growth_mb(|| {
+            let (status, bytes) = server.send(
+                "GET",
+                &format!("{path}/export/?node_label=sample&format={format}"),
+                "",
+                Vec::new(),
+            );
+            assert_eq!(status, 200);
+            body = bytes;
+        });
         let elapsed = t.elapsed().as_secs_f64();
         figures.add(
             format!("export {samples} samples as {format}"),
@@ -374,7 +400,7 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
                 "{:.0} rows/s ({:.1} MB), peak memory growth {:.0} MB",
                 samples as f64 / elapsed,
                 body.len() as f64 / 1e6,
-                (server.memory_kb().1.saturating_sub(before)) as f64 / 1024.0
+                growth
             ),
         );
     }
