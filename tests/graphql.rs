@@ -253,6 +253,17 @@ async fn streamed_lists_match_the_resolved_ones() {
     use commons::graphql::{Answer, RequestContext, answer, execute};
     use futures::StreamExt;
     let (app, _) = fixture().await;
+    // Enough samples for a response of several chunks.
+    let more: Vec<Value> = (0..2000)
+        .map(|i| {
+            json!({"type": "sample", "submitter_id": format!("bulk-{i:04}"),
+                        "cases": {"submitter_id": "case-01"}})
+        })
+        .collect();
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &Value::Array(more))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let state = &app.state;
     let context = || RequestContext {
         store: state.store.clone(),
@@ -267,7 +278,7 @@ async fn streamed_lists_match_the_resolved_ones() {
             json!({}),
         ),
         (
-            r#"{ c: case(first: 5, order_by_desc: "submitter_id") { sid: submitter_id
+            r#"{ c: case(first: 2000, offset: 7, order_by_desc: "submitter_id") { sid: submitter_id
                  samples(first: 0) { submitter_id current_weight is_ffpe _aliquots_count
                                      aliquots { submitter_id } }
                  _samples_count experiments { __typename submitter_id } } }"#,
@@ -276,14 +287,18 @@ async fn streamed_lists_match_the_resolved_ones() {
         (
             "query Q($n: Int) { sample(first: $n, offset: 3) { submitter_id ...F id id } }
              fragment F on sample { current_weight cases { submitter_id } }",
-            json!({"n": 7}),
+            json!({"n": 5000}),
+        ),
+        (
+            r#"{ sample(first: 0) { id submitter_id type } }"#,
+            json!({}),
         ),
         (
             r#"{ sample(quick_search: "SAMPLE-1", first: 0) { submitter_id } }"#,
             json!({}),
         ),
         (
-            r#"{ aliquot(submitter_id: ["nothing"]) { id } }"#,
+            r#"{ aliquot(submitter_id: ["nothing"], first: -1) { id } }"#,
             json!({}),
         ),
     ];
@@ -309,11 +324,15 @@ async fn streamed_lists_match_the_resolved_ones() {
             panic!("not streamed: {query}");
         };
         let key = deferred.key.clone();
-        let rows: Vec<Value> = deferred
+        let chunks: Vec<String> = deferred
             .rows(state.store.clone())
-            .map(|row| serde_json::from_slice(&row.unwrap()).unwrap())
+            .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
             .collect()
             .await;
+        let rows: Value = serde_json::from_str(&format!("[{}]", chunks.join(","))).unwrap();
+        if query.contains("type } }") {
+            assert!(chunks.len() > 1, "2030 samples take several chunks");
+        }
         assert_eq!(json!({"data": {key: rows}}), expected, "{query}");
         // Over HTTP the same answer arrives, framed as one JSON document.
         let reply = app
@@ -331,10 +350,13 @@ async fn streamed_lists_match_the_resolved_ones() {
         assert_eq!(reply.json(), expected, "{query}");
     }
     for query in [
-        "{ case { id } experiment { id } }",
-        "{ case { _links { id } } }",
-        "{ case { id @skip(if: true) submitter_id } }",
-        "{ node { id } }",
+        "{ case(first: 0) { id } experiment { id } }",
+        "{ case(first: 0) { _links { id } } }",
+        "{ case(first: 0) { id @skip(if: true) submitter_id } }",
+        "{ node(first: 0) { id } }",
+        // Short lists are answered whole: streaming only pays off for long ones.
+        "{ case { id } }",
+        "{ case(first: 1000) { id } }",
     ] {
         let reply = answer(&state.schema, context(), query.into(), json!({}), None).await;
         assert!(

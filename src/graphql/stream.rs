@@ -1,5 +1,6 @@
 //! Large lists in bounded memory. When a request's only root field lists one
-//! node type, its resolver does not run the aggregated statement; it hands
+//! node type and may be long (`first: 0` or above [`STREAM_ABOVE`]), its
+//! resolver does not run the aggregated statement; it hands
 //! back a [`Deferred`] list instead, and the server streams the rows of the
 //! same plan as the database produces them, each shaped exactly as the
 //! resolvers shape it. Memory then holds a few rows, not the whole answer.
@@ -91,6 +92,23 @@ impl Shapes {
     }
 }
 
+/// Lists up to this long are answered whole: streaming costs a hand-off per
+/// row, which only pays off when the list is too big to hold.
+pub const STREAM_ABOVE: i64 = 1000;
+
+/// Whether a root list may be long: `first: 0` (all) or above [`STREAM_ABOVE`].
+pub fn large(selection: &Selection) -> bool {
+    selection
+        .args
+        .iter()
+        .find(|(name, _)| name == "first")
+        .and_then(|(_, value)| value.as_i64())
+        .is_some_and(|first| first <= 0 || first > STREAM_ABOVE)
+}
+
+/// Bytes gathered before a chunk of rows is handed to the connection.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
 /// Where a resolver leaves its list for the server to stream.
 pub type Slot = Arc<Mutex<Option<Deferred>>>;
 
@@ -104,12 +122,14 @@ pub struct Deferred {
 }
 
 impl Deferred {
-    /// The list's elements, serialized one by one (no separators).
+    /// The list's elements, serialized and comma-separated, in chunks of
+    /// about [`CHUNK_BYTES`] (a chunk per row would cost a write per row);
+    /// chunks need a comma between them.
     pub fn rows(
         self,
         store: Arc<Store>,
     ) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
-        let (sink, receiver) = tokio::sync::mpsc::channel(64);
+        let (sink, receiver) = tokio::sync::mpsc::channel(256);
         let Deferred {
             node_type,
             statement: Statement { sql, binds },
@@ -118,15 +138,33 @@ impl Deferred {
             ..
         } = self;
         tokio::spawn(async move { store.stream_json_rows(&sql, &binds, sink).await });
-        let shape = move |text: String| {
+        let shape = move |text: String, chunk: &mut Vec<u8>| {
             let row: Value = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))?;
             let shaped = shapes.shape(&row, &node_type, &selection.children);
-            Ok(Bytes::from(shaped.to_string()))
+            if !chunk.is_empty() {
+                chunk.push(b',');
+            }
+            serde_json::to_writer(chunk, &shaped)
+                .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))
         };
         futures::stream::unfold((receiver, shape), |(mut receiver, shape)| async move {
-            let item = receiver.recv().await?.and_then(&shape);
-            Some((item, (receiver, shape)))
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+            let mut next = receiver.recv().await?;
+            loop {
+                if let Err(e) = next.and_then(|text| shape(text, &mut chunk)) {
+                    return Some((Err(e), (receiver, shape)));
+                }
+                if chunk.len() >= CHUNK_BYTES {
+                    break;
+                }
+                // Take what has already arrived; never wait to fill a chunk.
+                match receiver.try_recv() {
+                    Ok(row) => next = row,
+                    Err(_) => break,
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), (receiver, shape)))
         })
     }
 }
