@@ -45,6 +45,18 @@ struct Builder<'a> {
     aliases: usize,
 }
 
+impl<'a> Builder<'a> {
+    fn new(dictionary: &'a Dictionary, dialect: Dialect, scope: &'a ReadScope) -> Self {
+        Self {
+            dictionary,
+            dialect,
+            scope,
+            binds: Vec::new(),
+            aliases: 0,
+        }
+    }
+}
+
 /// Edges of one link or backref seen from a node: the edge column holding the
 /// node, the stored link name, and for backrefs the type of the other end.
 struct EdgeRef {
@@ -831,13 +843,7 @@ pub fn root_list(
     list: RootList<'_>,
     selection: &Selection,
 ) -> Result<Statement, PlanError> {
-    let mut b = Builder {
-        dictionary,
-        dialect,
-        scope,
-        binds: Vec::new(),
-        aliases: 0,
-    };
+    let mut b = Builder::new(dictionary, dialect, scope);
     let sql = match list {
         RootList::Type(t) => {
             let node = b.node_type(t)?;
@@ -869,13 +875,7 @@ pub fn root_rows(
     node_type: &str,
     selection: &Selection,
 ) -> Result<Statement, PlanError> {
-    let mut b = Builder {
-        dictionary,
-        dialect,
-        scope,
-        binds: Vec::new(),
-        aliases: 0,
-    };
+    let mut b = Builder::new(dictionary, dialect, scope);
     let node = b.node_type(node_type)?;
     let rows = b.rows(Source::Root(node), Some(node), selection)?;
     let sql = match dialect {
@@ -896,13 +896,7 @@ pub fn root_count(
     node_type: &str,
     args: &[(String, Value)],
 ) -> Result<Statement, PlanError> {
-    let mut b = Builder {
-        dictionary,
-        dialect,
-        scope,
-        binds: Vec::new(),
-        aliases: 0,
-    };
+    let mut b = Builder::new(dictionary, dialect, scope);
     let node = b.node_type(node_type)?;
     let sql = b.count(Source::Root(node), Some(node), args)?;
     Ok(Statement {

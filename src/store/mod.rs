@@ -88,6 +88,21 @@ pub(crate) enum Pool {
 /// Run the same statement-building code against whichever pool is configured:
 /// `$pool` is bound to the concrete pool in each arm (SQL placeholders are
 /// `$N` in both dialects).
+/// Bind generated parameters, in order, to a query.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                BindValue::Text(s) => query.bind(s.clone()),
+                BindValue::Int(i) => query.bind(*i),
+                BindValue::Float(f) => query.bind(*f),
+            };
+        }
+        query
+    }};
+}
+
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
@@ -210,9 +225,7 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Reads map the file instead of copying pages through read(2).
-                .pragma("mmap_size", (1u64 << 30).to_string());
+                .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
@@ -274,14 +287,7 @@ impl Store {
             Dialect::Postgres => format!("SELECT ({sql})::text"),
         };
         on_pool!(self, pool => {
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            for bind in binds {
-                query = match bind {
-                    BindValue::Text(s) => query.bind(s.clone()),
-                    BindValue::Int(i) => query.bind(*i),
-                    BindValue::Float(f) => query.bind(*f),
-                };
-            }
+            let query = bind_all!(sqlx::query_scalar::<_, String>(&sql), binds);
             Ok(query.fetch_one(pool).await?)
         })
     }
@@ -298,14 +304,7 @@ impl Store {
         use futures::StreamExt;
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
         on_pool!(self, pool => {
-            let mut query = sqlx::query_scalar::<_, String>(sql);
-            for bind in binds {
-                query = match bind {
-                    BindValue::Text(s) => query.bind(s.clone()),
-                    BindValue::Int(i) => query.bind(*i),
-                    BindValue::Float(f) => query.bind(*f),
-                };
-            }
+            let query = bind_all!(sqlx::query_scalar::<_, String>(sql), binds);
             let mut rows = query.fetch(pool);
             while let Some(row) = rows.next().await {
                 let failed = row.is_err();
@@ -320,14 +319,7 @@ impl Store {
     pub async fn query_count(&self, sql: &str, binds: &[BindValue]) -> Result<i64> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
         on_pool!(self, pool => {
-            let mut query = sqlx::query_scalar::<_, i64>(sql);
-            for bind in binds {
-                query = match bind {
-                    BindValue::Text(s) => query.bind(s.clone()),
-                    BindValue::Int(i) => query.bind(*i),
-                    BindValue::Float(f) => query.bind(*f),
-                };
-            }
+            let query = bind_all!(sqlx::query_scalar::<_, i64>(sql), binds);
             Ok(query.fetch_one(pool).await?)
         })
     }
