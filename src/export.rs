@@ -41,9 +41,53 @@ impl Format {
 pub const PAGE_SIZE: i64 = 2000;
 
 /// Link targets of a page of nodes: source id -> link -> [(target id, key value)].
-type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>)>>>;
+pub type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>)>>>;
 
-async fn neighbours(
+/// One page of a project's nodes of one type, in storage order, with their
+/// link targets (one statement: see [`Store::export_page`]).
+pub async fn page(
+    store: &Store,
+    dictionary: &Dictionary,
+    node: &NodeType,
+    project_id: &str,
+    after_seq: i64,
+) -> Result<(Vec<NodeRow>, Neighbours), StoreError> {
+    let target_keys: Map<String, Value> = node
+        .links
+        .iter()
+        .map(|link| {
+            let key = target_key(dictionary, &link.target_type);
+            (link.target_type.clone(), Value::String(key))
+        })
+        .collect();
+    let rows = store
+        .export_page(
+            &node.id,
+            project_id,
+            after_seq,
+            PAGE_SIZE,
+            &Value::Object(target_keys),
+        )
+        .await?;
+    let mut links: Neighbours = HashMap::new();
+    let mut nodes = Vec::with_capacity(rows.len());
+    for (row, targets) in rows {
+        for (link, id, key) in targets {
+            let key = Some(key).filter(|k| !k.is_null());
+            links
+                .entry(row.id.clone())
+                .or_default()
+                .entry(link)
+                .or_default()
+                .push((id, key));
+        }
+        nodes.push(row);
+    }
+    Ok((nodes, links))
+}
+
+/// Link targets of any nodes (export by ids).
+pub async fn neighbours(
     store: &Store,
     dictionary: &Dictionary,
     nodes: &[NodeRow],
@@ -94,13 +138,12 @@ impl<'a> Exporter<'a> {
     }
 
     /// Delimited lines of a page.
-    pub async fn rows(
+    pub fn rows(
         &self,
-        store: &Store,
         nodes: &[NodeRow],
+        links: &Neighbours,
         flavour: Delimited,
     ) -> Result<Vec<u8>, StoreError> {
-        let links = neighbours(store, self.dictionary, nodes).await?;
         let separator = flavour.target_separator().to_string();
         let no_targets = Vec::new();
         // One writer for the page: building one per line dominated the export's cost.
@@ -140,12 +183,7 @@ impl<'a> Exporter<'a> {
     }
 
     /// JSON objects of a page: non-null columns, links as `[{"node_id", key}]`.
-    pub async fn objects(
-        &self,
-        store: &Store,
-        nodes: &[NodeRow],
-    ) -> Result<Vec<Value>, StoreError> {
-        let links = neighbours(store, self.dictionary, nodes).await?;
+    pub fn objects(&self, nodes: &[NodeRow], links: &Neighbours) -> Vec<Value> {
         let with_id = self.columns.contains(&ExportColumn::Id);
         let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
@@ -192,6 +230,6 @@ impl<'a> Exporter<'a> {
             }
             out.push(Value::Object(obj));
         }
-        Ok(out)
+        out
     }
 }

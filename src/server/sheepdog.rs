@@ -17,7 +17,7 @@ use sha2::Digest;
 
 use super::{ApiError, BodyLimit, SharedState, parse_json_body};
 use crate::auth::Principal;
-use crate::export::{Exporter, Format, PAGE_SIZE};
+use crate::export::{self, Exporter, Format};
 use crate::formats::{
     Delimited, DelimitedError, delimited_line, parse_delimited, template_headers, template_json,
 };
@@ -717,14 +717,14 @@ fn export_stream(
                 }
                 Step::After(after, first) => (after, first),
             };
-            let page = match state
-                .store
-                .nodes_page(&label, &project_id, after, PAGE_SIZE)
-                .await
-            {
-                Ok(page) => page,
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), Step::Done)),
-            };
+            let (page, links) =
+                match export::page(&state.store, &state.dictionary, node, &project_id, after).await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        return Some((Err(std::io::Error::other(e.to_string())), Step::Done));
+                    }
+                };
             if page.is_empty() {
                 let tail = if format == Format::Json {
                     b"]}".to_vec()
@@ -735,17 +735,17 @@ fn export_stream(
             }
             let last = page.last().map_or(after, |n| n.seq);
             let chunk = match format {
-                Format::Delimited(flavour) => exporter.rows(&state.store, &page, flavour).await,
-                Format::Json => exporter.objects(&state.store, &page).await.map(|objects| {
+                Format::Delimited(flavour) => exporter.rows(&page, &links, flavour),
+                Format::Json => {
                     let mut out = Vec::new();
-                    for (i, object) in objects.iter().enumerate() {
+                    for (i, object) in exporter.objects(&page, &links).iter().enumerate() {
                         if !(first && i == 0) {
                             out.push(b',');
                         }
                         out.extend(object.to_string().into_bytes());
                     }
-                    out
-                }),
+                    Ok(out)
+                }
             };
             match chunk {
                 Ok(bytes) => Some((Ok(Bytes::from(bytes)), Step::After(last, false))),
@@ -789,11 +789,12 @@ async fn export_ids(
             continue;
         };
         let exporter = Exporter::new(&state.dictionary, node_type, params.with_id);
+        let links = export::neighbours(&state.store, &state.dictionary, nodes).await?;
         match params.format {
-            Format::Json => objects.extend(exporter.objects(&state.store, nodes).await?),
+            Format::Json => objects.extend(exporter.objects(nodes, &links)),
             Format::Delimited(flavour) => {
                 let mut bytes = exporter.header(flavour);
-                bytes.extend(exporter.rows(&state.store, nodes, flavour).await?);
+                bytes.extend(exporter.rows(nodes, &links, flavour)?);
                 files.push((format!("{label}.{}", flavour.extension()), bytes));
             }
         }

@@ -18,6 +18,9 @@ pub struct NodeRow {
     pub props: Map<String, Value>,
 }
 
+/// An outgoing link of an exported node: (link, target id, the target's key value).
+pub type LinkTarget = (String, String, Value);
+
 /// A stored edge from a child (`src`) to a parent (`dst`) via link `link`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Edge {
@@ -159,28 +162,66 @@ impl Store {
         })
     }
 
-    /// Nodes of one type in one project, in insertion order, after `after_seq`.
-    pub async fn nodes_page(
+    /// A page of a project's nodes of one type, each with its outgoing links as
+    /// `(link, target id, target's key value)`, where `target_keys` maps a
+    /// target type to the property that names it. One statement returns the
+    /// whole page as one JSON document: no per-row hand-off, no second query.
+    pub async fn export_page(
         &self,
         node_type: &str,
         project_id: &str,
         after_seq: i64,
         limit: i64,
-    ) -> Result<Vec<NodeRow>> {
-        let sql = format!(
-            "SELECT {} FROM nodes WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-            self.node_columns()
+        target_keys: &Value,
+    ) -> Result<Vec<(NodeRow, Vec<LinkTarget>)>> {
+        let page = "SELECT seq, node_id, node_type, project_id, props FROM nodes \
+                    WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+        let sql = match self.dialect() {
+            super::Dialect::Sqlite => format!(
+                "SELECT coalesce(json_group_array(json_array(p.seq, p.node_id, p.node_type, \
+                 p.project_id, json(p.props), json(coalesce((SELECT json_group_array(json_array(\
+                 e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"')))) \
+                 FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]')))), '[]') \
+                 FROM ({page}) p"
+            ),
+            super::Dialect::Postgres => format!(
+                "SELECT coalesce(jsonb_agg(jsonb_build_array(p.seq, p.node_id, p.node_type, \
+                 p.project_id, p.props, coalesce((SELECT jsonb_agg(jsonb_build_array(\
+                 e.link, e.dst_id, t.props -> ($5::jsonb ->> t.node_type)) ORDER BY e.link, e.dst_id) \
+                 FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]'::jsonb)) \
+                 ORDER BY p.seq), '[]'::jsonb)::text FROM ({page}) p"
+            ),
+        };
+        let text: String = on_pool!(self, pool => sqlx::query_scalar(&sql)
+            .bind(node_type)
+            .bind(project_id)
+            .bind(after_seq)
+            .bind(limit)
+            .bind(target_keys.to_string())
+            .fetch_one(pool)
+            .await?);
+        type PageRow = (
+            i64,
+            String,
+            String,
+            Option<String>,
+            Map<String, Value>,
+            Vec<LinkTarget>,
         );
-        on_pool!(self, pool => {
-            let rows = sqlx::query(&sql)
-                .bind(node_type)
-                .bind(project_id)
-                .bind(after_seq)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            rows.iter().map(|r| node_from_row!(r)).collect()
-        })
+        let rows: Vec<PageRow> = serde_json::from_str(&text)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, id, node_type, project_id, props, links)| {
+                let node = NodeRow {
+                    seq,
+                    id,
+                    node_type,
+                    project_id,
+                    props,
+                };
+                (node, links)
+            })
+            .collect())
     }
 
     /// All nodes of a type (programs, projects).
