@@ -43,6 +43,9 @@ pub const PAGE_SIZE: i64 = 2000;
 /// Link targets of a page of nodes: source id -> link -> [(target id, key value)].
 pub type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>)>>>;
 
+/// Nodes in storage order, with their link targets.
+pub type Page = (Vec<NodeRow>, Neighbours);
+
 /// One page of a project's nodes of one type, in storage order, with their
 /// link targets (one statement: see [`Store::export_page`]).
 pub async fn page(
@@ -51,7 +54,7 @@ pub async fn page(
     node: &NodeType,
     project_id: &str,
     after_seq: i64,
-) -> Result<(Vec<NodeRow>, Neighbours), StoreError> {
+) -> Result<Page, StoreError> {
     let target_keys: Map<String, Value> = node
         .links
         .iter()

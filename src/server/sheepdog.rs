@@ -21,7 +21,7 @@ use crate::export::{self, Exporter, Format};
 use crate::formats::{
     Delimited, DelimitedError, delimited_line, parse_delimited, template_headers, template_json,
 };
-use crate::store::NodeRow;
+use crate::store::{NodeRow, StoreError};
 use crate::submission::{Mode, Project, Rights, Submission};
 
 pub fn routes() -> Router<SharedState> {
@@ -687,6 +687,8 @@ async fn export(
 }
 
 /// Stream a whole node type page by page: memory stays flat whatever the size.
+/// A producer task reads the next page while this stream renders the current
+/// one, so the database and the rendering work at the same time.
 fn export_stream(
     state: SharedState,
     project_id: String,
@@ -694,65 +696,93 @@ fn export_stream(
     params: ExportParams,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     enum Step {
-        Start,
-        After(i64, bool),
+        Header,
+        Rows { first_row: bool },
         Done,
     }
-    futures::stream::unfold(Step::Start, move |step| {
-        let state = Arc::clone(&state);
-        let project_id = project_id.clone();
-        let label = label.clone();
-        let (format, with_id) = (params.format, params.with_id);
-        async move {
-            let node = state.dictionary.node(&label)?;
-            let exporter = Exporter::new(&state.dictionary, node, with_id);
-            let (after, first) = match step {
-                Step::Done => return None,
-                Step::Start => {
-                    let head = match format {
-                        Format::Delimited(flavour) => exporter.header(flavour),
-                        Format::Json => b"{\"data\": [".to_vec(),
-                    };
-                    return Some((Ok(Bytes::from(head)), Step::After(0, true)));
-                }
-                Step::After(after, first) => (after, first),
-            };
-            let (page, links) =
-                match export::page(&state.store, &state.dictionary, node, &project_id, after).await
-                {
-                    Ok(page) => page,
-                    Err(e) => {
-                        return Some((Err(std::io::Error::other(e.to_string())), Step::Done));
-                    }
-                };
-            if page.is_empty() {
-                let tail = if format == Format::Json {
-                    b"]}".to_vec()
-                } else {
-                    Vec::new()
-                };
-                return Some((Ok(Bytes::from(tail)), Step::Done));
+    let (sink, pages) = tokio::sync::mpsc::channel::<Result<export::Page, StoreError>>(2);
+    let producer = Arc::clone(&state);
+    let producer_label = label.clone();
+    tokio::spawn(async move {
+        let Some(node) = producer.dictionary.node(&producer_label) else {
+            return;
+        };
+        let mut after = 0;
+        loop {
+            let page = export::page(
+                &producer.store,
+                &producer.dictionary,
+                node,
+                &project_id,
+                after,
+            )
+            .await;
+            let last = page
+                .as_ref()
+                .ok()
+                .and_then(|(nodes, _)| nodes.last())
+                .map(|n| n.seq);
+            if sink.send(page).await.is_err() {
+                return;
             }
-            let last = page.last().map_or(after, |n| n.seq);
-            let chunk = match format {
-                Format::Delimited(flavour) => exporter.rows(&page, &links, flavour),
-                Format::Json => {
-                    let mut out = Vec::new();
-                    for (i, object) in exporter.objects(&page, &links).iter().enumerate() {
-                        if !(first && i == 0) {
-                            out.push(b',');
-                        }
-                        out.extend(object.to_string().into_bytes());
-                    }
-                    Ok(out)
-                }
-            };
-            match chunk {
-                Ok(bytes) => Some((Ok(Bytes::from(bytes)), Step::After(last, false))),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), Step::Done)),
+            match last {
+                Some(seq) => after = seq,
+                None => return,
             }
         }
-    })
+    });
+    let (format, with_id) = (params.format, params.with_id);
+    futures::stream::unfold(
+        (Step::Header, pages, state),
+        move |(step, mut pages, state)| {
+            let label = label.clone();
+            async move {
+                let node = state.dictionary.node(&label)?;
+                let exporter = Exporter::new(&state.dictionary, node, with_id);
+                let first_row = match step {
+                    Step::Done => return None,
+                    Step::Header => {
+                        let head = match format {
+                            Format::Delimited(flavour) => exporter.header(flavour),
+                            Format::Json => b"{\"data\": [".to_vec(),
+                        };
+                        let next = Step::Rows { first_row: true };
+                        return Some((Ok(Bytes::from(head)), (next, pages, state)));
+                    }
+                    Step::Rows { first_row } => first_row,
+                };
+                let failed = |e: StoreError| std::io::Error::other(e.to_string());
+                let (nodes, links) = match pages.recv().await? {
+                    Ok(page) => page,
+                    Err(e) => return Some((Err(failed(e)), (Step::Done, pages, state))),
+                };
+                if nodes.is_empty() {
+                    let tail: &'static [u8] = if format == Format::Json { b"]}" } else { b"" };
+                    return Some((Ok(Bytes::from_static(tail)), (Step::Done, pages, state)));
+                }
+                let chunk = match format {
+                    Format::Delimited(flavour) => exporter.rows(&nodes, &links, flavour),
+                    Format::Json => {
+                        let mut out = Vec::new();
+                        for (i, object) in exporter.objects(&nodes, &links).iter().enumerate() {
+                            if !(first_row && i == 0) {
+                                out.push(b',');
+                            }
+                            out.extend(object.to_string().into_bytes());
+                        }
+                        Ok(out)
+                    }
+                };
+                match chunk {
+                    Ok(bytes) => {
+                        let next = Step::Rows { first_row: false };
+                        Some((Ok(Bytes::from(bytes)), (next, pages, state)))
+                    }
+                    Err(e) => Some((Err(failed(e)), (Step::Done, pages, state))),
+                }
+            }
+        },
+    )
 }
 
 async fn export_ids(
