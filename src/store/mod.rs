@@ -225,7 +225,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
+                // exports and graph reads otherwise re-read pages through read(2).
+                .pragma("cache_size", "-16384");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
