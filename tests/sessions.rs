@@ -151,8 +151,53 @@ async fn logout_ends_the_session_token_everywhere() {
     assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.text());
 
     // `next` only ever leads to a path on this server.
-    let elsewhere = app.get("/user/logout?next=//evil.example/", None).await;
-    assert_eq!(elsewhere.headers["location"], "/");
+    for next in [
+        "//evil.example/",
+        "/%09/evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+    ] {
+        let elsewhere = app.get(&format!("/user/logout?next={next}"), None).await;
+        assert_eq!(elsewhere.headers["location"], "/", "next={next}");
+    }
+}
+
+#[tokio::test]
+async fn another_site_cannot_log_a_browser_in() {
+    let app = TestApp::new(None).await;
+    password_user(&app, "carol").await;
+    let body = b"username=carol&password=correct+horse".to_vec();
+    let form = "application/x-www-form-urlencoded";
+    let forged = app
+        .request_with_headers(
+            "POST",
+            "/user/login/local",
+            &[
+                ("content-type", form),
+                ("host", "commons.example"),
+                ("origin", "https://evil.example"),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text());
+    assert!(
+        set_cookies(&forged).is_empty(),
+        "no session for a forged login"
+    );
+    let own_page = app
+        .request_with_headers(
+            "POST",
+            "/user/login/local",
+            &[
+                ("content-type", form),
+                ("host", "commons.example"),
+                ("origin", "https://commons.example"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(own_page.status, StatusCode::OK, "{}", own_page.text());
 }
 
 #[tokio::test]

@@ -149,6 +149,13 @@ async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    // A page on another site must not log this browser in to another account.
+    let public_origin = state.tokens.issuer.trim_end_matches("/user");
+    if cross_site(&headers, public_origin) {
+        return Err(ApiError::forbidden(
+            "a login must come from this server's own pages",
+        ));
+    }
     let fields = body_fields(&headers, &body)?;
     let field = |name: &str| {
         fields
@@ -186,6 +193,19 @@ async fn login(
     Ok((cookies, Json(body)).into_response())
 }
 
+/// Whether a browser says the request comes from a page of another origin:
+/// `Origin` is neither the public URL's origin nor the host addressed (a
+/// proxy may rewrite one of them). Clients that send no `Origin`, like the
+/// SDK and scripts, are not browsers on another site.
+fn cross_site(headers: &HeaderMap, public_origin: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    origin != public_origin && (origin_host.is_none() || origin_host != host)
+}
+
 /// `GET /user/login/link?token=…`: use up a one-time login link (printed at
 /// bootstrap) and open the portal logged in.
 async fn login_link(
@@ -213,6 +233,15 @@ async fn login_link(
     Ok((StatusCode::FOUND, cookies, [(header::LOCATION, "/")]).into_response())
 }
 
+/// Whether `next` can only lead to a path on this server. Browsers ignore tabs
+/// and newlines in a `Location` and read `\` as `/`, so `/\t/evil.example`
+/// would be `//evil.example`: no whitespace, controls or backslashes at all.
+fn local_path(next: &str) -> bool {
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && next.bytes().all(|b| b > b' ' && b != 0x7f && b != b'\\')
+}
+
 /// `GET /user/logout?next=/path`: end the session (its token stops working
 /// at once, wherever it was copied) and go to `next`, a path on this server.
 async fn logout(
@@ -232,7 +261,7 @@ async fn logout(
     }
     let next = query
         .get("next")
-        .filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .filter(|n| local_path(n))
         .and_then(|n| HeaderValue::from_str(n).ok())
         .unwrap_or(HeaderValue::from_static("/"));
     Ok((
