@@ -325,7 +325,7 @@ async fn streamed_lists_match_the_resolved_ones() {
         };
         let key = deferred.key.clone();
         let chunks: Vec<String> = deferred
-            .rows(state.store.clone())
+            .rows(state.store.clone(), std::time::Duration::from_secs(60))
             .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
             .collect()
             .await;

@@ -24,7 +24,6 @@ pub use stream::Deferred;
 use stream::{Shape, Shapes, Slot};
 
 /// Per-request data the resolvers need.
-#[derive(Clone)]
 pub struct RequestContext {
     pub store: Arc<Store>,
     pub dictionary: Arc<Dictionary>,
@@ -885,28 +884,14 @@ pub async fn answer(
         return Answer::Json(status, body);
     }
     let slot = Slot::default();
-    let plain = RequestContext {
-        stream: None,
-        ..context.clone()
-    };
     context.stream = Some(slot.clone());
-    let (status, body) = execute(
-        schema,
-        context,
-        query.clone(),
-        variables.clone(),
-        operation_name.clone(),
-    )
-    .await;
+    let (status, body) = execute(schema, context, query, variables, operation_name).await;
     let deferred = slot.lock().expect("stream slot poisoned").take();
+    // The streamed list is the only root field and its children never ran,
+    // so nothing else can have failed beside it.
     match deferred {
         Some(deferred) if status == 200 => Answer::Stream(deferred),
-        // An error beside a deferred list: answer it whole, the list included.
-        Some(_) => {
-            let (status, body) = execute(schema, plain, query, variables, operation_name).await;
-            Answer::Json(status, body)
-        }
-        None => Answer::Json(status, body),
+        _ => Answer::Json(status, body),
     }
 }
 

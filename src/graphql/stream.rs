@@ -109,6 +109,15 @@ pub fn large(selection: &Selection) -> bool {
 /// Bytes gathered before a chunk of rows is handed to the connection.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// A task that is aborted when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Where a resolver leaves its list for the server to stream.
 pub type Slot = Arc<Mutex<Option<Deferred>>>;
 
@@ -128,6 +137,7 @@ impl Deferred {
     pub fn rows(
         self,
         store: Arc<Store>,
+        limit: std::time::Duration,
     ) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
         let (sink, receiver) = tokio::sync::mpsc::channel(256);
         let Deferred {
@@ -137,7 +147,16 @@ impl Deferred {
             shapes,
             ..
         } = self;
-        tokio::spawn(async move { store.stream_json_rows(&sql, &binds, sink).await });
+        // The statement may run for the request's time limit in all; it ends
+        // early when the response is dropped (client gone, or timed out).
+        let producer = AbortOnDrop(tokio::spawn(async move {
+            let rows = store.stream_json_rows(&sql, &binds, sink);
+            if tokio::time::timeout(limit, rows).await.is_err() {
+                tracing::warn!(
+                    "a streamed GraphQL list hit the time limit; its response is cut short"
+                );
+            }
+        }));
         let shape = move |text: String, chunk: &mut Vec<u8>| {
             let row: Value = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))?;
@@ -148,24 +167,27 @@ impl Deferred {
             serde_json::to_writer(chunk, &shaped)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))
         };
-        futures::stream::unfold((receiver, shape), |(mut receiver, shape)| async move {
-            let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
-            let mut next = receiver.recv().await?;
-            loop {
-                if let Err(e) = next.and_then(|text| shape(text, &mut chunk)) {
-                    return Some((Err(e), (receiver, shape)));
+        futures::stream::unfold(
+            (receiver, shape, producer),
+            |(mut receiver, shape, producer)| async move {
+                let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+                let mut next = receiver.recv().await?;
+                loop {
+                    if let Err(e) = next.and_then(|text| shape(text, &mut chunk)) {
+                        return Some((Err(e), (receiver, shape, producer)));
+                    }
+                    if chunk.len() >= CHUNK_BYTES {
+                        break;
+                    }
+                    // Take what has already arrived; never wait to fill a chunk.
+                    match receiver.try_recv() {
+                        Ok(row) => next = row,
+                        Err(_) => break,
+                    }
                 }
-                if chunk.len() >= CHUNK_BYTES {
-                    break;
-                }
-                // Take what has already arrived; never wait to fill a chunk.
-                match receiver.try_recv() {
-                    Ok(row) => next = row,
-                    Err(_) => break,
-                }
-            }
-            Some((Ok(Bytes::from(chunk)), (receiver, shape)))
-        })
+                Some((Ok(Bytes::from(chunk)), (receiver, shape, producer)))
+            },
+        )
     }
 }
 

@@ -92,12 +92,16 @@ fn json_answer(status: u16, body: Value) -> Response {
         .into_response()
 }
 
-/// `{"data": {<key>: [rows]}}` written as the rows arrive. The time limit
-/// covers the statement until its first row (or its end), so a slow query
-/// still gets Gen3's timeout error instead of a cut-off body.
+/// `{"data": {<key>: [rows]}}` written as the rows arrive. A statement that
+/// produces no row within the time limit gets Gen3's timeout error; one that
+/// runs past it after its first rows has its body cut short.
 async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
     let key = deferred.key.clone();
-    let mut rows = Box::pin(deferred.rows(state.store.clone()).fuse());
+    let mut rows = Box::pin(
+        deferred
+            .rows(state.store.clone(), state.graphql_timeout)
+            .fuse(),
+    );
     let first = match tokio::time::timeout(state.graphql_timeout, rows.next()).await {
         Err(_) => {
             let message = timeout_message(state.graphql_timeout);

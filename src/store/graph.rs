@@ -180,8 +180,10 @@ impl Store {
             super::Dialect::Sqlite => format!(
                 "SELECT coalesce(json_group_array(json_array(p.seq, p.node_id, p.node_type, \
                  p.project_id, json(p.props), json(coalesce((SELECT json_group_array(json_array(\
-                 e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"')))) \
-                 FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]')))), '[]') \
+                 e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"'))) \
+                 ORDER BY e.link, e.dst_id) \
+                 FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]'))) \
+                 ORDER BY p.seq), '[]') \
                  FROM ({page}) p"
             ),
             super::Dialect::Postgres => format!(

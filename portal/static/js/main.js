@@ -101,25 +101,31 @@ function drawChrome(current) {
   );
 }
 
+/** The page name and arguments of the current hash (`#/name/arg...`). */
+function parseHash() {
+  const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
+  try {
+    return parts.map(decodeURIComponent);
+  } catch {
+    return ["projects"];
+  }
+}
+
 async function route() {
-  const [name = "projects", ...args] = location.hash
-    .replace(/^#\/?/, "")
-    .split("?")[0]
-    .split("/")
-    .map(decodeURIComponent);
+  const [name = "projects", ...args] = parseHash();
   const main = document.getElementById("main");
   announce("");
-  if (!session && name !== "login") {
-    session = await loadSession();
-    if (!session) {
-      location.hash = "#/login";
-      return;
-    }
-  }
-  const page = PAGES[name] || projects;
-  drawChrome(name);
-  fill(main, h("p", {}, "Loading…"));
   try {
+    if (!session && name !== "login") {
+      session = await loadSession();
+      if (!session) {
+        location.hash = "#/login";
+        return;
+      }
+    }
+    const page = Object.hasOwn(PAGES, name) ? PAGES[name] : projects;
+    drawChrome(name);
+    fill(main, h("p", {}, "Loading…"));
     await page.render(main, session, ...args);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) {

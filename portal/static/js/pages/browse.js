@@ -16,7 +16,7 @@ export async function render(main, session, projectId, nodeType) {
   }
   projectId = projects.some((p) => p.project_id === projectId) ? projectId : projects[0].project_id;
   const types = Object.keys(nodes).filter((n) => n !== "program").sort();
-  nodeType = nodes[nodeType] ? nodeType : types.includes("case") ? "case" : types[0];
+  nodeType = types.includes(nodeType) ? nodeType : types.includes("case") ? "case" : types[0];
   const go = (pid, type) => (location.hash = `#/browse/${encodeURIComponent(pid)}/${type}`);
   const projectSelect = h(
     "select",
