@@ -330,7 +330,7 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
             let sel = selection(ctx.field())?;
             if let (ListKind::Type(node_type), Some(slot)) = (&kind, &request.stream) {
                 let shapes = ctx.data::<Arc<Shapes>>()?;
-                if stream::large(&sel) && shapes.streamable(node_type, &sel) {
+                if shapes.streamable(node_type, &sel) {
                     let statement = plan::root_rows(
                         &request.dictionary,
                         request.store.dialect(),
