@@ -295,6 +295,12 @@ async fn streamed_lists_match_the_resolved_ones() {
         ),
         (r#"{ case { id _samples_count } }"#, json!({})),
         (
+            "{ case(first: 0) { ...A ...B } }
+             fragment A on case { samples { id } }
+             fragment B on case { samples { submitter_id } }",
+            json!({}),
+        ),
+        (
             r#"{ sample(quick_search: "SAMPLE-1", first: 0) { submitter_id } }"#,
             json!({}),
         ),

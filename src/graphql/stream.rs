@@ -97,6 +97,24 @@ impl Shapes {
 /// Bytes gathered before a chunk of rows is handed to the connection.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// Fields selected twice under one response key (e.g. through two fragments)
+/// as GraphQL answers them: once, with their sub-selections merged. Values
+/// the statement did not select (it plans the first) come out as null, as in
+/// the resolved answer.
+fn merged(children: &[Selection]) -> Vec<Selection> {
+    let mut out: Vec<Selection> = Vec::with_capacity(children.len());
+    for child in children {
+        match out.iter_mut().find(|c| c.key == child.key) {
+            Some(seen) => seen.children.extend(child.children.iter().cloned()),
+            None => out.push(child.clone()),
+        }
+    }
+    for field in &mut out {
+        field.children = merged(&field.children);
+    }
+    out
+}
+
 /// A task that is aborted when its owner is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -145,10 +163,11 @@ impl Deferred {
                 );
             }
         }));
+        let children = merged(&selection.children);
         let shape = move |text: String, chunk: &mut Vec<u8>| {
             let row: Value = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))?;
-            let shaped = shapes.shape(&row, &node_type, &selection.children);
+            let shaped = shapes.shape(&row, &node_type, &children);
             if !chunk.is_empty() {
                 chunk.push(b',');
             }
