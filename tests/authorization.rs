@@ -567,7 +567,7 @@ async fn every_endpoint_answers_every_caller_with_the_contract_status() {
     let (revoked_user, revoked_key, revoked) = app.user("revoked", &["proj-writer"]).await;
     let jti = revoked_key["key_id"].as_str().unwrap();
     assert!(store.revoke_api_key(jti, revoked_user.id).await.unwrap());
-    let admin_user = store.user_by_name("admin").await.unwrap().unwrap();
+    let admin_user = app.admin_user().await;
     let expired = app.state.tokens.issue_access_token(
         &admin_user,
         vec!["openid".into(), "user".into()],

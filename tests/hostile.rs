@@ -169,13 +169,7 @@ async fn forged_tokens_are_refused() {
     )
     .await
     .unwrap();
-    let admin = app
-        .state
-        .store
-        .user_by_name("admin")
-        .await
-        .unwrap()
-        .unwrap();
+    let admin = app.admin_user().await;
     let foreign = other.issue_access_token(&admin, vec!["openid".into(), "user".into()], 600, None);
     let huge = format!(
         "{}.{}.{}",

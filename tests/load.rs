@@ -43,13 +43,7 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         .await;
     assert_eq!(reply.status.as_u16(), 200);
     let credentials = {
-        let admin = app
-            .state
-            .store
-            .user_by_name("admin")
-            .await
-            .unwrap()
-            .unwrap();
+        let admin = app.admin_user().await;
         commons::auth::create_api_key(
             &app.state.store,
             &app.state.tokens,

@@ -203,13 +203,7 @@ async fn another_site_cannot_log_a_browser_in() {
 #[tokio::test]
 async fn bootstrap_login_link_works_once() {
     let app = TestApp::new(None).await;
-    let admin = app
-        .state
-        .store
-        .user_by_name("admin")
-        .await
-        .unwrap()
-        .unwrap();
+    let admin = app.admin_user().await;
     let secret = commons::auth::create_login_link(&app.state.store, &admin)
         .await
         .unwrap();

@@ -133,12 +133,19 @@ fn base_arguments(field: Field) -> Field {
 
 /// `first` (default 10), `offset` and the two orderings: every list has them.
 fn paging_arguments(field: Field) -> Field {
+    ordering_arguments(
+        field
+            .argument(
+                InputValue::new("first", TypeRef::named(TypeRef::INT))
+                    .default_value(plan::DEFAULT_FIRST),
+            )
+            .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0)),
+    )
+}
+
+/// `order_by_asc` / `order_by_desc`, each naming the field to sort by.
+fn ordering_arguments(field: Field) -> Field {
     field
-        .argument(
-            InputValue::new("first", TypeRef::named(TypeRef::INT))
-                .default_value(plan::DEFAULT_FIRST),
-        )
-        .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0))
         .argument(InputValue::new(
             "order_by_asc",
             TypeRef::named(TypeRef::STRING),

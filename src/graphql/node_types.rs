@@ -115,15 +115,8 @@ pub fn node_type_field(dictionary: &Dictionary) -> (Object, Field) {
             )))
         })
     })
-    .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)))
-    .argument(InputValue::new(
-        "order_by_asc",
-        TypeRef::named(TypeRef::STRING),
-    ))
-    .argument(InputValue::new(
-        "order_by_desc",
-        TypeRef::named(TypeRef::STRING),
-    ));
+    .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)));
+    field = super::ordering_arguments(field);
     for name in names {
         field = field.argument(InputValue::new(name, TypeRef::named(TypeRef::STRING)));
     }

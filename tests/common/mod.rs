@@ -222,6 +222,12 @@ impl TestApp {
         }
     }
 
+    /// The administrator created at bootstrap.
+    pub async fn admin_user(&self) -> UserRow {
+        let admin = self.state.store.user_by_name("admin").await.unwrap();
+        admin.expect("bootstrap created the administrator")
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.request("GET", path, token, "application/json", Vec::new())
             .await
