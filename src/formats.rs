@@ -64,13 +64,22 @@ impl From<csv::Error> for DelimitedError {
     }
 }
 
-/// Parse a TSV/CSV document into entity documents as it is read, so a
-/// large upload is never held as text and documents at once.
+/// Parse a whole TSV/CSV document into entity documents.
 pub fn parse_delimited(
     dictionary: &Dictionary,
     input: impl std::io::Read,
     flavour: Delimited,
 ) -> Result<Vec<Value>, DelimitedError> {
+    read_delimited(dictionary, input, flavour)?.collect()
+}
+
+/// Read a TSV/CSV document as entity documents, one row at a time, so a
+/// large upload is never held as text and documents at once.
+pub fn read_delimited<R: std::io::Read>(
+    dictionary: &Dictionary,
+    input: R,
+    flavour: Delimited,
+) -> Result<DelimitedDocuments<'_, R>, DelimitedError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(flavour.delimiter())
         .flexible(true)
@@ -99,17 +108,57 @@ pub fn parse_delimited(
         });
     }
     let type_index = headers.iter().position(|h| h == "type");
-    let mut docs = Vec::new();
-    for record in reader.records() {
-        let record = record?;
-        let cell = |i: usize| record.get(i).map(str::trim).unwrap_or("");
-        let node_type = type_index.map(cell).unwrap_or("");
-        if node_type.is_empty() {
-            continue;
+    Ok(DelimitedDocuments {
+        dictionary,
+        reader,
+        columns,
+        type_index,
+        flavour,
+        record: csv::StringRecord::new(),
+    })
+}
+
+/// The entity documents of a TSV/CSV document, in row order (rows without a
+/// type are skipped); see [`read_delimited`].
+pub struct DelimitedDocuments<'d, R> {
+    dictionary: &'d Dictionary,
+    reader: csv::Reader<R>,
+    columns: Vec<Column>,
+    type_index: Option<usize>,
+    flavour: Delimited,
+    record: csv::StringRecord,
+}
+
+impl<R: std::io::Read> Iterator for DelimitedDocuments<'_, R> {
+    type Item = Result<Value, DelimitedError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.reader.read_record(&mut self.record) {
+                Err(e) => return Some(Err(e.into())),
+                Ok(false) => return None,
+                Ok(true) => {
+                    if let Some(doc) = self.document() {
+                        return Some(Ok(doc));
+                    }
+                }
+            }
         }
-        let node = dictionary.node(node_type);
+    }
+}
+
+impl<R> DelimitedDocuments<'_, R> {
+    /// The document of the current row; `None` for a row without a type.
+    fn document(&self) -> Option<Value> {
+        let record = &self.record;
+        let cell = |i: usize| record.get(i).map(str::trim).unwrap_or("");
+        let node_type = self.type_index.map(cell).unwrap_or("");
+        if node_type.is_empty() {
+            return None;
+        }
+        let node = self.dictionary.node(node_type);
         let mut doc = Map::new();
-        for (i, column) in columns.iter().enumerate() {
+        for (i, column) in self.columns.iter().enumerate() {
             let value = cell(i);
             match column {
                 Column::Property(name) => {
@@ -126,7 +175,7 @@ pub fn parse_delimited(
                 }
                 Column::Link(link, key) => {
                     let targets: Vec<Value> = value
-                        .split(flavour.target_separator())
+                        .split(self.flavour.target_separator())
                         .map(str::trim)
                         .filter(|part| !part.is_empty())
                         .map(|part| {
@@ -147,9 +196,8 @@ pub fn parse_delimited(
                 }
             }
         }
-        docs.push(Value::Object(doc));
+        Some(Value::Object(doc))
     }
-    Ok(docs)
 }
 
 enum Column {

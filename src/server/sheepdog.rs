@@ -14,15 +14,17 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Map, Value, json};
 use sha2::Digest;
+use tokio::sync::mpsc;
 
 use super::{ApiError, BodyLimit, SharedState, parse_json_body};
 use crate::auth::Principal;
 use crate::export::{self, Exporter, Format};
 use crate::formats::{
-    Delimited, DelimitedError, delimited_line, parse_delimited, template_headers, template_json,
+    Delimited, DelimitedError, delimited_line, parse_delimited, read_delimited, template_headers,
+    template_json,
 };
 use crate::store::{NodeRow, StoreError};
-use crate::submission::{Mode, Project, Rights, Submission};
+use crate::submission::{Mode, Project, Rights, Submission, UPLOAD_CHUNK};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -125,6 +127,16 @@ fn envelope(status: u16, body: Value) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
         Json(body),
+    )
+        .into_response()
+}
+
+/// A response whose body is JSON text already.
+fn json_response(status: u16, body: Vec<u8>) -> Response {
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
     )
         .into_response()
 }
@@ -344,14 +356,15 @@ fn documents(
     }
 }
 
-/// The entity documents of a submission, parsed while the body streams in
-/// (on a blocking thread), within the body-size limit.
-async fn streamed_documents(
+/// The entity documents of a submission in chunks of [`UPLOAD_CHUNK`],
+/// parsed on a blocking thread while the body streams in (within the
+/// body-size limit) and while earlier chunks are validated and written.
+fn document_chunks(
     state: &SharedState,
     headers: &HeaderMap,
     body: Body,
     BodyLimit(limit): BodyLimit,
-) -> Result<Vec<Value>, ApiError> {
+) -> mpsc::Receiver<Result<Vec<Value>, ApiError>> {
     use futures::StreamExt;
     let limited = http_body_util::Limited::new(body, limit);
     let stream = http_body_util::BodyStream::new(limited).map(|frame| {
@@ -362,23 +375,133 @@ async fn streamed_documents(
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let flavour = body_flavour(headers);
     let dictionary = state.dictionary.clone();
-    tokio::task::spawn_blocking(move || match flavour {
-        Some(flavour) => {
-            parse_delimited(&dictionary, reader, flavour).map_err(|e| delimited_error(e, limit))
-        }
-        None => {
-            let value: Value =
-                serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
-                    match e.io_error_kind() {
-                        Some(_) => read_error(&std::io::Error::from(e), limit),
-                        None => ApiError::bad_request(format!("Unable to parse json: {e}")),
+    let (sender, receiver) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let mut chunks = ChunkSender {
+            sender,
+            chunk: Vec::with_capacity(UPLOAD_CHUNK),
+        };
+        let parsed = match flavour {
+            Some(flavour) => read_delimited(&dictionary, reader, flavour)
+                .and_then(|docs| {
+                    for doc in docs {
+                        if !chunks.push(doc?) {
+                            break;
+                        }
                     }
-                })?;
-            json_documents(value)
+                    Ok(())
+                })
+                .map_err(|e| delimited_error(e, limit)),
+            None => read_json_documents(reader, limit, |doc| chunks.push(doc)),
+        };
+        chunks.finish(parsed);
+    });
+    receiver
+}
+
+/// Hands parsed documents to the submission a chunk at a time.
+struct ChunkSender {
+    sender: mpsc::Sender<Result<Vec<Value>, ApiError>>,
+    chunk: Vec<Value>,
+}
+
+impl ChunkSender {
+    /// Add a document; false once the submission has stopped listening.
+    fn push(&mut self, doc: Value) -> bool {
+        self.chunk.push(doc);
+        if self.chunk.len() < UPLOAD_CHUNK {
+            return true;
         }
-    })
-    .await
-    .map_err(|e| ApiError::new(500, format!("internal server error: {e}")))?
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(UPLOAD_CHUNK));
+        self.sender.blocking_send(Ok(full)).is_ok()
+    }
+
+    /// Send the last chunk, or the error that ended parsing.
+    fn finish(self, parsed: Result<(), ApiError>) {
+        let last = match parsed {
+            Ok(()) if self.chunk.is_empty() => return,
+            Ok(()) => Ok(self.chunk),
+            Err(e) => Err(e),
+        };
+        // The submission may be gone already (the client hung up).
+        let _ = self.sender.blocking_send(last);
+    }
+}
+
+/// Parse a JSON body (an array of documents, or one document) and pass each
+/// document to `emit` as soon as it is read; `emit` returns false to stop.
+fn read_json_documents(
+    reader: impl std::io::Read,
+    limit: usize,
+    emit: impl FnMut(Value) -> bool,
+) -> Result<(), ApiError> {
+    use serde::Deserializer as _;
+    let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let parse_error = |e: serde_json::Error| match e.io_error_kind() {
+        Some(_) => read_error(&std::io::Error::from(e), limit),
+        None => ApiError::bad_request(format!("Unable to parse json: {e}")),
+    };
+    let outcome = deserializer
+        .deserialize_any(JsonDocuments(emit))
+        .map_err(parse_error)?;
+    if let Some(kind) = outcome {
+        return Err(ApiError::bad_request(format!(
+            "JSON parsed from request is an invalid type: {kind}"
+        )));
+    }
+    deserializer.end().map_err(parse_error)
+}
+
+/// Visits a JSON body's documents; its value is the Python type name of a
+/// body that is neither an object nor an array (as sheepdog reports it).
+struct JsonDocuments<F>(F);
+
+impl<'de, F: FnMut(Value) -> bool> serde::de::Visitor<'de> for JsonDocuments<F> {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while let Some(doc) = seq.next_element::<Value>()? {
+            if !(self.0)(doc) {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, map: A) -> Result<Self::Value, A::Error> {
+        use serde::Deserialize as _;
+        let doc = Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        (self.0)(doc);
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Some("str"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Some("number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Some("number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Some("number"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Some("bool"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some("NoneType"))
+    }
 }
 
 fn single_document_body(
@@ -431,9 +554,9 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
             project.project_id
         )));
     }
-    let docs = streamed_documents(&state, &headers, body, limit).await?;
-    let (status, body) = sub.upload(&project, docs, mode, rights, dry_run).await?;
-    Ok(envelope(status, body))
+    let chunks = document_chunks(&state, &headers, body, limit);
+    let (status, body) = sub.upload(&project, chunks, mode, rights, dry_run).await?;
+    Ok(json_response(status, body))
 }
 
 fn split_ids(ids: &str) -> Vec<String> {

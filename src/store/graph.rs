@@ -327,25 +327,62 @@ impl Store {
     /// Apply a change set and its transaction log row atomically; returns the log id.
     pub async fn write(
         &self,
-        _guard: &WriteGuard<'_>,
+        guard: &WriteGuard<'_>,
         change: &ChangeSet,
         record: &TransactionRecord,
     ) -> Result<i64> {
-        match &self.pool {
-            Pool::Sqlite(pool) => write_sqlite(pool, change, record).await,
-            Pool::Postgres(pool) => write_postgres(pool, change, record).await,
+        let mut writer = self.begin_write(guard).await?;
+        writer.apply(change).await?;
+        writer.commit(record).await
+    }
+
+    /// Open one database transaction that several change sets go into, for a
+    /// submission that arrives chunk by chunk: nothing is visible to others
+    /// until [`Writer::commit`], and dropping the writer rolls everything back.
+    /// On SQLite it holds the database's write lock until then.
+    pub async fn begin_write(&self, _guard: &WriteGuard<'_>) -> Result<Writer> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Writer::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Writer::Postgres(pool.begin().await?),
+        })
+    }
+}
+
+/// An open write transaction (see [`Store::begin_write`]).
+pub enum Writer {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Writer {
+    /// Add a change set to the transaction.
+    pub async fn apply(&mut self, change: &ChangeSet) -> Result<()> {
+        match self {
+            Writer::Sqlite(tx) => apply_sqlite(tx, change).await,
+            Writer::Postgres(tx) => apply_postgres(tx, change).await,
+        }
+    }
+
+    /// Write the transaction log row and commit; returns the log id.
+    pub async fn commit(self, record: &TransactionRecord) -> Result<i64> {
+        match self {
+            Writer::Sqlite(mut tx) => {
+                let id = insert_transaction_row!(&mut *tx, record);
+                tx.commit().await?;
+                Ok(id)
+            }
+            Writer::Postgres(mut tx) => {
+                let id = insert_transaction_row!(&mut *tx, record);
+                tx.commit().await?;
+                Ok(id)
+            }
         }
     }
 }
 
 /// SQLite: multi-row statements whose rows arrive as one JSON array
 /// (`json_each`), since SQLite has no array parameters.
-async fn write_sqlite(
-    pool: &sqlx::SqlitePool,
-    change: &ChangeSet,
-    record: &TransactionRecord,
-) -> Result<i64> {
-    let mut tx = pool.begin().await?;
+async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Result<()> {
     if !change.delete_nodes.is_empty() {
         let ids = json_list(&change.delete_nodes);
         sqlx::query(
@@ -372,7 +409,7 @@ async fn write_sqlite(
                     n.node_type,
                     n.project_id,
                     n.natural_key,
-                    Value::Object(n.props.clone()).to_string()
+                    props_text(&n.props)
                 ])
             })
             .collect();
@@ -392,7 +429,7 @@ async fn write_sqlite(
                 json!([
                     n.id,
                     n.natural_key,
-                    Value::Object(n.props.clone()).to_string()
+                    props_text(&n.props)
                 ])
             })
             .collect();
@@ -426,9 +463,7 @@ async fn write_sqlite(
         .execute(&mut *tx)
         .await?;
     }
-    let id = insert_transaction_row!(&mut *tx, record);
-    tx.commit().await?;
-    Ok(id)
+    Ok(())
 }
 
 /// Rows per multi-row statement on PostgreSQL.
@@ -436,12 +471,7 @@ const BULK_ROWS: usize = 5000;
 
 /// PostgreSQL: multi-row statements over arrays (`UNNEST`), a few round trips
 /// per request however many entities it holds.
-async fn write_postgres(
-    pool: &sqlx::PgPool,
-    change: &ChangeSet,
-    record: &TransactionRecord,
-) -> Result<i64> {
-    let mut tx = pool.begin().await?;
+async fn apply_postgres(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> Result<()> {
     if !change.delete_nodes.is_empty() {
         sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
             .bind(&change.delete_nodes)
@@ -466,7 +496,7 @@ async fn write_postgres(
         .bind(column(|n| Some(n.node_type.clone())))
         .bind(column(|n| n.project_id.clone()))
         .bind(column(|n| n.natural_key.clone()))
-        .bind(column(|n| Some(Value::Object(n.props.clone()).to_string())))
+        .bind(column(|n| Some(props_text(&n.props))))
         .execute(&mut *tx)
         .await?;
     }
@@ -475,7 +505,7 @@ async fn write_postgres(
         let keys: Vec<Option<&str>> = chunk.iter().map(|n| n.natural_key.as_deref()).collect();
         let props: Vec<String> = chunk
             .iter()
-            .map(|n| Value::Object(n.props.clone()).to_string())
+            .map(|n| props_text(&n.props))
             .collect();
         sqlx::query(
             "UPDATE nodes SET natural_key = u.k, props = u.j::jsonb \
@@ -510,9 +540,7 @@ async fn write_postgres(
         .execute(&mut *tx)
         .await?;
     }
-    let id = insert_transaction_row!(&mut *tx, record);
-    tx.commit().await?;
-    Ok(id)
+    Ok(())
 }
 
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
@@ -520,3 +548,8 @@ const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AN
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
     (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
+/// A property document as stored text.
+fn props_text(props: &Map<String, Value>) -> String {
+    serde_json::to_string(props).expect("a JSON map serializes")
+}

@@ -26,7 +26,9 @@ use tokio::sync::Mutex;
 
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
-pub use graph::{ChangeSet, Edge, LinkTarget, NodeRow, NodeWrite, TransactionRecord, WriteGuard};
+pub use graph::{
+    ChangeSet, Edge, LinkTarget, NodeRow, NodeWrite, TransactionRecord, WriteGuard, Writer,
+};
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]

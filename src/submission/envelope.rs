@@ -89,44 +89,91 @@ fn failure_message(invalid: usize, transactional: usize) -> String {
     format!("Transaction aborted due to {}.", parts.join(" and "))
 }
 
-/// An upload envelope (API.md §2.5); returns the HTTP status and the body.
-pub fn upload_envelope(
-    transaction_id: i64,
-    entities: &[EntityResult],
-    transactional_errors: &[Value],
-    dry_run: bool,
-    success_code: u16,
-) -> (u16, Value) {
-    let invalid = entities.iter().filter(|e| !e.valid()).count();
-    let success = invalid == 0 && transactional_errors.is_empty();
-    let count = |action: &str| {
-        if success {
-            entities.iter().filter(|e| e.action == Some(action)).count()
-        } else {
-            0
+/// An upload envelope (API.md §2.5) built entity by entity, so a request of a
+/// million entities keeps their results as compact JSON text rather than as
+/// values.
+#[derive(Debug, Default)]
+pub struct UploadEnvelope {
+    /// The entity results so far, serialized and comma-separated.
+    entities: Vec<u8>,
+    invalid: usize,
+    created: usize,
+    updated: usize,
+    transactional_errors: Vec<Value>,
+}
+
+impl UploadEnvelope {
+    pub fn add(&mut self, entity: &EntityResult) {
+        if !self.entities.is_empty() {
+            self.entities.push(b',');
         }
-    };
-    let code = match (dry_run, success) {
-        (true, _) => 200,
-        (false, true) => success_code,
-        (false, false) => 400,
-    };
-    let message = match (dry_run, success) {
-        (_, false) => failure_message(invalid, transactional_errors.len()),
-        (true, true) => "Transaction would have been successful. User selected dry run option, transaction aborted, no data written to database.".to_string(),
-        (false, true) => "Transaction successful.".to_string(),
-    };
-    let body = json!({
-        "transaction_id": transaction_id,
-        "success": success,
-        "code": code,
-        "message": message,
-        "entities": entities.iter().map(EntityResult::to_json).collect::<Vec<_>>(),
-        "entity_error_count": invalid,
-        "transactional_error_count": transactional_errors.len(),
-        "transactional_errors": transactional_errors,
-        "created_entity_count": count("create"),
-        "updated_entity_count": count("update"),
-    });
-    (code, body)
+        serde_json::to_writer(&mut self.entities, &entity.to_json())
+            .expect("writing JSON to memory cannot fail");
+        if !entity.valid() {
+            self.invalid += 1;
+        }
+        match entity.action {
+            Some("create") => self.created += 1,
+            Some("update") => self.updated += 1,
+            _ => {}
+        }
+    }
+
+    pub fn transactional_error(&mut self, error: Value) {
+        self.transactional_errors.push(error);
+    }
+
+    /// Whether the submission can no longer succeed.
+    pub fn failed(&self) -> bool {
+        self.invalid > 0 || !self.transactional_errors.is_empty()
+    }
+
+    /// The HTTP status and the body as JSON text.
+    pub fn finish(self, transaction_id: i64, dry_run: bool, success_code: u16) -> (u16, Vec<u8>) {
+        let success = !self.failed();
+        let code = match (dry_run, success) {
+            (true, _) => 200,
+            (false, true) => success_code,
+            (false, false) => 400,
+        };
+        let message = match (dry_run, success) {
+            (_, false) => failure_message(self.invalid, self.transactional_errors.len()),
+            (true, true) => "Transaction would have been successful. User selected dry run option, transaction aborted, no data written to database.".to_string(),
+            (false, true) => "Transaction successful.".to_string(),
+        };
+        let head = json!({
+            "transaction_id": transaction_id,
+            "success": success,
+            "code": code,
+            "message": message,
+        })
+        .to_string();
+        let tail = json!({
+            "entity_error_count": self.invalid,
+            "transactional_error_count": self.transactional_errors.len(),
+            "transactional_errors": self.transactional_errors,
+            "created_entity_count": if success { self.created } else { 0 },
+            "updated_entity_count": if success { self.updated } else { 0 },
+        })
+        .to_string();
+        // Both are objects: splice the entity list between them.
+        let mut body = Vec::with_capacity(head.len() + self.entities.len() + tail.len() + 16);
+        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        body.extend_from_slice(b",\"entities\":[");
+        body.extend_from_slice(&self.entities);
+        body.extend_from_slice(b"],");
+        body.extend_from_slice(&tail.as_bytes()[1..]);
+        (code, body)
+    }
+}
+
+/// The upload envelope of a few entities as a value, for the program and
+/// project endpoints that add to it.
+pub fn upload_envelope(transaction_id: i64, entities: &[EntityResult]) -> Value {
+    let mut envelope = UploadEnvelope::default();
+    for entity in entities {
+        envelope.add(entity);
+    }
+    let (_, body) = envelope.finish(transaction_id, false, 200);
+    serde_json::from_slice(&body).expect("the envelope is JSON")
 }

@@ -1,6 +1,7 @@
 //! Sheepdog's write side: programs, projects, entity uploads and deletions.
-//! Every operation validates completely first and then writes in one
-//! transaction, so a request either lands whole or leaves nothing behind.
+//! Every operation validates and writes in one database transaction that
+//! commits only when all of it is valid, so a request either lands whole or
+//! leaves nothing behind.
 
 mod delete;
 pub mod envelope;
@@ -12,7 +13,7 @@ use crate::dictionary::{Dictionary, NodeType};
 use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, Store, StoreError, TransactionRecord};
 use crate::validate::Validators;
 use envelope::EntityResult;
-pub use upload::{Mode, Rights};
+pub use upload::{Mode, Rights, UPLOAD_CHUNK};
 
 /// UUIDv5 namespaces Gen3 uses for program and project node ids.
 const PROGRAM_NAMESPACE: uuid::Uuid = uuid::uuid!("85b08c6a-56a6-4474-9c30-b65abfd214a8");
@@ -287,7 +288,7 @@ impl Submission<'_> {
             unique_keys: vec![json!({"code": code})],
             ..EntityResult::default()
         };
-        Ok(envelope::upload_envelope(transaction_id, &[entity], &[], false, 200).1)
+        Ok(envelope::upload_envelope(transaction_id, &[entity]))
     }
 
     /// Validate a program/project document; problems become one 400 message.
@@ -410,7 +411,7 @@ impl Submission<'_> {
             unique_keys: vec![json!({"code": project.code})],
             ..EntityResult::default()
         };
-        let mut body = envelope::upload_envelope(id, &[entity], &[], false, 200).1;
+        let mut body = envelope::upload_envelope(id, &[entity]);
         body["message"] = json!(format!(
             "Successfully transitioned project state to '{state}'"
         ));

@@ -1,15 +1,34 @@
 //! Create (POST) and upsert (PUT) of entity documents: parse, validate,
 //! identify, resolve links, check the graph, then write everything in one
 //! transaction or nothing at all (API.md §2.5, DICTIONARY.md §8).
+//!
+//! A request is handled in chunks of [`UPLOAD_CHUNK`] documents as its body
+//! is parsed: each chunk is validated against the database and against what
+//! the request has named so far ([`Seen`]), then written into one open
+//! database transaction, which commits only if every chunk was valid. So a
+//! request of a million records needs the memory of a chunk, plus a few
+//! dozen bytes a record for identities and results.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
-use super::envelope::{EntityResult, ErrorType, upload_envelope};
+use super::envelope::{EntityResult, ErrorType, UploadEnvelope};
 use super::{Project, Submission, natural_key_of};
 use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
-use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, StoreError, TransactionRecord};
+use crate::store::{
+    ChangeSet, Edge, NodeRow, NodeWrite, StoreError, TransactionRecord, WriteGuard, Writer,
+};
+
+/// Documents validated and written together.
+pub const UPLOAD_CHUNK: usize = 5000;
+
+/// Entities whose link targets were not found yet wait for the rest of the
+/// request (their targets may come later in it), up to this many; beyond,
+/// such a link is reported at once.
+const WAITING_LIMIT: usize = 50_000;
 
 /// POST creates only; PUT creates or updates by id / natural key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,89 +62,147 @@ struct Staged<'d> {
     /// Link name -> resolved target ids (final set after merging).
     targets: HashMap<String, Vec<String>>,
     props: Map<String, Value>,
+    /// A link target was not found yet: wait for the rest of the request.
+    waiting: bool,
+}
+
+/// The entities a request has named so far, in compact form: link targets
+/// and duplicates are found among them across chunks.
+#[derive(Default)]
+struct Seen<'d> {
+    /// Entity id -> its type.
+    ids: HashMap<Uuid, &'d str>,
+    /// Type and natural key -> entity id, when it has one.
+    keys: HashMap<Box<str>, Option<Uuid>>,
+    /// (target, link, source type) -> the request's valid sources through a
+    /// link whose target may have only one source.
+    one_sources: HashMap<(String, String, String), HashSet<String>>,
+}
+
+impl<'d> Seen<'d> {
+    /// Remember an entity; two documents of one request naming the same
+    /// entity are a transactional error (step 7).
+    fn remember(&mut self, entity: &Staged<'d>, envelope: &mut UploadEnvelope) {
+        let Some(node) = entity.node else { return };
+        let id = entity
+            .result
+            .id
+            .as_deref()
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let mut repeated_id = false;
+        if let Some(id) = id {
+            repeated_id = self.ids.insert(id, node.id.as_str()).is_some();
+        }
+        match &entity.natural_key {
+            Some(key) => {
+                let first = self.keys.insert(Self::key(&node.id, key), id).is_none();
+                if !first {
+                    envelope.transactional_error(json!({
+                        "message": format!("Entity is not unique, {}", entity.result.unique_keys.first().cloned().unwrap_or_default()),
+                        "type": "NOT_UNIQUE",
+                    }));
+                }
+            }
+            None if repeated_id => {
+                envelope.transactional_error(json!({
+                    "message": format!("Entity is not unique, {{'id': '{}'}}", entity.result.id.as_deref().unwrap_or_default()),
+                    "type": "NOT_UNIQUE",
+                }));
+            }
+            None => {}
+        }
+    }
+
+    fn type_of(&self, id: &str) -> Option<&'d str> {
+        Uuid::parse_str(id)
+            .ok()
+            .and_then(|id| self.ids.get(&id).copied())
+    }
+
+    /// The id of the request's entity of `node_type` with this natural key.
+    fn id_of(&self, node_type: &str, key: &str) -> Option<String> {
+        self.keys
+            .get(Self::key(node_type, key).as_ref())
+            .copied()
+            .flatten()
+            .map(|id| id.to_string())
+    }
+
+    fn key(node_type: &str, key: &str) -> Box<str> {
+        format!("{node_type}\u{1e}{key}").into()
+    }
+}
+
+/// One upload request while it is processed.
+struct Upload<'a> {
+    submission: &'a Submission<'a>,
+    project: &'a Project,
+    mode: Mode,
+    rights: Rights,
+    dry_run: bool,
+    seen: Seen<'a>,
+    envelope: UploadEnvelope,
+    entity_ids: Vec<String>,
+    /// Opened with the first chunk to write; dropped (rolled back) on failure.
+    writer: Option<Writer>,
+    /// Another writer committed one of these entities first.
+    lost_race: bool,
 }
 
 impl Submission<'_> {
-    pub async fn upload(
+    /// Submit the documents arriving on `chunks` (the body as it is parsed;
+    /// an `Err` ends the request with that error and nothing written).
+    /// Returns the HTTP status and the envelope as JSON text.
+    pub async fn upload<E: From<StoreError>>(
         &self,
         project: &Project,
-        docs: Vec<Value>,
+        mut chunks: mpsc::Receiver<Result<Vec<Value>, E>>,
         mode: Mode,
         rights: Rights,
         dry_run: bool,
-    ) -> Result<(u16, Value), StoreError> {
-        let role = match mode {
-            Mode::Create => "create",
-            Mode::Upsert => "update",
-        };
-        let success_code = match mode {
-            Mode::Create => 201,
-            Mode::Upsert => 200,
-        };
-        let mut transactional: Vec<Value> = Vec::new();
-        if docs.is_empty() {
-            transactional.push(json!({"message": "Nothing to submit", "type": "ERROR"}));
-        }
+    ) -> Result<(u16, Vec<u8>), E> {
         let guard = self.store.lock_writes().await;
-        let mut staged: Vec<Staged> = docs
-            .into_iter()
-            .map(|d| self.parse(project, d, mode))
-            .collect();
-
-        self.identify(project, &mut staged, mode, rights).await?;
-        for entity in staged.iter_mut() {
-            self.set_properties(project, entity);
-        }
-        duplicates_in_request(&staged, &mut transactional);
-        self.resolve_links(project, &mut staged).await?;
-        self.check_graph(&mut staged).await?;
-
-        let entities: Vec<EntityResult> = staged.iter().map(|s| s.result.clone()).collect();
-        let failed = entities.iter().any(|e| !e.valid()) || !transactional.is_empty();
-        let mut record = TransactionRecord {
-            project_id: Some(project.project_id.clone()),
-            role: role.into(),
-            is_dry_run: dry_run,
-            state: if failed {
-                "FAILED".into()
-            } else {
-                "SUCCEEDED".into()
-            },
-            submitter: Some(self.username.to_string()),
-            entity_ids: entities.iter().filter_map(|e| e.id.clone()).collect(),
+        let mut upload = Upload {
+            submission: self,
+            project,
+            mode,
+            rights,
+            dry_run,
+            seen: Seen::default(),
+            envelope: UploadEnvelope::default(),
+            entity_ids: Vec::new(),
+            writer: None,
+            lost_race: false,
         };
-        if failed || dry_run {
-            let id = self.store.log_transaction(&record).await?;
-            return Ok(upload_envelope(
-                id,
-                &entities,
-                &transactional,
-                dry_run,
-                success_code,
-            ));
+        let mut documents = 0;
+        let mut waiting: Vec<Staged> = Vec::new();
+        let mut next = chunks.recv().await;
+        if next.is_none() {
+            upload
+                .envelope
+                .transactional_error(json!({"message": "Nothing to submit", "type": "ERROR"}));
         }
-        let change = change_set(project, &staged);
-        match self.store.write(&guard, &change, &record).await {
-            Ok(id) => Ok(upload_envelope(
-                id,
-                &entities,
-                &transactional,
-                false,
-                success_code,
-            )),
-            Err(StoreError::Conflict(detail)) => {
-                // A concurrent request wrote the same natural key first.
-                tracing::info!(%detail, "submission lost a race with another writer");
-                record.state = "FAILED".into();
-                let id = self.store.log_transaction(&record).await?;
-                let errors = vec![json!({
-                    "message": "Another submission wrote some of these entities at the same time; nothing was written. Submit again to update them.",
-                    "type": "NOT_UNIQUE",
-                })];
-                Ok(upload_envelope(id, &entities, &errors, false, success_code))
-            }
-            Err(other) => Err(other),
+        while let Some(chunk) = next {
+            let docs = chunk?;
+            next = chunks.recv().await;
+            documents += docs.len();
+            let mut staged = upload.stage(docs).await?;
+            let may_wait = next.is_some()
+                && !upload.envelope.failed()
+                && waiting.len() < WAITING_LIMIT;
+            self.resolve_links(project, &upload.seen, &mut staged, may_wait)
+                .await?;
+            let (later, ready): (Vec<_>, Vec<_>) = staged.into_iter().partition(|s| s.waiting);
+            waiting.extend(later);
+            upload.finish(&guard, ready).await?;
         }
+        if !waiting.is_empty() {
+            self.resolve_links(project, &upload.seen, &mut waiting, false)
+                .await?;
+            upload.finish(&guard, waiting).await?;
+        }
+        tracing::debug!(documents, "upload processed");
+        Ok(upload.commit().await?)
     }
 
     /// Step 1-2: shape, type, id format, JSON schema.
@@ -139,6 +216,7 @@ impl Submission<'_> {
             link_refs: Vec::new(),
             targets: HashMap::new(),
             props: Map::new(),
+            waiting: false,
         };
         let result = &mut staged.result;
         let Value::Object(raw) = doc else {
@@ -541,23 +619,16 @@ impl Submission<'_> {
         entity.props = props;
     }
 
-    /// Step 8: each link reference names exactly one node of the project.
+    /// Step 8: each link reference names exactly one node of the project,
+    /// stored or named by this request. With `may_wait`, an entity with a
+    /// target not found yet is marked waiting instead of failing.
     async fn resolve_links(
         &self,
         project: &Project,
+        seen: &Seen<'_>,
         staged: &mut [Staged<'_>],
+        may_wait: bool,
     ) -> Result<(), StoreError> {
-        // Entities of this request can be targets of each other.
-        let mut in_request_ids: HashMap<String, String> = HashMap::new();
-        let mut in_request_keys: HashMap<(String, String), String> = HashMap::new();
-        for entity in staged.iter() {
-            if let (Some(node), Some(id)) = (entity.node, &entity.result.id) {
-                in_request_ids.insert(id.clone(), node.id.clone());
-                if let Some(key) = &entity.natural_key {
-                    in_request_keys.insert((node.id.clone(), key.clone()), id.clone());
-                }
-            }
-        }
         let mut ids = Vec::new();
         let mut keys_by_type: HashMap<String, Vec<String>> = HashMap::new();
         for entity in staged.iter() {
@@ -591,15 +662,21 @@ impl Submission<'_> {
             }
         }
         for entity in staged.iter_mut() {
-            let link_refs = std::mem::take(&mut entity.link_refs);
-            for (link, refs) in &link_refs {
+            let mut errors = Vec::new();
+            entity.waiting = false;
+            entity.targets.clear();
+            for (link, refs) in &entity.link_refs {
                 let mut resolved = Vec::new();
                 for r in refs {
                     let hit: Result<String, (ErrorType, String)> = match r {
-                        TargetRef::Id(id) => match (in_request_ids.get(id), stored_by_id.get(id)) {
-                            (Some(t), _) if *t == link.target_type => Ok(id.clone()),
+                        TargetRef::Id(id) => match (seen.type_of(id), stored_by_id.get(id)) {
+                            (Some(t), _) if t == link.target_type => Ok(id.clone()),
                             (_, Some(row)) if row.node_type == link.target_type => {
                                 self.check_target_project(project, link, row)
+                            }
+                            _ if may_wait => {
+                                entity.waiting = true;
+                                continue;
                             }
                             _ => Err((
                                 ErrorType::InvalidLink,
@@ -608,10 +685,14 @@ impl Submission<'_> {
                         },
                         TargetRef::NaturalKey(key) => {
                             let qualified = self.qualify_key(project, &link.target_type, key);
-                            let lookup = (link.target_type.clone(), qualified);
-                            match (in_request_keys.get(&lookup), stored_by_key.get(&lookup)) {
-                                (Some(id), _) => Ok(id.clone()),
+                            let stored = stored_by_key.get(&(link.target_type.clone(), qualified.clone()));
+                            match (seen.id_of(&link.target_type, &qualified), stored) {
+                                (Some(id), _) => Ok(id),
                                 (None, Some(row)) => self.check_target_project(project, link, row),
+                                (None, None) if may_wait => {
+                                    entity.waiting = true;
+                                    continue;
+                                }
                                 (None, None) => Err((
                                     ErrorType::InvalidLink,
                                     format!(
@@ -625,12 +706,16 @@ impl Submission<'_> {
                     match hit {
                         Ok(id) if !resolved.contains(&id) => resolved.push(id),
                         Ok(_) => {}
-                        Err((kind, message)) => entity.result.error(kind, &[&link.name], message),
+                        Err((kind, message)) => errors.push((kind, link.name.as_str(), message)),
                     }
                 }
                 entity.targets.insert(link.name.clone(), resolved);
             }
-            entity.link_refs = link_refs;
+            if !entity.waiting {
+                for (kind, link, message) in errors {
+                    entity.result.error(kind, &[link], message);
+                }
+            }
         }
         Ok(())
     }
@@ -681,7 +766,11 @@ impl Submission<'_> {
     }
 
     /// Steps 6 and 9: merge with stored links, then required/subgroup/multiplicity rules.
-    async fn check_graph(&self, staged: &mut [Staged<'_>]) -> Result<(), StoreError> {
+    async fn check_graph(
+        &self,
+        staged: &mut [Staged<'_>],
+        seen: &mut Seen<'_>,
+    ) -> Result<(), StoreError> {
         let updated: Vec<String> = staged
             .iter()
             .filter_map(|s| s.existing.as_ref().map(|e| e.id.clone()))
@@ -768,13 +857,15 @@ impl Submission<'_> {
                 }
             }
         }
-        self.check_one_source_per_target(staged).await
+        self.check_one_source_per_target(staged, &mut seen.one_sources)
+            .await
     }
 
     /// Multiplicity `one_to_*`: a target has at most one source via the link.
     async fn check_one_source_per_target(
         &self,
         staged: &mut [Staged<'_>],
+        request_sources: &mut HashMap<(String, String, String), HashSet<String>>,
     ) -> Result<(), StoreError> {
         let mut targets = Vec::new();
         for entity in staged.iter() {
@@ -801,14 +892,15 @@ impl Submission<'_> {
                 .or_default()
                 .insert(edge.src_id);
         }
-        // Only entities that can still be written count as sources.
+        // Only entities that can still be written count as sources, from
+        // earlier chunks of the request too.
         for entity in staged.iter().filter(|e| e.result.valid()) {
             let (Some(node), Some(id)) = (entity.node, &entity.result.id) else {
                 continue;
             };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).into_iter().flatten() {
-                    sources
+                    request_sources
                         .entry((t.clone(), link.name.clone(), node.id.clone()))
                         .or_default()
                         .insert(id.clone());
@@ -821,11 +913,13 @@ impl Submission<'_> {
             };
             for link in node.links.iter().filter(|l| l.multiplicity.from_one()) {
                 for t in entity.targets.get(&link.name).cloned().unwrap_or_default() {
-                    let Some(set) = sources.get(&(t.clone(), link.name.clone(), node.id.clone()))
-                    else {
-                        continue;
-                    };
-                    if set.len() > 1 && set.contains(&id) {
+                    let key = (t.clone(), link.name.clone(), node.id.clone());
+                    let all: HashSet<&String> = [sources.get(&key), request_sources.get(&key)]
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .collect();
+                    if all.len() > 1 && all.contains(&id) {
                         entity.result.error(
                             ErrorType::InvalidLink,
                             &[&link.name],
@@ -845,29 +939,113 @@ impl Submission<'_> {
     }
 }
 
-/// Step 7: two documents of one request naming the same entity.
-fn duplicates_in_request(staged: &[Staged<'_>], transactional: &mut Vec<Value>) {
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut seen_ids: HashSet<String> = HashSet::new();
-    for entity in staged {
-        let Some(node) = entity.node else { continue };
-        if let Some(key) = &entity.natural_key
-            && !seen.insert((node.id.clone(), key.clone()))
-        {
-            transactional.push(json!({
-                "message": format!("Entity is not unique, {}", entity.result.unique_keys.first().cloned().unwrap_or_default()),
+impl<'a> Upload<'a> {
+    /// Steps 1-5 and 7 for one chunk: parse and validate, identify, the
+    /// stored properties, duplicates within the request.
+    async fn stage(&mut self, docs: Vec<Value>) -> Result<Vec<Staged<'a>>, StoreError> {
+        let submission = self.submission;
+        let mut staged: Vec<Staged<'a>> = docs
+            .into_iter()
+            .map(|d| submission.parse(self.project, d, self.mode))
+            .collect();
+        submission
+            .identify(self.project, &mut staged, self.mode, self.rights)
+            .await?;
+        for entity in staged.iter_mut() {
+            submission.set_properties(self.project, entity);
+        }
+        for entity in &staged {
+            self.seen.remember(entity, &mut self.envelope);
+        }
+        Ok(staged)
+    }
+
+    /// Steps 6 and 9 for entities whose links are resolved, then their
+    /// results, then their write into the request's transaction unless the
+    /// request can no longer succeed (which rolls back what was written).
+    async fn finish(
+        &mut self,
+        guard: &WriteGuard<'_>,
+        mut ready: Vec<Staged<'a>>,
+    ) -> Result<(), StoreError> {
+        let submission = self.submission;
+        submission.check_graph(&mut ready, &mut self.seen).await?;
+        for entity in &ready {
+            self.envelope.add(&entity.result);
+            self.entity_ids.extend(entity.result.id.clone());
+        }
+        if self.envelope.failed() || self.dry_run || self.lost_race {
+            self.writer = None;
+            return Ok(());
+        }
+        let change = change_set(self.project, &ready);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self
+                .writer
+                .insert(submission.store.begin_write(guard).await?),
+        };
+        match writer.apply(&change).await {
+            Err(StoreError::Conflict(detail)) => {
+                self.lose_race(&detail);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// A concurrent request wrote one of these natural keys first.
+    fn lose_race(&mut self, detail: &str) {
+        tracing::info!(%detail, "submission lost a race with another writer");
+        self.lost_race = true;
+        self.writer = None;
+    }
+
+    /// Commit, or log the failed request or dry run; returns the HTTP status
+    /// and the envelope.
+    async fn commit(mut self) -> Result<(u16, Vec<u8>), StoreError> {
+        let (role, success_code) = match self.mode {
+            Mode::Create => ("create", 201),
+            Mode::Upsert => ("update", 200),
+        };
+        let mut record = TransactionRecord {
+            project_id: Some(self.project.project_id.clone()),
+            role: role.into(),
+            is_dry_run: self.dry_run,
+            state: "SUCCEEDED".into(),
+            submitter: Some(self.submission.username.to_string()),
+            entity_ids: std::mem::take(&mut self.entity_ids),
+        };
+        let writer = self.writer.take();
+        let committed = match writer {
+            Some(writer) if !self.envelope.failed() && !self.lost_race && !self.dry_run => {
+                match writer.commit(&record).await {
+                    Ok(id) => Some(id),
+                    Err(StoreError::Conflict(detail)) => {
+                        self.lose_race(&detail);
+                        None
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            _ => None,
+        };
+        if self.lost_race {
+            self.envelope.transactional_error(json!({
+                "message": "Another submission wrote some of these entities at the same time; nothing was written. Submit again to update them.",
                 "type": "NOT_UNIQUE",
             }));
         }
-        if let Some(id) = &entity.result.id
-            && !seen_ids.insert(id.clone())
-            && entity.natural_key.is_none()
-        {
-            transactional.push(json!({
-                "message": format!("Entity is not unique, {{'id': '{id}'}}"),
-                "type": "NOT_UNIQUE",
-            }));
-        }
+        let id = match committed {
+            Some(id) => id,
+            None => {
+                if self.envelope.failed() {
+                    record.state = "FAILED".into();
+                }
+                self.submission.store.log_transaction(&record).await?
+            }
+        };
+        Ok(self.envelope.finish(id, self.dry_run, success_code))
     }
 }
 
