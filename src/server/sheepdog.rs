@@ -463,7 +463,10 @@ impl<'de, F: FnMut(Value) -> bool> serde::de::Visitor<'de> for JsonDocuments<F> 
         f.write_str("a JSON object or an array of objects")
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        mut self,
+        mut seq: A,
+    ) -> Result<Self::Value, A::Error> {
         while let Some(doc) = seq.next_element::<Value>()? {
             if !(self.0)(doc) {
                 break;

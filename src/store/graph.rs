@@ -425,13 +425,7 @@ async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Re
     for chunk in updated.chunks(BULK_ROWS) {
         let rows: Vec<Value> = chunk
             .iter()
-            .map(|n| {
-                json!([
-                    n.id,
-                    n.natural_key,
-                    props_text(&n.props)
-                ])
-            })
+            .map(|n| json!([n.id, n.natural_key, props_text(&n.props)]))
             .collect();
         sqlx::query(
             "UPDATE nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
@@ -503,10 +497,7 @@ async fn apply_postgres(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> Resu
     for chunk in updated.chunks(BULK_ROWS) {
         let ids: Vec<&str> = chunk.iter().map(|n| n.id.as_str()).collect();
         let keys: Vec<Option<&str>> = chunk.iter().map(|n| n.natural_key.as_deref()).collect();
-        let props: Vec<String> = chunk
-            .iter()
-            .map(|n| props_text(&n.props))
-            .collect();
+        let props: Vec<String> = chunk.iter().map(|n| props_text(&n.props)).collect();
         sqlx::query(
             "UPDATE nodes SET natural_key = u.k, props = u.j::jsonb \
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(id, k, j) WHERE nodes.node_id = u.id",

@@ -187,9 +187,8 @@ impl Submission<'_> {
             next = chunks.recv().await;
             documents += docs.len();
             let mut staged = upload.stage(docs).await?;
-            let may_wait = next.is_some()
-                && !upload.envelope.failed()
-                && waiting.len() < WAITING_LIMIT;
+            let may_wait =
+                next.is_some() && !upload.envelope.failed() && waiting.len() < WAITING_LIMIT;
             self.resolve_links(project, &upload.seen, &mut staged, may_wait)
                 .await?;
             let (later, ready): (Vec<_>, Vec<_>) = staged.into_iter().partition(|s| s.waiting);
@@ -685,7 +684,8 @@ impl Submission<'_> {
                         },
                         TargetRef::NaturalKey(key) => {
                             let qualified = self.qualify_key(project, &link.target_type, key);
-                            let stored = stored_by_key.get(&(link.target_type.clone(), qualified.clone()));
+                            let stored =
+                                stored_by_key.get(&(link.target_type.clone(), qualified.clone()));
                             match (seen.id_of(&link.target_type, &qualified), stored) {
                                 (Some(id), _) => Ok(id),
                                 (None, Some(row)) => self.check_target_project(project, link, row),

@@ -1,0 +1,159 @@
+//! Requests larger than one upload chunk: they are validated and written
+//! chunk by chunk into one transaction, yet behave as one request — links
+//! may point forward to later chunks, a duplicate or an error in any chunk
+//! leaves nothing written, and the reply lists every entity.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::TestApp;
+use commons::submission::UPLOAD_CHUNK;
+use serde_json::{Value, json};
+
+const P: &str = "prog";
+const Q: &str = "proj";
+const PID: &str = "prog-proj";
+
+fn path() -> String {
+    format!("/api/v0/submission/{P}/{Q}")
+}
+
+fn study() -> Value {
+    json!({"type": "study", "submitter_id": "study-1", "projects": {"code": Q}})
+}
+
+fn subject(i: usize) -> Value {
+    json!({"type": "subject", "submitter_id": format!("subject-{i}"), "studies": {"submitter_id": "study-1"}})
+}
+
+fn sample(i: usize, subjects: usize) -> Value {
+    json!({"type": "sample", "submitter_id": format!("sample-{i}"),
+           "subjects": {"submitter_id": format!("subject-{}", i % subjects)}})
+}
+
+async fn app() -> TestApp {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    app
+}
+
+#[tokio::test]
+async fn links_may_point_to_entities_in_later_chunks() {
+    let app = app().await;
+    // Children first: every sample of the first chunk links to a subject
+    // that arrives only in the last one, after the study it links to.
+    let samples = UPLOAD_CHUNK + 500;
+    let subjects = 300;
+    let mut docs: Vec<Value> = (0..samples).map(|i| sample(i, subjects)).collect();
+    docs.extend((0..subjects).map(subject));
+    docs.push(study());
+    let reply = app.admin_json("PUT", &path(), &Value::Array(docs)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", &reply.text()[..2000]);
+    let body = reply.json();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["created_entity_count"], samples + subjects + 1);
+    let entities = body["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), samples + subjects + 1);
+    assert!(entities.iter().all(|e| e["valid"] == true));
+    assert_eq!(app.count("sample", PID).await, samples as i64);
+    assert_eq!(app.count("subject", PID).await, subjects as i64);
+
+    let linked = app
+        .graphql(
+            &app.admin_token,
+            r#"{ sample(submitter_id: "sample-0") { subjects { submitter_id studies { submitter_id } } } }"#,
+        )
+        .await
+        .json();
+    assert_eq!(
+        linked["data"]["sample"][0]["subjects"][0],
+        json!({"submitter_id": "subject-0", "studies": [{"submitter_id": "study-1"}]})
+    );
+}
+
+#[tokio::test]
+async fn an_error_in_the_last_chunk_leaves_nothing_written() {
+    let app = app().await;
+    app.admin_json("PUT", &path(), &study()).await;
+    let rows = 2 * UPLOAD_CHUNK + 10;
+    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\n");
+    for i in 0..rows {
+        let study = if i == rows - 1 {
+            "no-such-study"
+        } else {
+            "study-1"
+        };
+        tsv.push_str(&format!("subject\tsubject-{i}\t{study}\n"));
+    }
+    let token = app.admin_token.clone();
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&token),
+            "text/tab-separated-values",
+            tsv.into_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let body = reply.json();
+    assert_eq!(body["entity_error_count"], 1, "{}", body["message"]);
+    assert_eq!(body["created_entity_count"], 0);
+    let entities = body["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), rows);
+    let bad = &entities[rows - 1];
+    assert_eq!(bad["errors"][0]["type"], "INVALID_LINK", "{bad}");
+    assert!(
+        bad["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-study"),
+        "{bad}"
+    );
+    assert_eq!(app.count("subject", PID).await, 0);
+}
+
+#[tokio::test]
+async fn a_duplicate_in_a_later_chunk_is_a_transactional_error() {
+    let app = app().await;
+    let mut docs = vec![study()];
+    docs.extend((0..UPLOAD_CHUNK + 5).map(subject));
+    docs.push(subject(3));
+    let reply = app.admin_json("PUT", &path(), &Value::Array(docs)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let body = reply.json();
+    assert_eq!(body["transactional_error_count"], 1, "{}", body["message"]);
+    assert_eq!(body["transactional_errors"][0]["type"], "NOT_UNIQUE");
+    assert_eq!(app.count("subject", PID).await, 0);
+    assert_eq!(app.count("study", PID).await, 0);
+}
+
+#[tokio::test]
+async fn a_syntax_error_after_the_first_chunk_leaves_nothing_written() {
+    let app = app().await;
+    let mut docs = vec![study()];
+    docs.extend((0..UPLOAD_CHUNK + 5).map(subject));
+    let mut text = Value::Array(docs).to_string();
+    text.truncate(text.len() - 3);
+    let token = app.admin_token.clone();
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&token),
+            "application/json",
+            text.into_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unable to parse json"),
+        "{}",
+        reply.text()
+    );
+    assert_eq!(app.count("subject", PID).await, 0);
+    assert_eq!(app.count("study", PID).await, 0);
+}
