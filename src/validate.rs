@@ -43,6 +43,10 @@ impl Validators {
         let Some(validator) = self.by_type.get(node_type) else {
             return Vec::new();
         };
+        // Most documents are valid, and the yes/no check is much cheaper.
+        if validator.is_valid(doc) {
+            return Vec::new();
+        }
         validator.iter_errors(doc).map(|e| describe(&e)).collect()
     }
 }

@@ -24,6 +24,7 @@ use crate::formats::{
     template_json,
 };
 use crate::store::{NodeRow, StoreError};
+use crate::submission::envelope::EnvelopeText;
 use crate::submission::{Mode, Project, Rights, Submission, UPLOAD_CHUNK};
 
 pub fn routes() -> Router<SharedState> {
@@ -131,12 +132,15 @@ fn envelope(status: u16, body: Value) -> Response {
         .into_response()
 }
 
-/// A response whose body is JSON text already.
-fn json_response(status: u16, body: Vec<u8>) -> Response {
+/// A response whose body is an upload envelope's text.
+fn envelope_response(status: u16, text: EnvelopeText) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
         [(header::CONTENT_TYPE, "application/json")],
-        body,
+        match text {
+            EnvelopeText::Whole(text) => Body::from(text),
+            spooled => Body::from_stream(spooled.into_stream()),
+        },
     )
         .into_response()
 }
@@ -559,7 +563,7 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
     }
     let chunks = document_chunks(&state, &headers, body, limit);
     let (status, body) = sub.upload(&project, chunks, mode, rights, dry_run).await?;
-    Ok(json_response(status, body))
+    Ok(envelope_response(status, body))
 }
 
 fn split_ids(ids: &str) -> Vec<String> {

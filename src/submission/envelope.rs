@@ -1,5 +1,9 @@
 //! Sheepdog's response shapes: per-entity results and the transaction envelope.
 
+use std::io::{Seek, Write};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, stream};
 use serde_json::{Map, Value, json};
 
 /// Error types sheepdog reports (exact strings).
@@ -89,26 +93,62 @@ fn failure_message(invalid: usize, transactional: usize) -> String {
     format!("Transaction aborted due to {}.", parts.join(" and "))
 }
 
+/// Entity results up to this size stay in memory; beyond, they go to an
+/// unnamed temporary file.
+const SPOOL_IN_MEMORY: usize = 4 << 20;
+
 /// An upload envelope (API.md §2.5) built entity by entity, so a request of a
-/// million entities keeps their results as compact JSON text rather than as
-/// values.
+/// million entities keeps their results as JSON text, spooled to a temporary
+/// file once large, rather than as values in memory.
 #[derive(Debug, Default)]
 pub struct UploadEnvelope {
     /// The entity results so far, serialized and comma-separated.
     entities: Vec<u8>,
+    spool: Option<std::io::BufWriter<std::fs::File>>,
+    count: usize,
     invalid: usize,
     created: usize,
     updated: usize,
     transactional_errors: Vec<Value>,
 }
 
+/// The text of a finished envelope: whole, or with the entity list in a file.
+pub enum EnvelopeText {
+    Whole(Vec<u8>),
+    Spooled {
+        head: Vec<u8>,
+        entities: std::fs::File,
+        tail: Vec<u8>,
+    },
+}
+
+impl EnvelopeText {
+    /// The text as a stream of chunks, for a response body.
+    pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+        match self {
+            EnvelopeText::Whole(text) => stream::iter([Ok(Bytes::from(text))]).left_stream(),
+            EnvelopeText::Spooled {
+                head,
+                entities,
+                tail,
+            } => {
+                let file = tokio::fs::File::from_std(entities);
+                stream::iter([Ok(Bytes::from(head))])
+                    .chain(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10))
+                    .chain(stream::iter([Ok(Bytes::from(tail))]))
+                    .right_stream()
+            }
+        }
+    }
+}
+
 impl UploadEnvelope {
-    pub fn add(&mut self, entity: &EntityResult) {
-        if !self.entities.is_empty() {
+    pub fn add(&mut self, entity: &EntityResult) -> std::io::Result<()> {
+        if self.count > 0 {
             self.entities.push(b',');
         }
-        serde_json::to_writer(&mut self.entities, &entity.to_json())
-            .expect("writing JSON to memory cannot fail");
+        self.count += 1;
+        serde_json::to_writer(&mut self.entities, &entity.to_json())?;
         if !entity.valid() {
             self.invalid += 1;
         }
@@ -117,6 +157,17 @@ impl UploadEnvelope {
             Some("update") => self.updated += 1,
             _ => {}
         }
+        if self.entities.len() >= SPOOL_IN_MEMORY {
+            let spool = match &mut self.spool {
+                Some(spool) => spool,
+                None => self
+                    .spool
+                    .insert(std::io::BufWriter::new(tempfile::tempfile()?)),
+            };
+            spool.write_all(&self.entities)?;
+            self.entities.clear();
+        }
+        Ok(())
     }
 
     pub fn transactional_error(&mut self, error: Value) {
@@ -128,8 +179,13 @@ impl UploadEnvelope {
         self.invalid > 0 || !self.transactional_errors.is_empty()
     }
 
-    /// The HTTP status and the body as JSON text.
-    pub fn finish(self, transaction_id: i64, dry_run: bool, success_code: u16) -> (u16, Vec<u8>) {
+    /// The HTTP status and the envelope's text.
+    pub fn finish(
+        self,
+        transaction_id: i64,
+        dry_run: bool,
+        success_code: u16,
+    ) -> std::io::Result<(u16, EnvelopeText)> {
         let success = !self.failed();
         let code = match (dry_run, success) {
             (true, _) => 200,
@@ -156,14 +212,31 @@ impl UploadEnvelope {
             "updated_entity_count": if success { self.updated } else { 0 },
         })
         .to_string();
-        // Both are objects: splice the entity list between them.
-        let mut body = Vec::with_capacity(head.len() + self.entities.len() + tail.len() + 16);
-        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-        body.extend_from_slice(b",\"entities\":[");
-        body.extend_from_slice(&self.entities);
-        body.extend_from_slice(b"],");
-        body.extend_from_slice(&tail.as_bytes()[1..]);
-        (code, body)
+        // Both are objects: the entity list goes between them.
+        let mut head = head.into_bytes();
+        head.pop();
+        head.extend_from_slice(b",\"entities\":[");
+        let mut tail = tail.into_bytes();
+        tail[0] = b',';
+        tail.splice(0..0, *b"]");
+        let text = match self.spool {
+            None => {
+                head.extend_from_slice(&self.entities);
+                head.extend_from_slice(&tail);
+                EnvelopeText::Whole(head)
+            }
+            Some(mut spool) => {
+                spool.write_all(&self.entities)?;
+                let mut entities = spool.into_inner().map_err(|e| e.into_error())?;
+                entities.rewind()?;
+                EnvelopeText::Spooled {
+                    head,
+                    entities,
+                    tail,
+                }
+            }
+        };
+        Ok((code, text))
     }
 }
 
@@ -172,8 +245,14 @@ impl UploadEnvelope {
 pub fn upload_envelope(transaction_id: i64, entities: &[EntityResult]) -> Value {
     let mut envelope = UploadEnvelope::default();
     for entity in entities {
-        envelope.add(entity);
+        envelope
+            .add(entity)
+            .expect("a few results stay in memory");
     }
-    let (_, body) = envelope.finish(transaction_id, false, 200);
-    serde_json::from_slice(&body).expect("the envelope is JSON")
+    match envelope.finish(transaction_id, false, 200) {
+        Ok((_, EnvelopeText::Whole(text))) => {
+            serde_json::from_slice(&text).expect("the envelope is JSON")
+        }
+        _ => unreachable!("a few results stay in memory"),
+    }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::envelope::{EntityResult, ErrorType, UploadEnvelope};
+use super::envelope::{EntityResult, EnvelopeText, ErrorType, UploadEnvelope};
 use super::{Project, Submission, natural_key_of};
 use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
 use crate::store::{
@@ -143,16 +143,54 @@ struct Upload<'a> {
     seen: Seen<'a>,
     envelope: UploadEnvelope,
     entity_ids: Vec<String>,
+}
+
+/// The request's database transaction, written one chunk behind validation
+/// so that the database writes one chunk while the service checks the next.
+#[derive(Default)]
+struct WriteBehind {
     /// Opened with the first chunk to write; dropped (rolled back) on failure.
     writer: Option<Writer>,
     /// Another writer committed one of these entities first.
     lost_race: bool,
 }
 
+impl WriteBehind {
+    async fn write(
+        &mut self,
+        store: &crate::store::Store,
+        guard: &WriteGuard<'_>,
+        change: Option<ChangeSet>,
+    ) -> Result<(), StoreError> {
+        let Some(change) = change else { return Ok(()) };
+        if self.lost_race {
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(store.begin_write(guard).await?),
+        };
+        match writer.apply(&change).await {
+            Err(StoreError::Conflict(detail)) => {
+                self.lose_race(&detail);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// A concurrent request wrote one of these natural keys first.
+    fn lose_race(&mut self, detail: &str) {
+        tracing::info!(%detail, "submission lost a race with another writer");
+        self.lost_race = true;
+        self.writer = None;
+    }
+}
+
 impl Submission<'_> {
     /// Submit the documents arriving on `chunks` (the body as it is parsed;
     /// an `Err` ends the request with that error and nothing written).
-    /// Returns the HTTP status and the envelope as JSON text.
+    /// Returns the HTTP status and the envelope.
     pub async fn upload<E: From<StoreError>>(
         &self,
         project: &Project,
@@ -160,7 +198,7 @@ impl Submission<'_> {
         mode: Mode,
         rights: Rights,
         dry_run: bool,
-    ) -> Result<(u16, Vec<u8>), E> {
+    ) -> Result<(u16, EnvelopeText), E> {
         let guard = self.store.lock_writes().await;
         let mut upload = Upload {
             submission: self,
@@ -171,10 +209,9 @@ impl Submission<'_> {
             seen: Seen::default(),
             envelope: UploadEnvelope::default(),
             entity_ids: Vec::new(),
-            writer: None,
-            lost_race: false,
         };
-        let mut documents = 0;
+        let mut transaction = WriteBehind::default();
+        let mut unwritten = None;
         let mut waiting: Vec<Staged> = Vec::new();
         let mut next = chunks.recv().await;
         if next.is_none() {
@@ -185,23 +222,26 @@ impl Submission<'_> {
         while let Some(chunk) = next {
             let docs = chunk?;
             next = chunks.recv().await;
-            documents += docs.len();
-            let mut staged = upload.stage(docs).await?;
-            let may_wait =
-                next.is_some() && !upload.envelope.failed() && waiting.len() < WAITING_LIMIT;
-            self.resolve_links(project, &upload.seen, &mut staged, may_wait)
-                .await?;
-            let (later, ready): (Vec<_>, Vec<_>) = staged.into_iter().partition(|s| s.waiting);
+            let may_wait = next.is_some() && waiting.len() < WAITING_LIMIT;
+            let (checked, written) = tokio::join!(
+                upload.check(docs, may_wait),
+                transaction.write(self.store, &guard, unwritten.take()),
+            );
+            written?;
+            let (change, later) = checked?;
+            unwritten = change;
             waiting.extend(later);
-            upload.finish(&guard, ready).await?;
         }
+        transaction
+            .write(self.store, &guard, unwritten.take())
+            .await?;
         if !waiting.is_empty() {
             self.resolve_links(project, &upload.seen, &mut waiting, false)
                 .await?;
-            upload.finish(&guard, waiting).await?;
+            let change = upload.finish(waiting).await?;
+            transaction.write(self.store, &guard, change).await?;
         }
-        tracing::debug!(documents, "upload processed");
-        Ok(upload.commit().await?)
+        Ok(upload.commit(transaction).await?)
     }
 
     /// Step 1-2: shape, type, id format, JSON schema.
@@ -312,10 +352,12 @@ impl Submission<'_> {
                 ),
             );
         }
-        for problem in self
-            .validators
-            .check(&type_name, &Value::Object(doc.clone()))
-        {
+        let checked = Value::Object(doc);
+        let problems = self.validators.check(&type_name, &checked);
+        let Value::Object(doc) = checked else {
+            unreachable!("wrapped just above")
+        };
+        for problem in problems {
             let kind = if problem.message.contains("is not of type") {
                 ErrorType::InvalidValue
             } else if problem.message.contains("is a required property") {
@@ -960,50 +1002,46 @@ impl<'a> Upload<'a> {
         Ok(staged)
     }
 
-    /// Steps 6 and 9 for entities whose links are resolved, then their
-    /// results, then their write into the request's transaction unless the
-    /// request can no longer succeed (which rolls back what was written).
-    async fn finish(
+    /// One chunk up to its changes: steps 1-9, the results, and what to
+    /// write unless the request can no longer succeed. Entities whose link
+    /// targets may still come (`may_wait`) are returned to wait instead.
+    async fn check(
         &mut self,
-        guard: &WriteGuard<'_>,
-        mut ready: Vec<Staged<'a>>,
-    ) -> Result<(), StoreError> {
-        let submission = self.submission;
-        submission.check_graph(&mut ready, &mut self.seen).await?;
-        for entity in &ready {
-            self.envelope.add(&entity.result);
-            self.entity_ids.extend(entity.result.id.clone());
-        }
-        if self.envelope.failed() || self.dry_run || self.lost_race {
-            self.writer = None;
-            return Ok(());
-        }
-        let change = change_set(self.project, &ready);
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self
-                .writer
-                .insert(submission.store.begin_write(guard).await?),
-        };
-        match writer.apply(&change).await {
-            Err(StoreError::Conflict(detail)) => {
-                self.lose_race(&detail);
-                Ok(())
-            }
-            other => other,
-        }
+        docs: Vec<Value>,
+        may_wait: bool,
+    ) -> Result<(Option<ChangeSet>, Vec<Staged<'a>>), StoreError> {
+        let mut staged = self.stage(docs).await?;
+        let may_wait = may_wait && !self.envelope.failed();
+        self.submission
+            .resolve_links(self.project, &self.seen, &mut staged, may_wait)
+            .await?;
+        let (waiting, ready): (Vec<_>, Vec<_>) = staged.into_iter().partition(|s| s.waiting);
+        Ok((self.finish(ready).await?, waiting))
     }
 
-    /// A concurrent request wrote one of these natural keys first.
-    fn lose_race(&mut self, detail: &str) {
-        tracing::info!(%detail, "submission lost a race with another writer");
-        self.lost_race = true;
-        self.writer = None;
+    /// Steps 6 and 9 for entities whose links are resolved, then their
+    /// results; returns their changes unless the request can no longer
+    /// succeed or is a dry run.
+    async fn finish(&mut self, mut ready: Vec<Staged<'a>>) -> Result<Option<ChangeSet>, StoreError> {
+        self.submission
+            .check_graph(&mut ready, &mut self.seen)
+            .await?;
+        for entity in &ready {
+            self.envelope.add(&entity.result).map_err(spool_error)?;
+            self.entity_ids.extend(entity.result.id.clone());
+        }
+        if self.envelope.failed() || self.dry_run {
+            return Ok(None);
+        }
+        Ok(Some(change_set(self.project, ready)))
     }
 
     /// Commit, or log the failed request or dry run; returns the HTTP status
     /// and the envelope.
-    async fn commit(mut self) -> Result<(u16, Vec<u8>), StoreError> {
+    async fn commit(
+        mut self,
+        mut transaction: WriteBehind,
+    ) -> Result<(u16, EnvelopeText), StoreError> {
         let (role, success_code) = match self.mode {
             Mode::Create => ("create", 201),
             Mode::Upsert => ("update", 200),
@@ -1016,13 +1054,12 @@ impl<'a> Upload<'a> {
             submitter: Some(self.submission.username.to_string()),
             entity_ids: std::mem::take(&mut self.entity_ids),
         };
-        let writer = self.writer.take();
-        let committed = match writer {
-            Some(writer) if !self.envelope.failed() && !self.lost_race && !self.dry_run => {
+        let committed = match transaction.writer.take() {
+            Some(writer) if !self.envelope.failed() && !self.dry_run => {
                 match writer.commit(&record).await {
                     Ok(id) => Some(id),
                     Err(StoreError::Conflict(detail)) => {
-                        self.lose_race(&detail);
+                        transaction.lose_race(&detail);
                         None
                     }
                     Err(other) => return Err(other),
@@ -1030,7 +1067,7 @@ impl<'a> Upload<'a> {
             }
             _ => None,
         };
-        if self.lost_race {
+        if transaction.lost_race {
             self.envelope.transactional_error(json!({
                 "message": "Another submission wrote some of these entities at the same time; nothing was written. Submit again to update them.",
                 "type": "NOT_UNIQUE",
@@ -1045,8 +1082,14 @@ impl<'a> Upload<'a> {
                 self.submission.store.log_transaction(&record).await?
             }
         };
-        Ok(self.envelope.finish(id, self.dry_run, success_code))
+        self.envelope
+            .finish(id, self.dry_run, success_code)
+            .map_err(spool_error)
     }
+}
+
+fn spool_error(e: std::io::Error) -> StoreError {
+    StoreError::Other(format!("could not spool the reply to a temporary file: {e}"))
 }
 
 /// The references of one link value: an object or a list of objects.
@@ -1076,9 +1119,9 @@ fn target_refs(value: &Value) -> Vec<TargetRef> {
         .collect()
 }
 
-fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
+fn change_set(project: &Project, staged: Vec<Staged<'_>>) -> ChangeSet {
     let mut change = ChangeSet::default();
-    for entity in staged {
+    for mut entity in staged {
         let (Some(node), Some(id)) = (entity.node, &entity.result.id) else {
             continue;
         };
@@ -1087,7 +1130,7 @@ fn change_set(project: &Project, staged: &[Staged<'_>]) -> ChangeSet {
             node_type: node.id.clone(),
             project_id: Some(project.project_id.clone()),
             natural_key: entity.natural_key.clone(),
-            props: entity.props.clone(),
+            props: std::mem::take(&mut entity.props),
             is_new: entity.existing.is_none(),
         });
         for (link, targets) in &entity.targets {
