@@ -39,7 +39,42 @@ pub struct TransactionRecord {
     pub state: String,
     pub submitter: Option<String>,
     /// Ids of the entities the request named (assigned ones included).
-    pub entity_ids: Vec<String>,
+    pub entity_ids: EntityIds,
+}
+
+/// The ids a transaction names, kept as the JSON list they are stored as:
+/// a request of a million entities needs one string, not a million.
+#[derive(Debug, Clone, Default)]
+pub struct EntityIds {
+    count: usize,
+    json: String,
+}
+
+impl EntityIds {
+    pub fn new<T: std::fmt::Display>(ids: impl IntoIterator<Item = T>) -> Self {
+        let mut list = Self::default();
+        for id in ids {
+            list.push(id);
+        }
+        list
+    }
+
+    pub fn push(&mut self, id: impl std::fmt::Display) {
+        let id = id.to_string();
+        self.json.push(if self.count == 0 { '[' } else { ',' });
+        self.json
+            .push_str(&serde_json::to_string(&id).expect("a string serializes"));
+        self.count += 1;
+    }
+
+    /// The JSON list.
+    fn to_json(&self) -> String {
+        if self.count == 0 {
+            "[]".into()
+        } else {
+            format!("{}]", self.json)
+        }
+    }
 }
 
 /// A node to insert or replace.
@@ -94,8 +129,8 @@ macro_rules! insert_transaction_row {
             .bind(&record.state)
             .bind(&record.submitter)
             .bind(crate::timestamp())
-            .bind(record.entity_ids.len() as i64)
-            .bind(serde_json::to_string(&record.entity_ids)?)
+            .bind(record.entity_ids.count as i64)
+            .bind(record.entity_ids.to_json())
             .fetch_one($executor)
             .await?;
         id

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::envelope::{EntityResult, ErrorType};
 use super::{Project, Submission};
-use crate::store::{ChangeSet, NodeRow, StoreError, TransactionRecord};
+use crate::store::{ChangeSet, EntityIds, NodeRow, StoreError, TransactionRecord};
 
 impl Submission<'_> {
     pub async fn delete(
@@ -101,7 +101,7 @@ impl Submission<'_> {
                 "FAILED".into()
             },
             submitter: Some(self.username.to_string()),
-            entity_ids: ids.clone(),
+            entity_ids: EntityIds::new(&ids),
         };
         let transaction_id = if success && !dry_run {
             let change = ChangeSet {

@@ -10,7 +10,9 @@ mod upload;
 use serde_json::{Map, Value, json};
 
 use crate::dictionary::{Dictionary, NodeType};
-use crate::store::{ChangeSet, Edge, NodeRow, NodeWrite, Store, StoreError, TransactionRecord};
+use crate::store::{
+    ChangeSet, Edge, EntityIds, NodeRow, NodeWrite, Store, StoreError, TransactionRecord,
+};
 use crate::validate::Validators;
 use envelope::EntityResult;
 pub use upload::{Mode, Rights, UPLOAD_CHUNK};
@@ -426,7 +428,7 @@ impl Submission<'_> {
             is_dry_run: false,
             state: "SUCCEEDED".into(),
             submitter: Some(self.username.to_string()),
-            entity_ids: vec![node_id.to_string()],
+            entity_ids: EntityIds::new([node_id]),
         }
     }
 }

@@ -19,7 +19,8 @@ use super::envelope::{EntityResult, EnvelopeText, ErrorType, UploadEnvelope};
 use super::{Project, Submission, natural_key_of};
 use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
 use crate::store::{
-    ChangeSet, Edge, NodeRow, NodeWrite, StoreError, TransactionRecord, WriteGuard, Writer,
+    ChangeSet, Edge, EntityIds, NodeRow, NodeWrite, StoreError, TransactionRecord, WriteGuard,
+    Writer,
 };
 
 /// Documents validated and written together.
@@ -29,6 +30,9 @@ pub const UPLOAD_CHUNK: usize = 5000;
 /// request (their targets may come later in it), up to this many; beyond,
 /// such a link is reported at once.
 const WAITING_LIMIT: usize = 50_000;
+
+/// Namespace of the name-based UUIDs that stand for natural keys in [`Seen`].
+const NATURAL_KEYS: Uuid = uuid::uuid!("5d0c3f52-3e0a-4c57-9f43-2f1de0b7a0c1");
 
 /// POST creates only; PUT creates or updates by id / natural key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +76,9 @@ struct Staged<'d> {
 struct Seen<'d> {
     /// Entity id -> its type.
     ids: HashMap<Uuid, &'d str>,
-    /// Type and natural key -> entity id, when it has one.
-    keys: HashMap<Box<str>, Option<Uuid>>,
+    /// Type and natural key, as a name-based UUID (16 bytes however long the
+    /// key) -> entity id, nil when it has none.
+    keys: HashMap<Uuid, Uuid>,
     /// (target, link, source type) -> the request's valid sources through a
     /// link whose target may have only one source.
     one_sources: HashMap<(String, String, String), HashSet<String>>,
@@ -95,7 +100,10 @@ impl<'d> Seen<'d> {
         }
         match &entity.natural_key {
             Some(key) => {
-                let first = self.keys.insert(Self::key(&node.id, key), id).is_none();
+                let first = self
+                    .keys
+                    .insert(Self::key(&node.id, key), id.unwrap_or_default())
+                    .is_none();
                 if !first {
                     envelope.transactional_error(json!({
                         "message": format!("Entity is not unique, {}", entity.result.unique_keys.first().cloned().unwrap_or_default()),
@@ -122,14 +130,13 @@ impl<'d> Seen<'d> {
     /// The id of the request's entity of `node_type` with this natural key.
     fn id_of(&self, node_type: &str, key: &str) -> Option<String> {
         self.keys
-            .get(Self::key(node_type, key).as_ref())
-            .copied()
-            .flatten()
-            .map(|id| id.to_string())
+            .get(&Self::key(node_type, key))
+            .filter(|id| !id.is_nil())
+            .map(Uuid::to_string)
     }
 
-    fn key(node_type: &str, key: &str) -> Box<str> {
-        format!("{node_type}\u{1e}{key}").into()
+    fn key(node_type: &str, key: &str) -> Uuid {
+        Uuid::new_v5(&NATURAL_KEYS, format!("{node_type}\u{1e}{key}").as_bytes())
     }
 }
 
@@ -142,7 +149,7 @@ struct Upload<'a> {
     dry_run: bool,
     seen: Seen<'a>,
     envelope: UploadEnvelope,
-    entity_ids: Vec<String>,
+    entity_ids: EntityIds,
 }
 
 /// The request's database transaction, written one chunk behind validation
@@ -208,7 +215,7 @@ impl Submission<'_> {
             dry_run,
             seen: Seen::default(),
             envelope: UploadEnvelope::default(),
-            entity_ids: Vec::new(),
+            entity_ids: EntityIds::default(),
         };
         let mut transaction = WriteBehind::default();
         let mut unwritten = None;
@@ -1028,7 +1035,9 @@ impl<'a> Upload<'a> {
             .await?;
         for entity in &ready {
             self.envelope.add(&entity.result).map_err(spool_error)?;
-            self.entity_ids.extend(entity.result.id.clone());
+            if let Some(id) = &entity.result.id {
+                self.entity_ids.push(id);
+            }
         }
         if self.envelope.failed() || self.dry_run {
             return Ok(None);
