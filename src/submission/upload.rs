@@ -74,7 +74,8 @@ struct Staged<'d> {
 /// and duplicates are found among them across chunks.
 #[derive(Default)]
 struct Seen<'d> {
-    /// Entity id -> its type.
+    /// Entity id -> its type, for ids the documents give: only those can be
+    /// named by other documents or repeated (others are stored or new).
     ids: HashMap<Uuid, &'d str>,
     /// Type and natural key, as a name-based UUID (16 bytes however long the
     /// key) -> entity id, nil when it has none.
@@ -95,7 +96,9 @@ impl<'d> Seen<'d> {
             .as_deref()
             .and_then(|id| Uuid::parse_str(id).ok());
         let mut repeated_id = false;
-        if let Some(id) = id {
+        if let Some(id) = id
+            && entity.doc.contains_key("id")
+        {
             repeated_id = self.ids.insert(id, node.id.as_str()).is_some();
         }
         match &entity.natural_key {
