@@ -157,3 +157,36 @@ async fn a_syntax_error_after_the_first_chunk_leaves_nothing_written() {
     assert_eq!(app.count("subject", PID).await, 0);
     assert_eq!(app.count("study", PID).await, 0);
 }
+
+#[tokio::test]
+async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
+    let app = app().await;
+    app.admin_json("PUT", &path(), &study()).await;
+    // About 200 bytes of reply per entity: well past the 4 MiB kept in memory.
+    let rows = 30_000;
+    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\n");
+    for i in 0..rows {
+        tsv.push_str(&format!("subject\tsubject-{i}\tstudy-1\n"));
+    }
+    let token = app.admin_token.clone();
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&token),
+            "text/tab-separated-values",
+            tsv.into_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.len() > 4 << 20, "{} bytes", reply.body.len());
+    let body = reply.json();
+    assert_eq!(body["created_entity_count"], rows);
+    let entities = body["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), rows);
+    assert_eq!(
+        entities[rows - 1]["unique_keys"][0]["submitter_id"],
+        format!("subject-{}", rows - 1)
+    );
+    assert_eq!(app.count("subject", PID).await, rows as i64);
+}

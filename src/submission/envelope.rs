@@ -245,9 +245,7 @@ impl UploadEnvelope {
 pub fn upload_envelope(transaction_id: i64, entities: &[EntityResult]) -> Value {
     let mut envelope = UploadEnvelope::default();
     for entity in entities {
-        envelope
-            .add(entity)
-            .expect("a few results stay in memory");
+        envelope.add(entity).expect("a few results stay in memory");
     }
     match envelope.finish(transaction_id, false, 200) {
         Ok((_, EnvelopeText::Whole(text))) => {

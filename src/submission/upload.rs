@@ -1032,7 +1032,10 @@ impl<'a> Upload<'a> {
     /// Steps 6 and 9 for entities whose links are resolved, then their
     /// results; returns their changes unless the request can no longer
     /// succeed or is a dry run.
-    async fn finish(&mut self, mut ready: Vec<Staged<'a>>) -> Result<Option<ChangeSet>, StoreError> {
+    async fn finish(
+        &mut self,
+        mut ready: Vec<Staged<'a>>,
+    ) -> Result<Option<ChangeSet>, StoreError> {
         self.submission
             .check_graph(&mut ready, &mut self.seen)
             .await?;
@@ -1101,7 +1104,9 @@ impl<'a> Upload<'a> {
 }
 
 fn spool_error(e: std::io::Error) -> StoreError {
-    StoreError::Other(format!("could not spool the reply to a temporary file: {e}"))
+    StoreError::Other(format!(
+        "could not spool the reply to a temporary file: {e}"
+    ))
 }
 
 /// The references of one link value: an object or a list of objects.
