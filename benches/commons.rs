@@ -5,7 +5,8 @@
 //! report to `target/benchmarks.md` (`scripts/bench.sh` puts it in BENCHMARKS.md).
 //!
 //! `BENCH_SUBJECTS` (default 10000) sets the size: that many subjects and
-//! aliquots, ten times as many samples.
+//! aliquots, ten times as many samples. `BENCH_SIM_SCALES` sets the sizes of
+//! the simulated datasets ingested last.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -427,7 +428,70 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
             ),
         );
     }
+    for scale in simulator_scales() {
+        simulated_ingest(&server, scale, &mut figures);
+    }
     figures
+}
+
+/// `BENCH_SIM_SCALES` (default 1000,10000,100000): records per type of the
+/// simulated datasets, 11 types each, so 11,000 to 1.1 million records.
+fn simulator_scales() -> Vec<usize> {
+    std::env::var("BENCH_SIM_SCALES")
+        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// Ingest a dataset written by `commons simulate` for every submittable type
+/// of the bundled dictionary into a project of its own: each file as one TSV
+/// request, in the simulator's submission order.
+fn simulated_ingest(server: &Server, scale: usize, figures: &mut Figures) {
+    let project = format!("sim{scale}");
+    server.json(
+        "PUT",
+        &format!("/api/v0/submission/{PROGRAM}"),
+        &json!({"type": "project", "code": project, "name": project, "dbgap_accession_number": project}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args(["simulate", "--program", PROGRAM, "--project", &project])
+        .args(["--scale", &scale.to_string(), "--format", "tsv", "--out"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "commons simulate failed");
+    let order = std::fs::read_to_string(dir.path().join("submission_order.txt")).unwrap();
+    let path = format!("/api/v0/submission/{PROGRAM}/{project}");
+    let (mut records, mut elapsed) = (0, Duration::ZERO);
+    let growth = server.peak_growth_mb(|| {
+        for file in order.lines() {
+            let body = std::fs::read(dir.path().join(file)).unwrap();
+            records += body.iter().filter(|&&b| b == b'\n').count() - 1;
+            let t = Instant::now();
+            let (status, reply) = server.send("PUT", &path, "text/tab-separated-values", body);
+            elapsed += t.elapsed();
+            assert_eq!(
+                status,
+                200,
+                "{file}: {}",
+                String::from_utf8_lossy(&reply[..reply.len().min(400)])
+            );
+        }
+    });
+    figures.add(
+        format!(
+            "ingest of a simulated dataset: {records} records of {} types (`commons simulate --scale {scale}`), a TSV request per type; peak memory growth",
+            order.lines().count()
+        ),
+        format!(
+            "{:.0} records/s; {growth:.0} MB",
+            records as f64 / elapsed.as_secs_f64()
+        ),
+    );
 }
 
 /// PostgreSQL's own rate: COPY the sample documents into a one-column JSONB table.
