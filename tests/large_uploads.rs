@@ -189,4 +189,28 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
         format!("subject-{}", rows - 1)
     );
     assert_eq!(app.count("subject", PID).await, rows as i64);
+
+    // A bulk write on PostgreSQL refreshes the planner's statistics and the
+    // visibility map at once, rather than whenever autovacuum gets there.
+    if app.state.store.dialect() == commons::store::Dialect::Postgres {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        let mut vacuumed = false;
+        for _ in 0..300 {
+            vacuumed = sqlx::query_scalar(
+                "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL \
+                 FROM pg_stat_user_tables WHERE relname = 'nodes'",
+            )
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            if vacuumed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(vacuumed, "nodes was not vacuumed after a bulk write");
+    }
 }

@@ -67,6 +67,14 @@ impl EntityIds {
         self.count += 1;
     }
 
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// The JSON list.
     fn to_json(&self) -> String {
         if self.count == 0 {

@@ -15,7 +15,8 @@ mod identity;
 use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -148,6 +149,8 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
+    /// A statistics refresh is running (see [`Store::refresh_statistics`]).
+    refreshing: Arc<AtomicBool>,
 }
 
 /// Schema migrations compiled into the binary, per backend.
@@ -212,6 +215,29 @@ impl MigrationSource<'static> for EmbeddedMigrations {
 }
 
 impl Store {
+    /// After a bulk write on PostgreSQL, `VACUUM (ANALYZE)` the graph tables in
+    /// the background, at most one at a time. Until autovacuum gets to them,
+    /// the planner would estimate a million new rows as a few dozen and counts
+    /// could not use index-only scans (400 ms instead of 150 ms for a million
+    /// samples). SQLite needs nothing.
+    pub fn refresh_statistics(&self) {
+        let Pool::Postgres(pool) = &self.pool else {
+            return;
+        };
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, refreshing) = (pool.clone(), self.refreshing.clone());
+        tokio::spawn(async move {
+            for statement in ["VACUUM (ANALYZE) nodes", "VACUUM (ANALYZE) edges"] {
+                if let Err(e) = sqlx::query(statement).execute(&pool).await {
+                    tracing::warn!(error = %e, statement, "statistics refresh failed");
+                }
+            }
+            refreshing.store(false, Ordering::Release);
+        });
+    }
+
     /// The default database URL: an SQLite file inside the data directory.
     pub fn default_url(data_dir: &Path) -> String {
         format!("sqlite://{}", data_dir.join("commons.db").display())
@@ -254,6 +280,7 @@ impl Store {
         Ok(Self {
             pool,
             write_lock: Mutex::new(()),
+            refreshing: Arc::default(),
             graphql_statements: AtomicU64::new(0),
         })
     }
