@@ -1,6 +1,6 @@
 //! Nodes, edges and transaction logs.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::{Pool, Result, Store, StoreError, on_pool};
@@ -444,16 +444,16 @@ async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Re
     let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
         change.nodes.iter().partition(|n| n.is_new);
     for chunk in new.chunks(BULK_ROWS) {
-        let rows: Vec<Value> = chunk
+        let rows: Vec<_> = chunk
             .iter()
             .map(|n| {
-                json!([
-                    n.id,
-                    n.node_type,
-                    n.project_id,
-                    n.natural_key,
-                    props_text(&n.props)
-                ])
+                (
+                    &n.id,
+                    &n.node_type,
+                    &n.project_id,
+                    &n.natural_key,
+                    props_text(&n.props),
+                )
             })
             .collect();
         sqlx::query(
@@ -461,20 +461,20 @@ async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Re
              SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]' \
              FROM json_each($1) ORDER BY key",
         )
-        .bind(Value::Array(rows).to_string())
+        .bind(json_rows(&rows))
         .execute(&mut *tx)
         .await?;
     }
     for chunk in updated.chunks(BULK_ROWS) {
-        let rows: Vec<Value> = chunk
+        let rows: Vec<_> = chunk
             .iter()
-            .map(|n| json!([n.id, n.natural_key, props_text(&n.props)]))
+            .map(|n| (&n.id, &n.natural_key, props_text(&n.props)))
             .collect();
         sqlx::query(
             "UPDATE nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
              FROM json_each($1) AS u WHERE nodes.node_id = u.value ->> '$[0]'",
         )
-        .bind(Value::Array(rows).to_string())
+        .bind(json_rows(&rows))
         .execute(&mut *tx)
         .await?;
     }
@@ -487,16 +487,16 @@ async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Re
             .await?;
     }
     for chunk in change.add_edges.chunks(BULK_ROWS) {
-        let rows: Vec<Value> = chunk
+        let rows: Vec<_> = chunk
             .iter()
-            .map(|(e, project_id)| json!([e.src_id, e.link, e.dst_id, project_id]))
+            .map(|(e, project_id)| (&e.src_id, &e.link, &e.dst_id, project_id))
             .collect();
         sqlx::query(
             "INSERT INTO edges (src_id, link, dst_id, project_id) \
              SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]' \
              FROM json_each($1) WHERE TRUE ON CONFLICT DO NOTHING",
         )
-        .bind(Value::Array(rows).to_string())
+        .bind(json_rows(&rows))
         .execute(&mut *tx)
         .await?;
     }
@@ -582,6 +582,11 @@ const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AN
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
     (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+
+/// Rows (tuples) as the JSON array of arrays that `json_each` reads.
+fn json_rows(rows: &impl serde::Serialize) -> String {
+    serde_json::to_string(rows).expect("rows of strings serialize")
+}
 
 /// A property document as stored text.
 fn props_text(props: &Map<String, Value>) -> String {
