@@ -18,6 +18,14 @@ pub struct NodeRow {
     pub props: Map<String, Value>,
 }
 
+/// Where a stored node is, without its properties.
+#[derive(Debug, Clone)]
+pub struct NodeRef {
+    pub id: String,
+    pub node_type: String,
+    pub project_id: Option<String>,
+}
+
 /// An outgoing link of an exported node: (link, target id, the target's key value).
 pub type LinkTarget = (String, String, Value);
 
@@ -126,6 +134,18 @@ macro_rules! node_from_row {
     }};
 }
 
+/// Decode a row of `node_id, node_type, project_id` (any backend).
+macro_rules! node_ref_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<NodeRef, StoreError>(NodeRef {
+            id: row.try_get("node_id")?,
+            node_type: row.try_get("node_type")?,
+            project_id: row.try_get("project_id")?,
+        })
+    }};
+}
+
 /// Insert the transaction log row (any backend's executor); evaluates to its id.
 macro_rules! insert_transaction_row {
     ($executor:expr, $record:expr) => {{
@@ -180,6 +200,43 @@ impl Store {
         on_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(json_list(ids)).fetch_all(pool).await?;
             rows.iter().map(|r| node_from_row!(r)).collect()
+        })
+    }
+
+    /// Where nodes are, by id, without their properties: enough to link to them.
+    pub async fn node_refs_by_ids(&self, ids: &[String]) -> Result<Vec<NodeRef>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT node_id, node_type, project_id FROM nodes WHERE {}",
+            self.dialect().in_text_list("node_id", "$1")
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(json_list(ids)).fetch_all(pool).await?;
+            rows.iter().map(|r| node_ref_from_row!(r)).collect()
+        })
+    }
+
+    /// Where nodes of one type are, by lower-cased natural key, without their
+    /// properties.
+    pub async fn node_refs_by_natural_keys(
+        &self,
+        node_type: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, NodeRef)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT natural_key, node_id, node_type, project_id FROM nodes WHERE node_type = $1 AND {}",
+            self.dialect().in_text_list("natural_key", "$2")
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(node_type).bind(json_list(keys)).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get("natural_key")?, node_ref_from_row!(r)?)))
+                .collect()
         })
     }
 

@@ -28,8 +28,8 @@ use tokio::sync::Mutex;
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use graph::{
-    ChangeSet, Edge, EntityIds, LinkTarget, NodeRow, NodeWrite, TransactionRecord, WriteGuard,
-    Writer,
+    ChangeSet, Edge, EntityIds, LinkTarget, NodeRef, NodeRow, NodeWrite, TransactionRecord,
+    WriteGuard, Writer,
 };
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
 

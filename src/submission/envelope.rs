@@ -68,16 +68,33 @@ impl EntityResult {
     }
 
     pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "type": self.node_type,
-            "valid": self.valid(),
-            "action": self.action,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "unique_keys": self.unique_keys,
-        })
+        serde_json::to_value(self.shape()).expect("an entity result serializes")
     }
+
+    /// The result in sheepdog's shape, serializable without building a value.
+    fn shape(&self) -> EntityShape<'_> {
+        EntityShape {
+            id: &self.id,
+            node_type: &self.node_type,
+            valid: self.valid(),
+            action: self.action,
+            errors: &self.errors,
+            warnings: &self.warnings,
+            unique_keys: &self.unique_keys,
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EntityShape<'a> {
+    id: &'a Option<String>,
+    #[serde(rename = "type")]
+    node_type: &'a Option<String>,
+    valid: bool,
+    action: Option<&'static str>,
+    errors: &'a [Value],
+    warnings: &'a [Value],
+    unique_keys: &'a [Value],
 }
 
 /// "Transaction aborted due to 2 invalid entities and 1 transactional error(s)."
@@ -148,7 +165,7 @@ impl UploadEnvelope {
             self.entities.push(b',');
         }
         self.count += 1;
-        serde_json::to_writer(&mut self.entities, &entity.to_json())?;
+        serde_json::to_writer(&mut self.entities, &entity.shape())?;
         if !entity.valid() {
             self.invalid += 1;
         }

@@ -19,8 +19,8 @@ use super::envelope::{EntityResult, EnvelopeText, ErrorType, UploadEnvelope};
 use super::{Project, Submission, natural_key_of};
 use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
 use crate::store::{
-    ChangeSet, Edge, EntityIds, NodeRow, NodeWrite, StoreError, TransactionRecord, WriteGuard,
-    Writer,
+    ChangeSet, Edge, EntityIds, NodeRef, NodeRow, NodeWrite, StoreError, TransactionRecord,
+    WriteGuard, Writer,
 };
 
 /// Documents validated and written together.
@@ -699,20 +699,24 @@ impl Submission<'_> {
                 }
             }
         }
-        let stored_by_id: HashMap<String, NodeRow> = self
+        let stored_by_id: HashMap<String, NodeRef> = self
             .store
-            .nodes_by_ids(&ids)
+            .node_refs_by_ids(&ids)
             .await?
             .into_iter()
             .map(|n| (n.id.clone(), n))
             .collect();
-        let mut stored_by_key: HashMap<(String, String), NodeRow> = HashMap::new();
+        let mut stored_by_key: HashMap<(String, String), NodeRef> = HashMap::new();
         for (node_type, keys) in &keys_by_type {
             let keys: Vec<String> = keys
                 .iter()
                 .map(|k| self.qualify_key(project, node_type, k))
                 .collect();
-            for (key, row) in self.store.nodes_by_natural_keys(node_type, &keys).await? {
+            for (key, row) in self
+                .store
+                .node_refs_by_natural_keys(node_type, &keys)
+                .await?
+            {
                 stored_by_key.insert((node_type.clone(), key), row);
             }
         }
@@ -797,7 +801,7 @@ impl Submission<'_> {
         &self,
         project: &Project,
         link: &Link,
-        row: &NodeRow,
+        row: &NodeRef,
     ) -> Result<String, (ErrorType, String)> {
         let owner = row.project_id.as_deref().unwrap_or_default();
         if owner == project.project_id {
