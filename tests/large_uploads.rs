@@ -1,7 +1,8 @@
-//! Requests larger than one upload chunk: they are validated and written
-//! chunk by chunk into one transaction, yet behave as one request — links
-//! may point forward to later chunks, a duplicate or an error in any chunk
-//! leaves nothing written, and the reply lists every entity.
+//! Large requests. Uploads larger than one chunk are validated and written
+//! chunk by chunk into one transaction, yet behave as one request: links may
+//! point forward to later chunks, a duplicate or an error in any chunk leaves
+//! nothing written, and the reply lists every entity. Exports name hundreds
+//! of ids in one GET or POST.
 
 mod common;
 
@@ -213,4 +214,38 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
         }
         assert!(vacuumed, "nodes was not vacuumed after a bulk write");
     }
+}
+
+#[tokio::test]
+async fn hundreds_of_ids_export_by_get_and_by_post() {
+    let app = app().await;
+    let mut docs = vec![study()];
+    docs.extend((0..600).map(subject));
+    let reply = app.admin_json("PUT", &path(), &Value::Array(docs)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let ids: Vec<String> = reply.json()["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "subject")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 600);
+
+    let token = app.admin_token.clone();
+    let url = format!("{}/export?ids={}&format=json", path(), ids.join(","));
+    assert!(url.len() > 20_000);
+    let exported = app.get(&url, Some(&token)).await;
+    assert_eq!(exported.status, StatusCode::OK, "{}", exported.text());
+    assert_eq!(exported.json().as_array().unwrap().len(), 600);
+
+    let posted = app
+        .admin_json(
+            "POST",
+            &format!("{}/export", path()),
+            &json!({"ids": ids, "format": "tsv"}),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.text());
+    assert_eq!(posted.text().lines().count(), 601);
 }
