@@ -65,6 +65,17 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Unavailable(db.message().to_string())
             }
+            // SQLite's busy timeout ran out: another writer (a long upload)
+            // held the database's write lock; trying again later works.
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && db
+                        .code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| c & 0xff == SQLITE_BUSY) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::Io(_)
             | sqlx::Error::PoolClosed
@@ -74,6 +85,9 @@ impl From<sqlx::Error> for StoreError {
         }
     }
 }
+
+/// SQLite's primary result code for "database is locked".
+const SQLITE_BUSY: i32 = 5;
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
@@ -386,4 +400,31 @@ pub enum BindValue {
 /// Current time as UNIX seconds.
 pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A write that waited out SQLite's busy timeout behind another writer is
+    /// "unavailable" (a 503: try again), not an internal error.
+    #[tokio::test]
+    async fn a_write_locked_out_on_sqlite_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Store::default_url(dir.path());
+        let store = Store::open(&url).await.unwrap();
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let outcome = store.set_setting("probe", "1").await;
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        store.set_setting("probe", "1").await.unwrap();
+    }
 }
