@@ -392,3 +392,30 @@ async fn templates_and_dictionary_are_public() {
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn ids_in_upper_case_are_stored_and_linked_in_lower_case() {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    let id = uuid::Uuid::new_v4();
+    let docs = json!([
+        {"type": "study", "id": id.to_string().to_uppercase(), "submitter_id": "study-x",
+         "projects": {"code": Q}},
+        {"type": "subject", "submitter_id": "subject-x", "studies": {"id": id.to_string()}},
+    ]);
+    let reply = app.admin_json("PUT", &path(), &docs).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["entities"][0]["id"], id.to_string());
+    let token = app.admin_token.clone();
+    let linked = app
+        .graphql(
+            &token,
+            r#"{ subject(submitter_id: "subject-x") { studies { id submitter_id } } }"#,
+        )
+        .await
+        .json();
+    assert_eq!(
+        linked["data"]["subject"][0]["studies"][0],
+        json!({"id": id.to_string(), "submitter_id": "study-x"})
+    );
+}

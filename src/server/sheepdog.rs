@@ -420,15 +420,21 @@ impl ChunkSender {
         self.sender.blocking_send(Ok(full)).is_ok()
     }
 
-    /// Send the last chunk, or the error that ended parsing.
+    /// Send the last chunk and the end mark (an empty chunk), or the error
+    /// that ended parsing. The submission may be gone already (the client
+    /// hung up), so sending may fail.
     fn finish(self, parsed: Result<(), ApiError>) {
-        let last = match parsed {
-            Ok(()) if self.chunk.is_empty() => return,
-            Ok(()) => Ok(self.chunk),
-            Err(e) => Err(e),
-        };
-        // The submission may be gone already (the client hung up).
-        let _ = self.sender.blocking_send(last);
+        match parsed {
+            Ok(()) => {
+                if !self.chunk.is_empty() && self.sender.blocking_send(Ok(self.chunk)).is_err() {
+                    return;
+                }
+                let _ = self.sender.blocking_send(Ok(Vec::new()));
+            }
+            Err(e) => {
+                let _ = self.sender.blocking_send(Err(e));
+            }
+        }
     }
 }
 

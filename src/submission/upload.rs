@@ -78,8 +78,9 @@ struct Staged<'d> {
 /// and duplicates are found among them across chunks.
 #[derive(Default)]
 struct Seen<'d> {
-    /// Entity id -> its type, for ids the documents give: only those can be
-    /// named by other documents or repeated (others are stored or new).
+    /// Entity id -> its type, for ids the documents give and ids of stored
+    /// entities the request updates: only those can be named by other
+    /// documents or repeated (a new entity's assigned id is known to none).
     ids: HashMap<Uuid, &'d str>,
     /// Type and natural key, as a name-based UUID (16 bytes however long the
     /// key) -> entity id, nil when it has none.
@@ -101,7 +102,7 @@ impl<'d> Seen<'d> {
             .and_then(|id| Uuid::parse_str(id).ok());
         let mut repeated_id = false;
         if let Some(id) = id
-            && entity.doc.contains_key("id")
+            && (entity.doc.contains_key("id") || entity.existing.is_some())
         {
             repeated_id = self.ids.insert(id, node.id.as_str()).is_some();
         }
@@ -202,8 +203,9 @@ impl WriteBehind {
 }
 
 impl Submission<'_> {
-    /// Submit the documents arriving on `chunks` (the body as it is parsed;
-    /// an `Err` ends the request with that error and nothing written).
+    /// Submit the documents arriving on `chunks`: the body as it is parsed,
+    /// then an empty chunk to mark its end. An `Err` ends the request with
+    /// that error and nothing written.
     /// Returns the HTTP status and the envelope.
     pub async fn upload<E: From<StoreError>>(
         &self,
@@ -213,6 +215,9 @@ impl Submission<'_> {
         rights: Rights,
         dry_run: bool,
     ) -> Result<(u16, EnvelopeText), E> {
+        // A request of one chunk arrives whole before the write lock is
+        // taken; a larger one holds it while the rest of its body streams in.
+        let mut next = chunks.recv().await;
         let guard = self.store.lock_writes().await;
         let mut upload = Upload {
             submission: self,
@@ -227,16 +232,25 @@ impl Submission<'_> {
         let mut transaction = WriteBehind::default();
         let mut unwritten = None;
         let mut waiting: Vec<Staged> = Vec::new();
-        let mut next = chunks.recv().await;
-        if next.is_none() {
-            upload
-                .envelope
-                .transactional_error(json!({"message": "Nothing to submit", "type": "ERROR"}));
-        }
-        while let Some(chunk) = next {
-            let docs = chunk?;
+        let mut received = false;
+        loop {
+            let docs = match next {
+                Some(Ok(docs)) if docs.is_empty() => break,
+                Some(Ok(docs)) => docs,
+                Some(Err(e)) => return Err(e),
+                // The parser went away without the end mark (it panicked):
+                // what arrived is not the whole request.
+                None => {
+                    return Err(StoreError::Other(
+                        "the request body was not read to its end".into(),
+                    )
+                    .into());
+                }
+            };
+            received = true;
             next = chunks.recv().await;
-            let may_wait = next.is_some() && waiting.len() < WAITING_LIMIT;
+            let more = matches!(&next, Some(Ok(docs)) if !docs.is_empty());
+            let may_wait = more && waiting.len() < WAITING_LIMIT;
             let (checked, written) = tokio::join!(
                 upload.check(docs, may_wait),
                 transaction.write(self.store, &guard, unwritten.take()),
@@ -245,6 +259,11 @@ impl Submission<'_> {
             let (change, later) = checked?;
             unwritten = change;
             waiting.extend(later);
+        }
+        if !received {
+            upload
+                .envelope
+                .transactional_error(json!({"message": "Nothing to submit", "type": "ERROR"}));
         }
         transaction
             .write(self.store, &guard, unwritten.take())
@@ -341,8 +360,9 @@ impl Submission<'_> {
             None | Some(Value::Null) => {
                 doc.remove("id");
             }
-            Some(Value::String(id)) if uuid::Uuid::parse_str(id).is_ok() => {
-                result.id = Some(id.to_lowercase());
+            Some(Value::String(id)) if let Ok(id) = Uuid::parse_str(id) => {
+                // One spelling (hyphenated, lower case), as stored and as linked to.
+                result.id = Some(id.to_string());
             }
             Some(_) => {
                 let message = match mode {
@@ -729,7 +749,7 @@ impl Submission<'_> {
                 for r in refs {
                     let hit: Result<String, (ErrorType, String)> = match r {
                         TargetRef::Id(id) => match (seen.type_of(id), stored_by_id.get(id)) {
-                            (Some(t), _) if t == link.target_type => Ok(id.clone()),
+                            (Some(t), _) if t == link.target_type => Ok(canonical_id(id)),
                             (_, Some(row)) if row.node_type == link.target_type => {
                                 self.check_target_project(project, link, row)
                             }
@@ -1114,6 +1134,11 @@ impl<'a> Upload<'a> {
             .finish(id, self.dry_run, success_code)
             .map_err(spool_error)
     }
+}
+
+/// A UUID in its stored spelling (`id` parses, or it would not be in `Seen`).
+fn canonical_id(id: &str) -> String {
+    Uuid::parse_str(id).map_or_else(|_| id.to_string(), |id| id.to_string())
 }
 
 fn spool_error(e: std::io::Error) -> StoreError {
