@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::TestApp;
+use common::{Reply, TestApp};
 use commons::submission::UPLOAD_CHUNK;
 use serde_json::{Value, json};
 
@@ -30,6 +30,27 @@ fn subject(i: usize) -> Value {
 fn sample(i: usize, subjects: usize) -> Value {
     json!({"type": "sample", "submitter_id": format!("sample-{i}"),
            "subjects": {"submitter_id": format!("subject-{}", i % subjects)}})
+}
+
+/// PUT `rows` subjects as one TSV request, subject `i` linked to study `study(i)`.
+async fn put_subjects_tsv(
+    app: &TestApp,
+    rows: usize,
+    study: impl Fn(usize) -> &'static str,
+) -> Reply {
+    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\n");
+    for i in 0..rows {
+        tsv.push_str(&format!("subject\tsubject-{i}\t{}\n", study(i)));
+    }
+    let token = app.admin_token.clone();
+    app.request(
+        "PUT",
+        &path(),
+        Some(&token),
+        "text/tab-separated-values",
+        tsv.into_bytes(),
+    )
+    .await
 }
 
 async fn app() -> TestApp {
@@ -77,25 +98,14 @@ async fn an_error_in_the_last_chunk_leaves_nothing_written() {
     let app = app().await;
     app.admin_json("PUT", &path(), &study()).await;
     let rows = 2 * UPLOAD_CHUNK + 10;
-    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\n");
-    for i in 0..rows {
-        let study = if i == rows - 1 {
+    let reply = put_subjects_tsv(&app, rows, |i| {
+        if i == rows - 1 {
             "no-such-study"
         } else {
             "study-1"
-        };
-        tsv.push_str(&format!("subject\tsubject-{i}\t{study}\n"));
-    }
-    let token = app.admin_token.clone();
-    let reply = app
-        .request(
-            "PUT",
-            &path(),
-            Some(&token),
-            "text/tab-separated-values",
-            tsv.into_bytes(),
-        )
-        .await;
+        }
+    })
+    .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     let body = reply.json();
     assert_eq!(body["entity_error_count"], 1, "{}", body["message"]);
@@ -165,20 +175,7 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
     app.admin_json("PUT", &path(), &study()).await;
     // About 200 bytes of reply per entity: well past the 4 MiB kept in memory.
     let rows = 30_000;
-    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\n");
-    for i in 0..rows {
-        tsv.push_str(&format!("subject\tsubject-{i}\tstudy-1\n"));
-    }
-    let token = app.admin_token.clone();
-    let reply = app
-        .request(
-            "PUT",
-            &path(),
-            Some(&token),
-            "text/tab-separated-values",
-            tsv.into_bytes(),
-        )
-        .await;
+    let reply = put_subjects_tsv(&app, rows, |_| "study-1").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.len() > 4 << 20, "{} bytes", reply.body.len());
     let body = reply.json();
