@@ -59,7 +59,7 @@ pub struct EntityIds {
 }
 
 impl EntityIds {
-    pub fn new<T: std::fmt::Display>(ids: impl IntoIterator<Item = T>) -> Self {
+    pub fn new<T: AsRef<str>>(ids: impl IntoIterator<Item = T>) -> Self {
         let mut list = Self::default();
         for id in ids {
             list.push(id);
@@ -67,11 +67,10 @@ impl EntityIds {
         list
     }
 
-    pub fn push(&mut self, id: impl std::fmt::Display) {
-        let id = id.to_string();
+    pub fn push(&mut self, id: impl AsRef<str>) {
         self.json.push(if self.count == 0 { '[' } else { ',' });
         self.json
-            .push_str(&serde_json::to_string(&id).expect("a string serializes"));
+            .push_str(&serde_json::to_string(id.as_ref()).expect("a string serializes"));
         self.count += 1;
     }
 

@@ -764,9 +764,13 @@ impl Submission<'_> {
                         },
                         TargetRef::NaturalKey(key) => {
                             let qualified = self.qualify_key(project, &link.target_type, key);
-                            let stored =
-                                stored_by_key.get(&(link.target_type.clone(), qualified.clone()));
-                            match (seen.id_of(&link.target_type, &qualified), stored) {
+                            // The request's own entities first; a stored one only if none.
+                            let in_request = seen.id_of(&link.target_type, &qualified);
+                            let stored = match in_request {
+                                Some(_) => None,
+                                None => stored_by_key.get(&(link.target_type.clone(), qualified)),
+                            };
+                            match (in_request, stored) {
                                 (Some(id), _) => Ok(id),
                                 (None, Some(row)) => self.check_target_project(project, link, row),
                                 (None, None) if may_wait => {
