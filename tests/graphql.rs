@@ -658,3 +658,75 @@ async fn transaction_log_is_an_audit_trail_of_readable_projects() {
         "no logs of unreadable projects or programs"
     );
 }
+
+/// Counts by project come from counts maintained by every write: they follow
+/// creations, updates (no change), deletions and a second project, agree with
+/// the nodes stored, and show a reader only the projects it may read.
+#[tokio::test]
+async fn maintained_counts_follow_every_write_and_respect_read_access() {
+    let (app, _) = fixture().await;
+    app.project("prog", "other").await;
+    let other: Vec<Value> = (0..5)
+        .map(|i| json!({"type": "case", "submitter_id": format!("other-{i}"), "experiments": {"submitter_id": "exp-o"}}))
+        .chain([json!({"type": "experiment", "submitter_id": "exp-o", "projects": {"code": "other"}})])
+        .collect();
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/other", &Value::Array(other.clone()))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let counts = r#"{ all: _case_count mine: _case_count(project_id: "prog-proj")
+                      both: _case_count(project_id: ["prog-proj", "prog-other"]) none: _case_count(project_id: "prog-none")
+                      paged: _case_count(project_id: "prog-other", first: 1, offset: 3)
+                      samples: _sample_count(project_id: "prog-proj") programs: _program_count }"#;
+    let want = json!({"all": 17, "mine": 12, "both": 17, "none": 0, "paged": 5, "samples": 30, "programs": 1});
+    assert_eq!(data(&app, counts).await, want);
+
+    // Updating every record of the other project changes no count.
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/other", &Value::Array(other))
+        .await;
+    assert_eq!(reply.json()["updated_entity_count"], 6, "{}", reply.text());
+    assert_eq!(data(&app, counts).await, want);
+
+    // Deleting three aliquots and the samples nobody links to lowers both counts.
+    let d = data(&app, r#"{ sample(project_id: "prog-proj", first: 0) { id _aliquots_count } aliquot(first: 3) { id } }"#).await;
+    let mut doomed: Vec<&str> = d["aliquot"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let lone_samples: Vec<&str> = d["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["_aliquots_count"] == 0)
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    doomed.extend(&lone_samples);
+    let reply = app
+        .request(
+            "DELETE",
+            &format!("/api/v0/submission/prog/proj/entities/{}", doomed.join(",")),
+            Some(&app.admin_token.clone()),
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let d = data(&app, r#"{ s: _sample_count(project_id: "prog-proj") a: _aliquot_count s_scan: _sample_count(quick_search: "sample") a_scan: _aliquot_count(quick_search: "aliquot") }"#).await;
+    assert_eq!(d["s"], 30 - lone_samples.len());
+    assert_eq!(d["a"], 7);
+    assert_eq!(d["s"], d["s_scan"], "maintained and scanned counts agree");
+    assert_eq!(d["a"], d["a_scan"], "maintained and scanned counts agree");
+    assert!(app.state.store.integrity_problems().await.unwrap().is_empty());
+
+    // A reader of one project counts only that project's nodes.
+    app.state
+        .store
+        .upsert_policy(&commons::store::PolicyRow {
+            id: "other-reader".into(),
+            role_ids: vec!["reader".into()],
+            resource_paths: vec!["/programs/prog/projects/other".into()],
+        })
+        .await
+        .unwrap();
+    let (_, _, reader) = app.user("reader", &["other-reader"]).await;
+    let reply = app.graphql(&reader, r#"{ all: _case_count mine: _case_count(project_id: "prog-proj") samples: _sample_count }"#).await;
+    assert_eq!(reply.json()["data"], json!({"all": 5, "mine": 0, "samples": 0}));
+}

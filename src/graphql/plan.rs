@@ -643,6 +643,26 @@ impl<'a> Builder<'a> {
         ))
     }
 
+    /// A count of one type by projects alone, from the counts writers maintain
+    /// (`node_counts`): the sum of a few rows instead of a scan of the nodes.
+    fn maintained_count(
+        &mut self,
+        node: &NodeType,
+        args: &[(String, Value)],
+    ) -> Result<String, PlanError> {
+        let alias = self.alias();
+        let mut conditions = vec![format!(
+            "{alias}.node_type = {}",
+            self.bind_text(&node.id)
+        )];
+        conditions.extend(self.authorization(&alias, &Source::Root(node)));
+        conditions.extend(self.filters(&alias, args, Some(node))?);
+        Ok(format!(
+            "SELECT CAST(coalesce(sum({alias}.delta), 0) AS BIGINT) FROM node_counts {alias}{}",
+            where_clause(&conditions)
+        ))
+    }
+
     /// `json_object(...)` of the selected fields of the row `alias`.
     fn object(
         &mut self,
@@ -888,6 +908,16 @@ pub fn root_rows(
     })
 }
 
+/// Whether a count argument leaves the count to the maintained per-project
+/// counts: only `project_id` selects; paging and order do not apply to counts.
+fn maintained_count_answers((name, value): &(String, Value)) -> bool {
+    value.is_null()
+        || matches!(
+            name.as_str(),
+            "project_id" | "first" | "offset" | "order_by_asc" | "order_by_desc"
+        )
+}
+
 /// The statement of a root `_<type>_count` field.
 pub fn root_count(
     dictionary: &Dictionary,
@@ -898,7 +928,11 @@ pub fn root_count(
 ) -> Result<Statement, PlanError> {
     let mut b = Builder::new(dictionary, dialect, scope);
     let node = b.node_type(node_type)?;
-    let sql = b.count(Source::Root(node), Some(node), args)?;
+    let sql = if args.iter().all(maintained_count_answers) {
+        b.maintained_count(node, args)?
+    } else {
+        b.count(Source::Root(node), Some(node), args)?
+    };
     Ok(Statement {
         sql,
         binds: b.binds,

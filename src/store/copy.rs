@@ -98,6 +98,14 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "node_counts",
+        &[
+            ("project_id", Kind::Text),
+            ("node_type", Kind::Text),
+            ("delta", Kind::Int),
+        ],
+    ),
+    (
         "edges",
         &[
             ("src_id", Kind::Text),

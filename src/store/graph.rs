@@ -1,5 +1,7 @@
 //! Nodes, edges and transaction logs.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde_json::{Map, Value};
 use sqlx::Row;
 
@@ -414,6 +416,14 @@ impl Store {
         if dangling > 0 {
             problems.push(format!("{dangling} edges point at missing nodes"));
         }
+        let miscounted: i64 = on_pool!(self, pool => sqlx::query_scalar(MISCOUNTED_TYPES)
+            .fetch_one(pool)
+            .await?);
+        if miscounted > 0 {
+            problems.push(format!(
+                "{miscounted} node counts (project and type) differ from the nodes stored"
+            ));
+        }
         Ok(problems)
     }
 
@@ -440,15 +450,25 @@ impl Store {
     /// until [`Writer::commit`], and dropping the writer rolls everything back.
     /// On SQLite it holds the database's write lock until then.
     pub async fn begin_write(&self, _guard: &WriteGuard<'_>) -> Result<Writer> {
-        Ok(match &self.pool {
-            Pool::Sqlite(pool) => Writer::Sqlite(pool.begin().await?),
-            Pool::Postgres(pool) => Writer::Postgres(pool.begin().await?),
+        let tx = match &self.pool {
+            Pool::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
+        };
+        Ok(Writer {
+            tx,
+            counted: BTreeSet::new(),
         })
     }
 }
 
 /// An open write transaction (see [`Store::begin_write`]).
-pub enum Writer {
+pub struct Writer {
+    tx: Transaction,
+    /// Projects whose node counts this transaction changed (see [`fold_counts`]).
+    counted: BTreeSet<Option<String>>,
+}
+
+enum Transaction {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
@@ -456,21 +476,32 @@ pub enum Writer {
 impl Writer {
     /// Add a change set to the transaction.
     pub async fn apply(&mut self, change: &ChangeSet) -> Result<()> {
-        match self {
-            Writer::Sqlite(tx) => apply_sqlite(tx, change).await,
-            Writer::Postgres(tx) => apply_postgres(tx, change).await,
+        match &mut self.tx {
+            Transaction::Sqlite(tx) => apply_sqlite(tx, change, &mut self.counted).await,
+            Transaction::Postgres(tx) => apply_postgres(tx, change, &mut self.counted).await,
         }
     }
 
-    /// Write the transaction log row and commit; returns the log id.
+    /// Fold the node counts, write the transaction log row and commit;
+    /// returns the log id.
     pub async fn commit(self, record: &TransactionRecord) -> Result<i64> {
-        match self {
-            Writer::Sqlite(mut tx) => {
+        match self.tx {
+            Transaction::Sqlite(mut tx) => {
+                for project in &self.counted {
+                    fold_counts_sqlite(&mut tx, project.as_deref()).await?;
+                }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
                 Ok(id)
             }
-            Writer::Postgres(mut tx) => {
+            Transaction::Postgres(mut tx) => {
+                // In one order, so two writers folding the same projects never deadlock.
+                for project in &self.counted {
+                    sqlx::query(FOLD_COUNTS_POSTGRES)
+                        .bind(project)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
                 Ok(id)
@@ -479,11 +510,38 @@ impl Writer {
     }
 }
 
+impl ChangeSet {
+    /// `(project, type, +n)` for the nodes this change set creates.
+    fn created_counts(&self) -> Vec<(Option<&str>, &str, i64)> {
+        let mut counts: BTreeMap<(Option<&str>, &str), i64> = BTreeMap::new();
+        for node in self.nodes.iter().filter(|n| n.is_new) {
+            *counts
+                .entry((node.project_id.as_deref(), node.node_type.as_str()))
+                .or_default() += 1;
+        }
+        counts.into_iter().map(|((p, t), n)| (p, t, n)).collect()
+    }
+}
+
 /// SQLite: multi-row statements whose rows arrive as one JSON array
 /// (`json_each`), since SQLite has no array parameters.
-async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Result<()> {
+async fn apply_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    change: &ChangeSet,
+    counted: &mut BTreeSet<Option<String>>,
+) -> Result<()> {
     if !change.delete_nodes.is_empty() {
         let ids = json_list(&change.delete_nodes);
+        let projects: Vec<Option<String>> = sqlx::query_scalar(
+            "INSERT INTO node_counts (project_id, node_type, delta) \
+             SELECT project_id, node_type, -count(*) FROM nodes \
+             WHERE node_id IN (SELECT value FROM json_each($1)) \
+             GROUP BY project_id, node_type RETURNING project_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        counted.extend(projects);
         sqlx::query(
             "DELETE FROM edges WHERE src_id IN (SELECT value FROM json_each($1)) \
              OR dst_id IN (SELECT value FROM json_each($1))",
@@ -520,6 +578,17 @@ async fn apply_sqlite(tx: &mut sqlx::SqliteConnection, change: &ChangeSet) -> Re
         .bind(json_rows(&rows))
         .execute(&mut *tx)
         .await?;
+    }
+    let created = change.created_counts();
+    if !created.is_empty() {
+        sqlx::query(
+            "INSERT INTO node_counts (project_id, node_type, delta) \
+             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)",
+        )
+        .bind(json_rows(&created))
+        .execute(&mut *tx)
+        .await?;
+        counted.extend(created.iter().map(|(p, _, _)| p.map(str::to_owned)));
     }
     for chunk in updated.chunks(BULK_ROWS) {
         let rows: Vec<_> = chunk
@@ -564,8 +633,21 @@ const BULK_ROWS: usize = 5000;
 
 /// PostgreSQL: multi-row statements over arrays (`UNNEST`), a few round trips
 /// per request however many entities it holds.
-async fn apply_postgres(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> Result<()> {
+async fn apply_postgres(
+    tx: &mut sqlx::PgConnection,
+    change: &ChangeSet,
+    counted: &mut BTreeSet<Option<String>>,
+) -> Result<()> {
     if !change.delete_nodes.is_empty() {
+        let projects: Vec<Option<String>> = sqlx::query_scalar(
+            "INSERT INTO node_counts (project_id, node_type, delta) \
+             SELECT project_id, node_type, -count(*) FROM nodes WHERE node_id = ANY($1) \
+             GROUP BY project_id, node_type RETURNING project_id",
+        )
+        .bind(&change.delete_nodes)
+        .fetch_all(&mut *tx)
+        .await?;
+        counted.extend(projects);
         sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
             .bind(&change.delete_nodes)
             .execute(&mut *tx)
@@ -592,6 +674,19 @@ async fn apply_postgres(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> Resu
         .bind(column(|n| Some(props_text(&n.props))))
         .execute(&mut *tx)
         .await?;
+    }
+    let created = change.created_counts();
+    if !created.is_empty() {
+        sqlx::query(
+            "INSERT INTO node_counts (project_id, node_type, delta) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])",
+        )
+        .bind(created.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(created.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(created.iter().map(|c| c.2).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        counted.extend(created.iter().map(|(p, _, _)| p.map(str::to_owned)));
     }
     for chunk in updated.chunks(BULK_ROWS) {
         let ids: Vec<&str> = chunk.iter().map(|n| n.id.as_str()).collect();
@@ -632,6 +727,50 @@ async fn apply_postgres(tx: &mut sqlx::PgConnection, change: &ChangeSet) -> Resu
     }
     Ok(())
 }
+
+/// Replace a project's count rows by one per type (their sums), in one
+/// statement; rows other transactions have not committed yet stay as they are.
+const FOLD_COUNTS_POSTGRES: &str = "WITH gone AS (\
+    DELETE FROM node_counts WHERE project_id IS NOT DISTINCT FROM $1 RETURNING node_type, delta) \
+    INSERT INTO node_counts (project_id, node_type, delta) \
+    SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
+
+/// SQLite's fold: it has no DELETE inside a statement, so the deleted rows come
+/// back to be summed here (the write lock keeps other writers out meanwhile).
+async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&str>) -> Result<()> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("DELETE FROM node_counts WHERE project_id IS $1 RETURNING node_type, delta")
+            .bind(project)
+            .fetch_all(&mut *tx)
+            .await?;
+    let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
+    for (node_type, delta) in &rows {
+        *sums.entry(node_type).or_default() += delta;
+    }
+    let folded: Vec<_> = sums
+        .into_iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(t, n)| (project, t, n))
+        .collect();
+    sqlx::query(
+        "INSERT INTO node_counts (project_id, node_type, delta) \
+         SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)",
+    )
+    .bind(json_rows(&folded))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Pairs of (project, type) whose maintained count is not the number of nodes.
+const MISCOUNTED_TYPES: &str = "SELECT count(*) FROM (\
+    (SELECT project_id, node_type, count(*) AS n FROM nodes GROUP BY project_id, node_type \
+     EXCEPT SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) FROM node_counts \
+     GROUP BY project_id, node_type HAVING sum(delta) <> 0) \
+    UNION ALL \
+    (SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) FROM node_counts \
+     GROUP BY project_id, node_type HAVING sum(delta) <> 0 \
+     EXCEPT SELECT project_id, node_type, count(*) FROM nodes GROUP BY project_id, node_type)) AS d";
 
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 

@@ -184,6 +184,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("../../migrations/sqlite/0003_sessions.sql"),
     ),
+    (
+        4,
+        "node_counts",
+        include_str!("../../migrations/sqlite/0004_node_counts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -200,6 +205,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "sessions",
         include_str!("../../migrations/postgres/0003_sessions.sql"),
+    ),
+    (
+        4,
+        "node_counts",
+        include_str!("../../migrations/postgres/0004_node_counts.sql"),
     ),
 ];
 
