@@ -492,6 +492,29 @@ fn simulated_ingest(server: &Server, scale: usize, figures: &mut Figures) {
             records as f64 / elapsed.as_secs_f64()
         ),
     );
+    // Files are named `NN_<type>.tsv`.
+    let counts: Vec<String> = order
+        .lines()
+        .filter_map(|file| file.split_once('_'))
+        .enumerate()
+        .map(|(i, (_, name))| {
+            let node_type = name.trim_end_matches(".tsv");
+            format!("c{i}: _{node_type}_count(project_id: \"{PROGRAM}-{project}\")")
+        })
+        .collect();
+    let query = format!("{{ {} }}", counts.join(" "));
+    let (p50, p95) = latency(20, || {
+        let d = server.graphql(&query);
+        let answers = d["data"].as_object().unwrap();
+        assert!(answers.values().all(|n| n == scale), "{d}");
+    });
+    figures.add(
+        format!(
+            "GraphQL counts of all {} types of that {records}-record project, p50 / p95",
+            counts.len()
+        ),
+        format!("{p50:.1} / {p95:.1} ms"),
+    );
 }
 
 /// PostgreSQL's own rate: COPY the sample documents into a one-column JSONB table.

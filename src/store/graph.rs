@@ -263,20 +263,42 @@ impl Store {
         })
     }
 
-    /// A page of a project's nodes of one type, each with its outgoing links as
-    /// `(link, target id, target's key value)`, where `target_keys` maps a
-    /// target type to the property that names it. One statement returns the
-    /// whole page as one JSON document: no per-row hand-off, no second query.
-    pub async fn export_page(
+    /// Where a page of at most `limit` of a project's nodes of one type that
+    /// starts after `after_seq` ends: its last `seq`, or `None` past the last
+    /// node. An index-only scan, so pages can be read in parallel.
+    pub async fn page_end(
         &self,
         node_type: &str,
         project_id: &str,
         after_seq: i64,
         limit: i64,
+    ) -> Result<Option<i64>> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT max(seq) FROM (SELECT seq FROM nodes \
+             WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4) AS page",
+        )
+        .bind(node_type)
+        .bind(project_id)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_one(pool)
+        .await?))
+    }
+
+    /// A project's nodes of one type with `seq` in `(after_seq, through_seq]`,
+    /// each with its outgoing links as `(link, target id, target's key value)`,
+    /// where `target_keys` maps a target type to the property that names it.
+    /// One statement returns the whole page as one JSON document: no per-row
+    /// hand-off, no second query.
+    pub async fn export_page(
+        &self,
+        node_type: &str,
+        project_id: &str,
+        (after_seq, through_seq): (i64, i64),
         target_keys: &Value,
     ) -> Result<Vec<(NodeRow, Vec<LinkTarget>)>> {
         let page = "SELECT seq, node_id, node_type, project_id, props FROM nodes \
-                    WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4";
+                    WHERE node_type = $1 AND project_id = $2 AND seq > $3 AND seq <= $4";
         let sql = match self.dialect() {
             super::Dialect::Sqlite => format!(
                 "SELECT coalesce(json_group_array(json_array(p.seq, p.node_id, p.node_type, \
@@ -299,7 +321,7 @@ impl Store {
             .bind(node_type)
             .bind(project_id)
             .bind(after_seq)
-            .bind(limit)
+            .bind(through_seq)
             .bind(target_keys.to_string())
             .fetch_one(pool)
             .await?);
@@ -763,14 +785,12 @@ async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&st
 }
 
 /// Pairs of (project, type) whose maintained count is not the number of nodes.
-const MISCOUNTED_TYPES: &str = "SELECT count(*) FROM (\
-    (SELECT project_id, node_type, count(*) AS n FROM nodes GROUP BY project_id, node_type \
-     EXCEPT SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) FROM node_counts \
-     GROUP BY project_id, node_type HAVING sum(delta) <> 0) \
-    UNION ALL \
-    (SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) FROM node_counts \
-     GROUP BY project_id, node_type HAVING sum(delta) <> 0 \
-     EXCEPT SELECT project_id, node_type, count(*) FROM nodes GROUP BY project_id, node_type)) AS d";
+const MISCOUNTED_TYPES: &str = "WITH \
+    stored AS (SELECT project_id, node_type, count(*) AS n FROM nodes GROUP BY project_id, node_type), \
+    counted AS (SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) AS n FROM node_counts \
+                GROUP BY project_id, node_type HAVING sum(delta) <> 0) \
+    SELECT (SELECT count(*) FROM (SELECT * FROM stored EXCEPT SELECT * FROM counted) AS missing) \
+         + (SELECT count(*) FROM (SELECT * FROM counted EXCEPT SELECT * FROM stored) AS extra)";
 
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 
