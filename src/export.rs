@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use futures::{Stream, TryStreamExt};
 use serde_json::{Map, Value};
 
 use crate::dictionary::{Dictionary, NodeType};
@@ -46,14 +47,36 @@ pub type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>
 /// Nodes in storage order, with their link targets.
 pub type Page = (Vec<NodeRow>, Neighbours);
 
+/// Pages read at once: each is one statement on its own connection, so the
+/// database works on two cores while the service renders.
+const PAGES_IN_FLIGHT: usize = 2;
+
+/// A project's nodes of one type, page by page in storage order: page bounds
+/// come from the index one after the other, the pages themselves are read
+/// [`PAGES_IN_FLIGHT`] at a time.
+pub fn pages<'a>(
+    store: &'a Store,
+    dictionary: &'a Dictionary,
+    node: &'a NodeType,
+    project_id: &'a str,
+) -> impl Stream<Item = Result<Page, StoreError>> + 'a {
+    let bounds = futures::stream::try_unfold(0, move |after| async move {
+        let end = store.page_end(&node.id, project_id, after, PAGE_SIZE).await?;
+        Ok::<_, StoreError>(end.map(|end| ((after, end), end)))
+    });
+    bounds
+        .map_ok(move |range| page(store, dictionary, node, project_id, range))
+        .try_buffered(PAGES_IN_FLIGHT)
+}
+
 /// One page of a project's nodes of one type, in storage order, with their
 /// link targets (one statement: see [`Store::export_page`]).
-pub async fn page(
+async fn page(
     store: &Store,
     dictionary: &Dictionary,
     node: &NodeType,
     project_id: &str,
-    after_seq: i64,
+    seq_range: (i64, i64),
 ) -> Result<Page, StoreError> {
     let target_keys: Map<String, Value> = node
         .links
@@ -67,8 +90,7 @@ pub async fn page(
         .export_page(
             &node.id,
             project_id,
-            after_seq,
-            PAGE_SIZE,
+            seq_range,
             &Value::Object(target_keys),
         )
         .await?;

@@ -836,6 +836,7 @@ fn export_stream(
         Rows { first_row: bool },
         Done,
     }
+    use futures::StreamExt;
     let (sink, pages) = tokio::sync::mpsc::channel::<Result<export::Page, StoreError>>(2);
     let producer = Arc::clone(&state);
     let producer_label = label.clone();
@@ -843,27 +844,14 @@ fn export_stream(
         let Some(node) = producer.dictionary.node(&producer_label) else {
             return;
         };
-        let mut after = 0;
+        let pages = export::pages(&producer.store, &producer.dictionary, node, &project_id);
+        futures::pin_mut!(pages);
         loop {
-            let page = export::page(
-                &producer.store,
-                &producer.dictionary,
-                node,
-                &project_id,
-                after,
-            )
-            .await;
-            let last = page
-                .as_ref()
-                .ok()
-                .and_then(|(nodes, _)| nodes.last())
-                .map(|n| n.seq);
-            if sink.send(page).await.is_err() {
+            // An empty page marks the end; an error ends the stream after it.
+            let page = pages.next().await.unwrap_or_else(|| Ok(Default::default()));
+            let more = matches!(&page, Ok((nodes, _)) if !nodes.is_empty());
+            if sink.send(page).await.is_err() || !more {
                 return;
-            }
-            match last {
-                Some(seq) => after = seq,
-                None => return,
             }
         }
     });
