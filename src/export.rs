@@ -61,7 +61,9 @@ pub fn pages<'a>(
     project_id: &'a str,
 ) -> impl Stream<Item = Result<Page, StoreError>> + 'a {
     let bounds = futures::stream::try_unfold(0, move |after| async move {
-        let end = store.page_end(&node.id, project_id, after, PAGE_SIZE).await?;
+        let end = store
+            .page_end(&node.id, project_id, after, PAGE_SIZE)
+            .await?;
         Ok::<_, StoreError>(end.map(|end| ((after, end), end)))
     });
     bounds
@@ -87,12 +89,7 @@ async fn page(
         })
         .collect();
     let rows = store
-        .export_page(
-            &node.id,
-            project_id,
-            seq_range,
-            &Value::Object(target_keys),
-        )
+        .export_page(&node.id, project_id, seq_range, &Value::Object(target_keys))
         .await?;
     let mut links: Neighbours = HashMap::new();
     let mut nodes = Vec::with_capacity(rows.len());

@@ -671,7 +671,11 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
         .chain([json!({"type": "experiment", "submitter_id": "exp-o", "projects": {"code": "other"}})])
         .collect();
     let reply = app
-        .admin_json("PUT", "/api/v0/submission/prog/other", &Value::Array(other.clone()))
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/other",
+            &Value::Array(other.clone()),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let counts = r#"{ all: _case_count mine: _case_count(project_id: "prog-proj")
@@ -690,7 +694,12 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
 
     // Deleting three aliquots and the samples nobody links to lowers both counts.
     let d = data(&app, r#"{ sample(project_id: "prog-proj", first: 0) { id _aliquots_count } aliquot(first: 3) { id } }"#).await;
-    let mut doomed: Vec<&str> = d["aliquot"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let mut doomed: Vec<&str> = d["aliquot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
     let lone_samples: Vec<&str> = d["sample"]
         .as_array()
         .unwrap()
@@ -714,7 +723,14 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
     assert_eq!(d["a"], 7);
     assert_eq!(d["s"], d["s_scan"], "maintained and scanned counts agree");
     assert_eq!(d["a"], d["a_scan"], "maintained and scanned counts agree");
-    assert!(app.state.store.integrity_problems().await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .integrity_problems()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A reader of one project counts only that project's nodes.
     app.state
@@ -728,5 +744,8 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
         .unwrap();
     let (_, _, reader) = app.user("reader", &["other-reader"]).await;
     let reply = app.graphql(&reader, r#"{ all: _case_count mine: _case_count(project_id: "prog-proj") samples: _sample_count }"#).await;
-    assert_eq!(reply.json()["data"], json!({"all": 5, "mine": 0, "samples": 0}));
+    assert_eq!(
+        reply.json()["data"],
+        json!({"all": 5, "mine": 0, "samples": 0})
+    );
 }

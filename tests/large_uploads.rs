@@ -2,7 +2,7 @@
 //! chunk by chunk into one transaction, yet behave as one request: links may
 //! point forward to later chunks, a duplicate or an error in any chunk leaves
 //! nothing written, and the reply lists every entity. Exports name hundreds
-//! of ids in one GET or POST.
+//! of ids in one GET or POST; a whole type streams out in order, page by page.
 
 mod common;
 
@@ -245,4 +245,60 @@ async fn hundreds_of_ids_export_by_get_and_by_post() {
         .await;
     assert_eq!(posted.status, StatusCode::OK, "{}", posted.text());
     assert_eq!(posted.text().lines().count(), 601);
+}
+
+/// A whole type is exported page by page, several pages read at once: every
+/// node comes out once, in submission order, with its link, also when other
+/// types' nodes were written between its pages.
+#[tokio::test]
+async fn a_type_of_several_export_pages_comes_out_whole_and_in_order() {
+    let app = app().await;
+    let subjects = 2 * commons::export::PAGE_SIZE as usize + 500;
+    let split = commons::export::PAGE_SIZE as usize + 300;
+    let mut first = vec![study()];
+    first.extend((0..split).map(subject));
+    let between: Vec<Value> = (0..700).map(|i| sample(i, split)).collect();
+    let last: Vec<Value> = (split..subjects).map(subject).collect();
+    for docs in [first, between, last] {
+        let reply = app.admin_json("PUT", &path(), &Value::Array(docs)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", &reply.text()[..500]);
+    }
+    let token = app.admin_token.clone();
+    let wanted: Vec<String> = (0..subjects).map(|i| format!("subject-{i}")).collect();
+
+    let tsv = app
+        .get(
+            &format!("{}/export/?node_label=subject&format=tsv", path()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(tsv.status, StatusCode::OK);
+    let text = tsv.text();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (sid, study_key) = (column("submitter_id"), column("studies.submitter_id"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split('\t').collect()).collect();
+    let exported: Vec<String> = rows.iter().map(|r| r[sid].to_string()).collect();
+    assert_eq!(exported, wanted);
+    assert!(rows.iter().all(|r| r[study_key] == "study-1"));
+
+    let json = app
+        .get(
+            &format!("{}/export/?node_label=subject&format=json", path()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::OK);
+    let objects = json.json()["data"].as_array().unwrap().clone();
+    let exported: Vec<String> = objects
+        .iter()
+        .map(|o| o["submitter_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(exported, wanted);
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["studies"][0]["submitter_id"] == "study-1")
+    );
 }

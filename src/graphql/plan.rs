@@ -651,10 +651,7 @@ impl<'a> Builder<'a> {
         args: &[(String, Value)],
     ) -> Result<String, PlanError> {
         let alias = self.alias();
-        let mut conditions = vec![format!(
-            "{alias}.node_type = {}",
-            self.bind_text(&node.id)
-        )];
+        let mut conditions = vec![format!("{alias}.node_type = {}", self.bind_text(&node.id))];
         conditions.extend(self.authorization(&alias, &Source::Root(node)));
         conditions.extend(self.filters(&alias, args, Some(node))?);
         Ok(format!(
