@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{self, Lifetimes, TokenService};
@@ -599,7 +600,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = server::service(state, limits);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", args.listen))?
+        // Streamed replies go out in several writes; with Nagle's algorithm the
+        // last one waited for the client's delayed ACK (40 ms per GraphQL list).
+        .tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
     eprintln!(
         "Commons listening on {} (public URL {public_url})",
         args.listen
