@@ -536,7 +536,7 @@ pub async fn app_state(
     let validators = Validators::compile(&dictionary)?;
     let tokens = TokenService::load(&store, public_url, lifetimes).await?;
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
-    let introspection = graphql::introspection(&schema).await;
+    let introspection = graphql::introspection(&schema).await.into();
     Ok(AppState {
         dictionary: Arc::new(dictionary),
         validators,
@@ -577,6 +577,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(args.graphql_timeout),
     };
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
+    release_start_up_memory();
     auth::ensure_builtin_authz(&state.store).await?;
     if args.bootstrap_admin
         && let Some(created) =
@@ -621,6 +622,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// Give the memory freed while building the schema, its introspection and the
+/// validators back to the OS: mimalloc, the binary's allocator, would keep those
+/// pages (a third of the idle footprint with the largest dictionary).
+fn release_start_up_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps and has no preconditions.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 async fn shutdown_signal() {

@@ -969,12 +969,13 @@ fn in_query_order(data: Value, order: &[String]) -> Value {
     Value::Object(ordered)
 }
 
-/// The standard introspection result served by `/getschema`.
-pub async fn introspection(schema: &Schema) -> Value {
+/// The standard introspection result served by `/getschema`, as JSON text.
+pub async fn introspection(schema: &Schema) -> Vec<u8> {
     let response = schema
         .execute(async_graphql::Request::new(INTROSPECTION_QUERY))
         .await;
-    json!({"data": response.data.into_json().unwrap_or(Value::Null)})
+    let body = json!({"data": response.data.into_json().unwrap_or(Value::Null)});
+    serde_json::to_vec(&body).expect("a JSON value serializes")
 }
 
 const INTROSPECTION_QUERY: &str = r#"

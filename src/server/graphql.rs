@@ -19,8 +19,11 @@ pub fn routes() -> Router<SharedState> {
         .route("/getschema", get(schema))
 }
 
-async fn schema(State(state): State<SharedState>) -> Json<Value> {
-    Json(state.introspection.clone())
+async fn schema(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.introspection.clone(),
+    )
 }
 
 async fn query(
