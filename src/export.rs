@@ -11,7 +11,7 @@ use crate::formats::{
     Delimited, ExportColumn, cell_text, delimited_line, delimited_writer, export_columns,
     target_key,
 };
-use crate::store::{NodeRow, Store, StoreError};
+use crate::store::{LinkTarget, NodeRow, Store, StoreError};
 
 /// Requested output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +41,12 @@ impl Format {
 /// Rows per database page when streaming a whole node type.
 pub const PAGE_SIZE: i64 = 2000;
 
-/// Link targets of a page of nodes: source id -> link -> [(target id, key value)].
-pub type Neighbours = HashMap<String, HashMap<String, Vec<(String, Option<Value>)>>>;
+/// A node with its outgoing links as `(link, target id, target's key value)`,
+/// ordered by link and target id.
+pub type NodeWithLinks = (NodeRow, Vec<LinkTarget>);
 
-/// Nodes in storage order, with their link targets.
-pub type Page = (Vec<NodeRow>, Neighbours);
+/// Nodes in storage order, with their links.
+pub type Page = Vec<NodeWithLinks>;
 
 /// Pages read at once: each is one statement on its own connection, so the
 /// database works on two cores while the service renders.
@@ -88,32 +89,17 @@ async fn page(
             (link.target_type.clone(), Value::String(key))
         })
         .collect();
-    let rows = store
+    store
         .export_page(&node.id, project_id, seq_range, &Value::Object(target_keys))
-        .await?;
-    let mut links: Neighbours = HashMap::new();
-    let mut nodes = Vec::with_capacity(rows.len());
-    for (row, targets) in rows {
-        for (link, id, key) in targets {
-            let key = Some(key).filter(|k| !k.is_null());
-            links
-                .entry(row.id.clone())
-                .or_default()
-                .entry(link)
-                .or_default()
-                .push((id, key));
-        }
-        nodes.push(row);
-    }
-    Ok((nodes, links))
+        .await
 }
 
-/// Link targets of any nodes (export by ids).
-pub async fn neighbours(
+/// Any nodes with their links (export by ids): two batched queries.
+pub async fn with_links(
     store: &Store,
     dictionary: &Dictionary,
-    nodes: &[NodeRow],
-) -> Result<Neighbours, StoreError> {
+    nodes: Vec<NodeRow>,
+) -> Result<Page, StoreError> {
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let edges = store.edges_from(&ids).await?;
     let targets: Vec<String> = edges.iter().map(|e| e.dst_id.clone()).collect();
@@ -123,19 +109,26 @@ pub async fn neighbours(
         .into_iter()
         .map(|n| (n.id.clone(), n))
         .collect();
-    let mut out: Neighbours = HashMap::new();
+    let mut links: HashMap<String, Vec<LinkTarget>> = HashMap::new();
     for edge in edges {
-        let key_value = target_rows.get(&edge.dst_id).and_then(|t| {
-            let key = target_key(dictionary, &t.node_type);
-            t.props.get(&key).cloned()
-        });
-        out.entry(edge.src_id)
+        let Some(target) = target_rows.get(&edge.dst_id) else {
+            continue;
+        };
+        let key = target_key(dictionary, &target.node_type);
+        let key_value = target.props.get(&key).cloned().unwrap_or(Value::Null);
+        links
+            .entry(edge.src_id)
             .or_default()
-            .entry(edge.link)
-            .or_default()
-            .push((edge.dst_id, key_value));
+            .push((edge.link, edge.dst_id, key_value));
     }
-    Ok(out)
+    Ok(nodes
+        .into_iter()
+        .map(|node| {
+            let mut targets = links.remove(&node.id).unwrap_or_default();
+            targets.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            (node, targets)
+        })
+        .collect())
 }
 
 /// Renders pages of one node type.
@@ -160,20 +153,12 @@ impl<'a> Exporter<'a> {
     }
 
     /// Delimited lines of a page.
-    pub fn rows(
-        &self,
-        nodes: &[NodeRow],
-        links: &Neighbours,
-        flavour: Delimited,
-    ) -> Result<Vec<u8>, StoreError> {
+    pub fn rows(&self, page: &[NodeWithLinks], flavour: Delimited) -> Result<Vec<u8>, StoreError> {
         let separator = flavour.target_separator().to_string();
-        let no_targets = Vec::new();
         // One writer for the page: building one per line dominated the export's cost.
         let mut writer = delimited_writer(flavour);
         let mut cells: Vec<String> = Vec::with_capacity(self.columns.len());
-        for node in nodes {
-            let node_links = links.get(&node.id);
-            let targets = |link: &str| node_links.and_then(|l| l.get(link)).unwrap_or(&no_targets);
+        for (node, links) in page {
             cells.clear();
             cells.extend(self.columns.iter().map(|column| {
                 match column {
@@ -183,14 +168,12 @@ impl<'a> Exporter<'a> {
                         node.project_id.clone().unwrap_or_default()
                     }
                     ExportColumn::Property(p) => cell_text(node.props.get(p)),
-                    ExportColumn::LinkId(link) => targets(link)
-                        .iter()
-                        .map(|(id, _)| id.as_str())
+                    ExportColumn::LinkId(link) => targets(links, link)
+                        .map(|(_, id, _)| id.as_str())
                         .collect::<Vec<_>>()
                         .join(&separator),
-                    ExportColumn::LinkKey(link, _) => targets(link)
-                        .iter()
-                        .map(|(_, key)| cell_text(key.as_ref()))
+                    ExportColumn::LinkKey(link, _) => targets(links, link)
+                        .map(|(_, _, key)| cell_text(Some(key)))
                         .collect::<Vec<_>>()
                         .join(&separator),
                 }
@@ -205,10 +188,10 @@ impl<'a> Exporter<'a> {
     }
 
     /// JSON objects of a page: non-null columns, links as `[{"node_id", key}]`.
-    pub fn objects(&self, nodes: &[NodeRow], links: &Neighbours) -> Vec<Value> {
+    pub fn objects(&self, page: &[NodeWithLinks]) -> Vec<Value> {
         let with_id = self.columns.contains(&ExportColumn::Id);
-        let mut out = Vec::with_capacity(nodes.len());
-        for node in nodes {
+        let mut out = Vec::with_capacity(page.len());
+        for (node, links) in page {
             let mut obj = Map::new();
             for column in &self.columns {
                 match column {
@@ -231,22 +214,19 @@ impl<'a> Exporter<'a> {
                     }
                     ExportColumn::LinkId(_) => {}
                     ExportColumn::LinkKey(link, key) => {
-                        let targets = links.get(&node.id).and_then(|l| l.get(link));
-                        let Some(targets) = targets.filter(|t| !t.is_empty()) else {
-                            continue;
-                        };
-                        let list: Vec<Value> = targets
-                            .iter()
-                            .map(|(id, value)| {
+                        let list: Vec<Value> = targets(links, link)
+                            .map(|(_, id, value)| {
                                 let mut t = Map::new();
                                 if with_id {
                                     t.insert("node_id".into(), Value::String(id.clone()));
                                 }
-                                t.insert(key.clone(), value.clone().unwrap_or(Value::Null));
+                                t.insert(key.clone(), value.clone());
                                 Value::Object(t)
                             })
                             .collect();
-                        obj.insert(link.clone(), Value::Array(list));
+                        if !list.is_empty() {
+                            obj.insert(link.clone(), Value::Array(list));
+                        }
                     }
                 }
             }
@@ -254,4 +234,9 @@ impl<'a> Exporter<'a> {
         }
         out
     }
+}
+
+/// The targets of one link, among a node's links.
+fn targets<'l>(links: &'l [LinkTarget], link: &'l str) -> impl Iterator<Item = &'l LinkTarget> {
+    links.iter().filter(move |(l, _, _)| l == link)
 }

@@ -848,8 +848,8 @@ fn export_stream(
         futures::pin_mut!(pages);
         loop {
             // An empty page marks the end; an error ends the stream after it.
-            let page = pages.next().await.unwrap_or_else(|| Ok(Default::default()));
-            let more = matches!(&page, Ok((nodes, _)) if !nodes.is_empty());
+            let page = pages.next().await.unwrap_or_else(|| Ok(Vec::new()));
+            let more = matches!(&page, Ok(nodes) if !nodes.is_empty());
             if sink.send(page).await.is_err() || !more {
                 return;
             }
@@ -876,19 +876,19 @@ fn export_stream(
                     Step::Rows { first_row } => first_row,
                 };
                 let failed = |e: StoreError| std::io::Error::other(e.to_string());
-                let (nodes, links) = match pages.recv().await? {
+                let page = match pages.recv().await? {
                     Ok(page) => page,
                     Err(e) => return Some((Err(failed(e)), (Step::Done, pages, state))),
                 };
-                if nodes.is_empty() {
+                if page.is_empty() {
                     let tail: &'static [u8] = if format == Format::Json { b"]}" } else { b"" };
                     return Some((Ok(Bytes::from_static(tail)), (Step::Done, pages, state)));
                 }
                 let chunk = match format {
-                    Format::Delimited(flavour) => exporter.rows(&nodes, &links, flavour),
+                    Format::Delimited(flavour) => exporter.rows(&page, flavour),
                     Format::Json => {
                         let mut out = Vec::new();
-                        for (i, object) in exporter.objects(&nodes, &links).iter().enumerate() {
+                        for (i, object) in exporter.objects(&page).iter().enumerate() {
                             if !(first_row && i == 0) {
                                 out.push(b',');
                             }
@@ -936,19 +936,20 @@ async fn export_ids(
             .or_default()
             .push(node);
     }
+    let types: Vec<String> = by_type.keys().cloned().collect();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut objects: Vec<Value> = Vec::new();
-    for (label, nodes) in &by_type {
-        let Some(node_type) = state.dictionary.node(label) else {
+    for (label, nodes) in by_type {
+        let Some(node_type) = state.dictionary.node(&label) else {
             continue;
         };
         let exporter = Exporter::new(&state.dictionary, node_type, params.with_id);
-        let links = export::neighbours(&state.store, &state.dictionary, nodes).await?;
+        let page = export::with_links(&state.store, &state.dictionary, nodes).await?;
         match params.format {
-            Format::Json => objects.extend(exporter.objects(nodes, &links)),
+            Format::Json => objects.extend(exporter.objects(&page)),
             Format::Delimited(flavour) => {
                 let mut bytes = exporter.header(flavour);
-                bytes.extend(exporter.rows(nodes, &links, flavour)?);
+                bytes.extend(exporter.rows(&page, flavour)?);
                 files.push((format!("{label}.{}", flavour.extension()), bytes));
             }
         }
@@ -963,8 +964,8 @@ async fn export_ids(
     };
     match params.format {
         Format::Json => {
-            let name = if by_type.len() == 1 {
-                format!("{}.json", by_type.keys().next().expect("one type"))
+            let name = if let [label] = types.as_slice() {
+                format!("{label}.json")
             } else {
                 format!("gdc_export_{digest}.json")
             };
