@@ -189,6 +189,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "node_counts",
         include_str!("../../migrations/sqlite/0004_node_counts.sql"),
     ),
+    (
+        5,
+        "nodes_by_type",
+        include_str!("../../migrations/sqlite/0005_nodes_by_type.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -210,6 +215,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "node_counts",
         include_str!("../../migrations/postgres/0004_node_counts.sql"),
+    ),
+    (
+        5,
+        "nodes_by_type",
+        include_str!("../../migrations/postgres/0005_nodes_by_type.sql"),
     ),
 ];
 
