@@ -585,7 +585,19 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        order.push(format!("{alias}.seq ASC"));
+        // Rows limited to some projects are best found through
+        // `nodes_by_type_project` and then sorted; SQLite would rather walk the
+        // whole type in `seq` order through `nodes_by_type`, which is slow when the
+        // readable projects hold a small share of it. A unary `+` takes `seq` out
+        // of its choice; PostgreSQL chooses by its statistics.
+        let by_project =
+            matches!(self.scope, ReadScope::Projects(_)) || arg("project_id").is_some();
+        let seq = if by_project && self.dialect == Dialect::Sqlite {
+            format!("+{alias}.seq")
+        } else {
+            format!("{alias}.seq")
+        };
+        order.push(format!("{seq} ASC"));
         let mut sql = format!(" ORDER BY {}", order.join(", "));
         if paged {
             let first = arg("first")
