@@ -70,6 +70,8 @@ pub fn pages<'a>(
     bounds
         .map_ok(move |range| page(store, dictionary, node, project_id, range))
         .try_buffered(PAGES_IN_FLIGHT)
+        // A range whose nodes were all deleted after its bounds were read.
+        .try_filter(|page| std::future::ready(!page.is_empty()))
 }
 
 /// One page of a project's nodes of one type, in storage order, with their

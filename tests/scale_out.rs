@@ -24,6 +24,7 @@ fn call(method: &str, url: &str, token: &str, body: &Value) -> (u16, Value) {
             .header("Authorization", &auth)
             .header("Content-Type", "application/json")
             .send(body.to_string()),
+        "DELETE" => agent.delete(url).header("Authorization", &auth).call(),
         _ => agent.get(url).header("Authorization", &auth).call(),
     }
     .unwrap();
@@ -149,4 +150,48 @@ async fn two_instances_share_tokens_and_never_duplicate_entities() {
             "a refused submission was half-written"
         );
     }
+    assert_eq!(app.count("subject", "prog-proj").await, stored.len() as i64);
+
+    // 8 clients, alternating servers, delete the same shared subjects at once:
+    // whoever wins, each node is subtracted from the maintained counts once.
+    let (_, body) = call(
+        "POST",
+        &format!("{}/api/v0/submission/graphql", servers[0].url),
+        &token,
+        &json!({"query": "{ subject(first: 0, quick_search: \"shared-\") { id } }"}),
+    );
+    let shared: Vec<String> = body["data"]["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(shared.len(), 20);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|client| {
+                let url = format!(
+                    "{}/api/v0/submission/prog/proj/entities/{}",
+                    servers[client % 2].url,
+                    shared.join(",")
+                );
+                let token = &token;
+                scope.spawn(move || call("DELETE", &url, token, &Value::Null).0)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.contains(&200),
+        "one deletion must win: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| *s < 500), "{statuses:?}");
+    assert_eq!(
+        app.count("subject", "prog-proj").await,
+        stored.len() as i64 - 20
+    );
+    assert_eq!(
+        app.state.store.integrity_problems().await.unwrap(),
+        Vec::<String>::new()
+    );
 }

@@ -3,6 +3,8 @@
 -- their projects' rows into one per type as they commit; a count is the sum of
 -- a few rows. Appending never waits on another writer's row.
 CREATE TABLE node_counts (
+    -- a key of its own, so that its rows can be replicated (REPLICA IDENTITY)
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     project_id TEXT,
     node_type  TEXT NOT NULL,
     delta      BIGINT NOT NULL

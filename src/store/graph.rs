@@ -533,10 +533,11 @@ impl Writer {
             Transaction::Postgres(mut tx) => {
                 // In one order, so two writers folding the same projects never deadlock.
                 for project in &self.counted {
-                    sqlx::query(FOLD_COUNTS_POSTGRES)
-                        .bind(project)
-                        .execute(&mut *tx)
-                        .await?;
+                    let fold = match project {
+                        Some(_) => FOLD_PROJECT_COUNTS_POSTGRES,
+                        None => FOLD_PROGRAM_COUNTS_POSTGRES,
+                    };
+                    sqlx::query(fold).bind(project).execute(&mut *tx).await?;
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
@@ -675,23 +676,22 @@ async fn apply_postgres(
     counted: &mut BTreeSet<Option<String>>,
 ) -> Result<()> {
     if !change.delete_nodes.is_empty() {
+        sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
+            .bind(&change.delete_nodes)
+            .execute(&mut *tx)
+            .await?;
+        // Counted from the rows this statement deleted: a node that another
+        // instance deletes at the same moment is subtracted once, by the winner.
         let projects: Vec<Option<String>> = sqlx::query_scalar(
-            "INSERT INTO node_counts (project_id, node_type, delta) \
-             SELECT project_id, node_type, -count(*) FROM nodes WHERE node_id = ANY($1) \
+            "WITH gone AS (DELETE FROM nodes WHERE node_id = ANY($1) RETURNING project_id, node_type) \
+             INSERT INTO node_counts (project_id, node_type, delta) \
+             SELECT project_id, node_type, -count(*) FROM gone \
              GROUP BY project_id, node_type RETURNING project_id",
         )
         .bind(&change.delete_nodes)
         .fetch_all(&mut *tx)
         .await?;
         counted.extend(projects);
-        sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
-            .bind(&change.delete_nodes)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM nodes WHERE node_id = ANY($1)")
-            .bind(&change.delete_nodes)
-            .execute(&mut *tx)
-            .await?;
     }
     let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
         change.nodes.iter().partition(|n| n.is_new);
@@ -766,8 +766,14 @@ async fn apply_postgres(
 
 /// Replace a project's count rows by one per type (their sums), in one
 /// statement; rows other transactions have not committed yet stay as they are.
-const FOLD_COUNTS_POSTGRES: &str = "WITH gone AS (\
-    DELETE FROM node_counts WHERE project_id IS NOT DISTINCT FROM $1 RETURNING node_type, delta) \
+const FOLD_PROJECT_COUNTS_POSTGRES: &str = "WITH gone AS (\
+    DELETE FROM node_counts WHERE project_id = $1 RETURNING node_type, delta) \
+    INSERT INTO node_counts (project_id, node_type, delta) \
+    SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
+
+/// The same for programs, which belong to no project (`$1` is NULL).
+const FOLD_PROGRAM_COUNTS_POSTGRES: &str = "WITH gone AS (\
+    DELETE FROM node_counts WHERE project_id IS NULL RETURNING node_type, delta) \
     INSERT INTO node_counts (project_id, node_type, delta) \
     SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
 
@@ -814,7 +820,7 @@ const EXPORT_PAGE_POSTGRES: &str = "SELECT p.seq, p.node_id, p.node_type, p.proj
     (t.props -> ($5::jsonb ->> t.node_type))::text AS target_key \
     FROM nodes p LEFT JOIN (edges e JOIN nodes t ON t.node_id = e.dst_id) ON e.src_id = p.node_id \
     WHERE p.node_type = $1 AND p.project_id = $2 AND p.seq > $3 AND p.seq <= $4 \
-    ORDER BY p.seq, e.link, e.dst_id";
+    ORDER BY p.seq, e.link COLLATE \"C\", e.dst_id COLLATE \"C\"";
 
 /// Pairs of (project, type) whose maintained count is not the number of nodes.
 const MISCOUNTED_TYPES: &str = "WITH \
