@@ -749,3 +749,98 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
         json!({"all": 5, "mine": 0, "samples": 0})
     );
 }
+
+/// SQLite has no statistics: the planner must be steered so that a node's
+/// neighbours are found through `edges` and a few projects' rows through
+/// `nodes_by_type_project`, never by walking a whole type through
+/// `nodes_by_type` (seconds per request at 100,000 samples), which only a root
+/// list of every project should use.
+#[tokio::test]
+async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
+    use commons::auth::ReadScope;
+    use commons::graphql::plan::{RootList, Selection, root_list};
+    use commons::store::BindValue;
+
+    let dictionary = commons::dictionary::load_path(&gdc()).unwrap();
+    let field = |name: &str, args: Vec<(String, Value)>, children: Vec<Selection>| Selection {
+        key: name.into(),
+        name: name.into(),
+        args,
+        children,
+    };
+    let sid = || field("submitter_id", vec![], vec![]);
+    let nested = |args: Vec<(String, Value)>| {
+        field(
+            "case",
+            args,
+            vec![
+                sid(),
+                field(
+                    "samples",
+                    vec![],
+                    vec![sid(), field("aliquots", vec![], vec![sid()])],
+                ),
+            ],
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = commons::store::Store::default_url(dir.path());
+    drop(commons::store::Store::open(&url).await.unwrap());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let plan = |scope: ReadScope, selection: Selection| {
+        let pool = pool.clone();
+        let dictionary = &dictionary;
+        async move {
+            let statement = root_list(
+                dictionary,
+                Dialect::Sqlite,
+                &scope,
+                RootList::Type("case"),
+                &selection,
+            )
+            .unwrap();
+            let sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+            let mut query = sqlx::query(&sql);
+            for bind in &statement.binds {
+                query = match bind {
+                    BindValue::Text(s) => query.bind(s.clone()),
+                    BindValue::Int(i) => query.bind(*i),
+                    BindValue::Float(f) => query.bind(*f),
+                };
+            }
+            let rows = query.fetch_all(&pool).await.unwrap();
+            let details: Vec<String> = rows
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+                .collect();
+            details.join("\n")
+        }
+    };
+    let first = || vec![("first".to_string(), json!(100))];
+
+    let everything = plan(ReadScope::All, nested(first())).await;
+    assert!(
+        everything.contains("SEARCH n1 USING INDEX nodes_by_type (node_type=?)"),
+        "{everything}"
+    );
+    let walks = everything
+        .lines()
+        .filter(|l| l.contains("nodes_by_type "))
+        .count();
+    assert_eq!(walks, 1, "only the root list walks its type:\n{everything}");
+    assert!(everything.contains("edges_by_dst"), "{everything}");
+
+    let one_project = ReadScope::Projects(BTreeSet::from([PID.to_string()]));
+    let mut by_argument = first();
+    by_argument.push(("project_id".into(), json!(PID)));
+    for restricted in [
+        plan(one_project, nested(first())).await,
+        plan(ReadScope::All, nested(by_argument)).await,
+    ] {
+        assert!(
+            !restricted.contains("nodes_by_type "),
+            "a few projects' rows never walk the whole type:\n{restricted}"
+        );
+        assert!(restricted.contains("nodes_by_type_project"), "{restricted}");
+    }
+}

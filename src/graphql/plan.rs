@@ -552,6 +552,7 @@ impl<'a> Builder<'a> {
         node: Option<&NodeType>,
         args: &[(String, Value)],
         paged: bool,
+        root: bool,
     ) -> Result<String, PlanError> {
         let arg = |name: &str| {
             args.iter()
@@ -585,17 +586,18 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        // Rows limited to some projects are best found through
-        // `nodes_by_type_project` and then sorted; SQLite would rather walk the
-        // whole type in `seq` order through `nodes_by_type`, which is slow when the
-        // readable projects hold a small share of it. A unary `+` takes `seq` out
-        // of its choice; PostgreSQL chooses by its statistics.
-        let by_project =
-            matches!(self.scope, ReadScope::Projects(_)) || arg("project_id").is_some();
-        let seq = if by_project && self.dialect == Dialect::Sqlite {
-            format!("+{alias}.seq")
-        } else {
+        // SQLite has no statistics to choose by, and left to itself it would
+        // walk a whole type in `seq` order through `nodes_by_type` whenever a
+        // list is ordered by `seq`: right for a root list of every project, ruinous
+        // for a node's neighbours (found through `edges`) and for rows of a few
+        // projects (found through `nodes_by_type_project`). A unary `+` takes
+        // `seq` out of its choice there. PostgreSQL chooses by its statistics.
+        let whole_type =
+            root && !matches!(self.scope, ReadScope::Projects(_)) && arg("project_id").is_none();
+        let seq = if whole_type || self.dialect == Dialect::Postgres {
             format!("{alias}.seq")
+        } else {
+            format!("+{alias}.seq")
         };
         order.push(format!("{seq} ASC"));
         let mut sql = format!(" ORDER BY {}", order.join(", "));
@@ -633,7 +635,8 @@ impl<'a> Builder<'a> {
         let paged = !matches!(source, Source::Neighbours { .. });
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children)?;
-        let tail = self.order_limit(&alias, node, &selection.args, paged)?;
+        let root = matches!(source, Source::Root(_) | Source::AnyType(_));
+        let tail = self.order_limit(&alias, node, &selection.args, paged, root)?;
         Ok(format!(
             "SELECT {object} AS obj FROM {from}{}{tail}",
             where_clause(&conditions)
