@@ -6,7 +6,9 @@
 //!
 //! `BENCH_SUBJECTS` (default 10000) sets the size: that many subjects and
 //! aliquots, ten times as many samples. `BENCH_SIM_SCALES` sets the sizes of
-//! the simulated datasets ingested last.
+//! the simulated datasets ingested next, and `BENCH_BIG_NODE` (default
+//! 1,000,000) the subjects of a last project, ingested in one request and
+//! exported whole.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -431,7 +433,75 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
     for scale in simulator_scales() {
         simulated_ingest(&server, scale, &mut figures);
     }
+    whole_node_of(&server, big_node_rows(), &mut figures);
     figures
+}
+
+/// `BENCH_BIG_NODE` (default 1,000,000): the subjects of the one-node project.
+fn big_node_rows() -> usize {
+    std::env::var("BENCH_BIG_NODE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// A node of `rows` records in a project of its own: ingested as one TSV
+/// request (with the server's memory growth) and exported whole as TSV and JSON.
+fn whole_node_of(server: &Server, rows: usize, figures: &mut Figures) {
+    let project = "bignode";
+    server.json(
+        "PUT",
+        &format!("/api/v0/submission/{PROGRAM}"),
+        &json!({"type": "project", "code": project, "name": project, "dbgap_accession_number": project}),
+    );
+    let path = format!("/api/v0/submission/{PROGRAM}/{project}");
+    server.json(
+        "PUT",
+        &path,
+        &json!([{"type": "study", "submitter_id": "big-study", "projects": {"code": project}}]),
+    );
+    let mut body = b"type\tsubmitter_id\tstudies.submitter_id\n".to_vec();
+    for i in 0..rows {
+        body.extend(format!("subject\tbig-{i:08}\tbig-study\n").into_bytes());
+    }
+    let mut elapsed = Duration::ZERO;
+    let growth = server.peak_growth_mb(|| {
+        let t = Instant::now();
+        let (status, reply) = server.send("PUT", &path, "text/tab-separated-values", body);
+        elapsed = t.elapsed();
+        assert_eq!(
+            status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply[..reply.len().min(400)])
+        );
+    });
+    figures.add(
+        format!("ingest, one TSV request of {rows} subjects into a project of their own; peak memory growth"),
+        format!("{:.0} records/s; {growth:.0} MB", rows as f64 / elapsed.as_secs_f64()),
+    );
+    for format in ["tsv", "json"] {
+        let t = Instant::now();
+        let mut size = 0;
+        let growth = server.peak_growth_mb(|| {
+            let (status, bytes) = server.send(
+                "GET",
+                &format!("{path}/export/?node_label=subject&format={format}"),
+                "",
+                Vec::new(),
+            );
+            assert_eq!(status, 200);
+            size = bytes.len();
+        });
+        figures.add(
+            format!("export of that node ({rows} subjects) as {format}"),
+            format!(
+                "{:.0} rows/s ({:.0} MB), peak memory growth {growth:.0} MB",
+                rows as f64 / t.elapsed().as_secs_f64(),
+                size as f64 / 1e6
+            ),
+        );
+    }
 }
 
 /// `BENCH_SIM_SCALES` (default 1000,10000,100000): records per type of the
