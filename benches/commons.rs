@@ -184,6 +184,42 @@ impl Server {
         f();
         memory_kb(pid).1.saturating_sub(before) as f64 / 1024.0
     }
+
+    /// One TSV `PUT` that must succeed: its wall time and the server's peak
+    /// memory growth while it ran.
+    fn put_tsv_measured(&self, path: &str, body: Vec<u8>) -> (Duration, f64) {
+        let mut elapsed = Duration::ZERO;
+        let growth = self.peak_growth_mb(|| {
+            let t = Instant::now();
+            let (status, reply) = self.send("PUT", path, "text/tab-separated-values", body);
+            elapsed = t.elapsed();
+            assert_eq!(
+                status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&reply[..reply.len().min(400)])
+            );
+        });
+        (elapsed, growth)
+    }
+
+    /// A whole node of the project at `path` exported as `format`: wall time,
+    /// size in bytes and the server's peak memory growth.
+    fn export_measured(&self, path: &str, node: &str, format: &str) -> (Duration, usize, f64) {
+        let t = Instant::now();
+        let mut size = 0;
+        let growth = self.peak_growth_mb(|| {
+            let (status, bytes) = self.send(
+                "GET",
+                &format!("{path}/export/?node_label={node}&format={format}"),
+                "",
+                Vec::new(),
+            );
+            assert_eq!(status, 200);
+            size = bytes.len();
+        });
+        (t.elapsed(), size, growth)
+    }
 }
 
 fn tsv(rows: &[Vec<String>]) -> Vec<u8> {
@@ -298,18 +334,7 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
     }));
     let body = tsv(&rows);
     drop(rows);
-    let mut elapsed = Duration::ZERO;
-    let growth = server.peak_growth_mb(|| {
-        let t = Instant::now();
-        let (status, reply) = server.send("PUT", &path, "text/tab-separated-values", body);
-        elapsed = t.elapsed();
-        assert_eq!(
-            status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply[..reply.len().min(400)])
-        );
-    });
+    let (elapsed, growth) = server.put_tsv_measured(&path, body);
     figures.add(
         format!("ingest, one TSV request of {samples} samples; peak memory growth"),
         format!(
@@ -407,25 +432,13 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
 
     // Export.
     for format in ["tsv", "json"] {
-        let t = Instant::now();
-        let mut body = Vec::new();
-        let growth = server.peak_growth_mb(|| {
-            let (status, bytes) = server.send(
-                "GET",
-                &format!("{path}/export/?node_label=sample&format={format}"),
-                "",
-                Vec::new(),
-            );
-            assert_eq!(status, 200);
-            body = bytes;
-        });
-        let elapsed = t.elapsed().as_secs_f64();
+        let (elapsed, size, growth) = server.export_measured(&path, "sample", format);
         figures.add(
             format!("export {samples} samples as {format}"),
             format!(
                 "{:.0} rows/s ({:.1} MB), peak memory growth {:.0} MB",
-                samples as f64 / elapsed,
-                body.len() as f64 / 1e6,
+                samples as f64 / elapsed.as_secs_f64(),
+                size as f64 / 1e6,
                 growth
             ),
         );
@@ -464,40 +477,18 @@ fn whole_node_of(server: &Server, rows: usize, figures: &mut Figures) {
     for i in 0..rows {
         body.extend(format!("subject\tbig-{i:08}\tbig-study\n").into_bytes());
     }
-    let mut elapsed = Duration::ZERO;
-    let growth = server.peak_growth_mb(|| {
-        let t = Instant::now();
-        let (status, reply) = server.send("PUT", &path, "text/tab-separated-values", body);
-        elapsed = t.elapsed();
-        assert_eq!(
-            status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply[..reply.len().min(400)])
-        );
-    });
+    let (elapsed, growth) = server.put_tsv_measured(&path, body);
     figures.add(
         format!("ingest, one TSV request of {rows} subjects into a project of their own; peak memory growth"),
         format!("{:.0} records/s; {growth:.0} MB", rows as f64 / elapsed.as_secs_f64()),
     );
     for format in ["tsv", "json"] {
-        let t = Instant::now();
-        let mut size = 0;
-        let growth = server.peak_growth_mb(|| {
-            let (status, bytes) = server.send(
-                "GET",
-                &format!("{path}/export/?node_label=subject&format={format}"),
-                "",
-                Vec::new(),
-            );
-            assert_eq!(status, 200);
-            size = bytes.len();
-        });
+        let (elapsed, size, growth) = server.export_measured(&path, "subject", format);
         figures.add(
             format!("export of that node ({rows} subjects) as {format}"),
             format!(
                 "{:.0} rows/s ({:.0} MB), peak memory growth {growth:.0} MB",
-                rows as f64 / t.elapsed().as_secs_f64(),
+                rows as f64 / elapsed.as_secs_f64(),
                 size as f64 / 1e6
             ),
         );
