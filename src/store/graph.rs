@@ -618,13 +618,10 @@ async fn apply_sqlite(
     }
     let created = change.created_counts();
     if !created.is_empty() {
-        sqlx::query(
-            "INSERT INTO node_counts (project_id, node_type, delta) \
-             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)",
-        )
-        .bind(json_rows(&created))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INSERT_COUNTS_SQLITE)
+            .bind(json_rows(&created))
+            .execute(&mut *tx)
+            .await?;
         counted.extend(created.iter().map(|(p, _, _)| p.map(str::to_owned)));
     }
     for chunk in updated.chunks(BULK_ROWS) {
@@ -777,6 +774,10 @@ const FOLD_PROGRAM_COUNTS_POSTGRES: &str = "WITH gone AS (\
     INSERT INTO node_counts (project_id, node_type, delta) \
     SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
 
+/// Count rows `(project, type, delta)` arriving as one JSON array (SQLite).
+const INSERT_COUNTS_SQLITE: &str = "INSERT INTO node_counts (project_id, node_type, delta) \
+    SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)";
+
 /// SQLite's fold: it has no DELETE inside a statement, so the deleted rows come
 /// back to be summed here (the write lock keeps other writers out meanwhile).
 async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&str>) -> Result<()> {
@@ -794,13 +795,10 @@ async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&st
         .filter(|(_, n)| *n != 0)
         .map(|(t, n)| (project, t, n))
         .collect();
-    sqlx::query(
-        "INSERT INTO node_counts (project_id, node_type, delta) \
-         SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)",
-    )
-    .bind(json_rows(&folded))
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(INSERT_COUNTS_SQLITE)
+        .bind(json_rows(&folded))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
