@@ -26,7 +26,7 @@ impl Validators {
         for node in dictionary.nodes() {
             let validator = jsonschema::draft4::options()
                 .should_validate_formats(true)
-                .build(&node.validation_schema)
+                .build(&node.validation_schema())
                 .map_err(|e| {
                     DictionaryError(format!(
                         "node '{}': invalid JSON schema at {}: {e}",

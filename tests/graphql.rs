@@ -501,6 +501,39 @@ async fn introspection_is_served_without_credentials() {
     ] {
         assert!(types.contains(&name), "{name}");
     }
+
+    // Kept compressed: sent as it is to clients that accept gzip, inflated
+    // for the others (and for those that refuse gzip with `q=0`).
+    let gzip = app
+        .request_with_headers(
+            "GET",
+            "/api/v0/submission/getschema",
+            &[("accept-encoding", "br;q=1.0, gzip;q=0.8")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(gzip.status, StatusCode::OK);
+    assert_eq!(gzip.headers["content-encoding"], "gzip");
+    assert_eq!(gzip.headers["vary"], "accept-encoding");
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gzip.body[..]),
+        &mut inflated,
+    )
+    .unwrap();
+    assert_eq!(inflated, reply.body);
+    assert!(gzip.body.len() * 5 < reply.body.len(), "compressed");
+    assert!(reply.headers.get("content-encoding").is_none());
+    let refused = app
+        .request_with_headers(
+            "GET",
+            "/api/v0/submission/getschema",
+            &[("accept-encoding", "gzip;q=0, identity")],
+            Vec::new(),
+        )
+        .await;
+    assert!(refused.headers.get("content-encoding").is_none());
+    assert_eq!(refused.body, reply.body);
 }
 
 #[test]

@@ -536,14 +536,14 @@ pub async fn app_state(
     let validators = Validators::compile(&dictionary)?;
     let tokens = TokenService::load(&store, public_url, lifetimes).await?;
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
-    let introspection = graphql::introspection(&schema).await.into();
+    let introspection_gzip = graphql::introspection_gzip(&schema).await.into();
     Ok(AppState {
         dictionary: Arc::new(dictionary),
         validators,
         store: Arc::new(store),
         tokens,
         schema,
-        introspection,
+        introspection_gzip,
         graphql_timeout: limits.timeout,
         throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         version: env!("CARGO_PKG_VERSION"),

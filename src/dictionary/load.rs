@@ -138,16 +138,20 @@ fn parse_yaml(origin: &str, text: &str) -> Result<Value, DictionaryError> {
 }
 
 fn build(sources: Sources) -> Result<Dictionary, DictionaryError> {
+    // A node's resolved document is kept once, as its `schema`.
     let mut documents = Map::new();
     let mut nodes = Vec::new();
+    let mut files = HashMap::new();
     for (file, raw) in &sources {
         let shared = SHARED_FILES.contains(&file.as_str());
         let resolved = resolve(&sources, file, raw, !shared)?;
         let base = file.trim_end_matches(".yaml").to_string();
-        if !shared {
-            nodes.push(node_type(file, &resolved)?);
+        if shared {
+            documents.insert(base, resolved);
+        } else {
+            files.insert(base, nodes.len());
+            nodes.push(node_type(file, resolved)?);
         }
-        documents.insert(base, resolved);
     }
     if nodes.is_empty() {
         return Err(DictionaryError(
@@ -176,11 +180,13 @@ fn build(sources: Sources) -> Result<Dictionary, DictionaryError> {
         commit: setting("_dict_commit"),
         nodes,
         index,
+        files,
         documents,
     })
 }
 
-fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
+fn node_type(file: &str, document: Value) -> Result<NodeType, DictionaryError> {
+    let schema = &document;
     let fail = |msg: String| DictionaryError(format!("{file}: {msg}"));
     let obj = schema
         .as_object()
@@ -303,8 +309,7 @@ fn node_type(file: &str, schema: &Value) -> Result<NodeType, DictionaryError> {
     let natural_key = unique_keys.first().cloned().unwrap_or_default();
 
     Ok(NodeType {
-        validation_schema: validation_schema(schema, &required),
-        schema: schema.clone(),
+        schema: document,
         id,
         title,
         category,
@@ -441,7 +446,7 @@ fn prop_kind(schema: &Value) -> PropKind {
 }
 
 /// DICTIONARY.md §6: optional properties also accept `null`.
-fn validation_schema(schema: &Value, required: &[String]) -> Value {
+pub(super) fn validation_schema(schema: &Value, required: &[String]) -> Value {
     let mut out = schema.clone();
     if let Some(obj) = out.as_object_mut() {
         // `id` is a base-URI keyword in draft 4; the node id must not act as one.

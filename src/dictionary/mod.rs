@@ -117,8 +117,6 @@ pub struct NodeType {
     pub category: String,
     /// The resolved schema as served by `/_dictionary/<id>` (no null allowance).
     pub schema: Value,
-    /// The schema used for validation (with null allowance, DICTIONARY.md §6).
-    pub validation_schema: Value,
     /// Stored properties in dictionary order (links, `id` and `type` excluded).
     pub properties: Vec<Property>,
     pub links: Vec<Link>,
@@ -143,6 +141,13 @@ impl NodeType {
         self.category.ends_with("_file")
     }
 
+    /// The schema documents are validated against: optional properties also
+    /// accept `null` (DICTIONARY.md §6). Built when the validators are compiled
+    /// rather than kept beside `schema`.
+    pub fn validation_schema(&self) -> Value {
+        load::validation_schema(&self.schema, &self.required)
+    }
+
     pub fn property(&self, name: &str) -> Option<&Property> {
         self.properties.iter().find(|p| p.name == name)
     }
@@ -165,7 +170,10 @@ impl NodeType {
 pub struct Dictionary {
     nodes: Vec<NodeType>,
     index: HashMap<String, usize>,
-    /// Resolved source documents by base name (`case`, `_definitions`, ...).
+    /// Node types by the base name of their file (`case` for `case.yaml`).
+    files: HashMap<String, usize>,
+    /// The resolved shared documents by base name (`_definitions`, `_terms`,
+    /// ...); a node type's document is its `schema`.
     documents: Map<String, Value>,
     pub version: String,
     pub commit: String,
@@ -180,9 +188,19 @@ impl Dictionary {
         self.index.get(id).map(|&i| &self.nodes[i])
     }
 
-    /// Resolved source documents keyed by base file name.
-    pub fn documents(&self) -> &Map<String, Value> {
+    /// The resolved shared documents (`_definitions`, `_terms`, ...) by base name.
+    pub fn shared_documents(&self) -> &Map<String, Value> {
         &self.documents
+    }
+
+    /// A resolved document by base file name: a shared one, or a node type's
+    /// schema (found by its id, or by its file's name).
+    pub fn document(&self, name: &str) -> Option<&Value> {
+        self.documents.get(name).or_else(|| {
+            self.node(name)
+                .or_else(|| self.files.get(name).map(|&i| &self.nodes[i]))
+                .map(|n| &n.schema)
+        })
     }
 
     /// The closest node type name, for "Did you mean" hints.

@@ -32,7 +32,8 @@ fn gdcdictionary_resolves_refs_and_null_allowance() {
     assert!(case.link("experiments").is_some_and(|l| l.required));
     // Served schema keeps the source form; the validation schema allows null.
     let served = &case.schema["properties"]["primary_site"]["type"];
-    let validated = &case.validation_schema["properties"]["primary_site"]["type"];
+    let validation_schema = case.validation_schema();
+    let validated = &validation_schema["properties"]["primary_site"]["type"];
     assert_eq!(served, &json!("string"));
     assert_eq!(validated, &json!(["string", "null"]));
     // `$ref` merged: ubiquitous properties appear on every node.

@@ -969,13 +969,16 @@ fn in_query_order(data: Value, order: &[String]) -> Value {
     Value::Object(ordered)
 }
 
-/// The standard introspection result served by `/getschema`, as JSON text.
-pub async fn introspection(schema: &Schema) -> Vec<u8> {
+/// The standard introspection result served by `/getschema`, as
+/// gzip-compressed JSON text.
+pub async fn introspection_gzip(schema: &Schema) -> Vec<u8> {
     let response = schema
         .execute(async_graphql::Request::new(INTROSPECTION_QUERY))
         .await;
     let body = json!({"data": response.data.into_json().unwrap_or(Value::Null)});
-    serde_json::to_vec(&body).expect("a JSON value serializes")
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    serde_json::to_writer(&mut encoder, &body).expect("a JSON value serializes");
+    encoder.finish().expect("writing to memory cannot fail")
 }
 
 const INTROSPECTION_QUERY: &str = r#"

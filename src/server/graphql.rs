@@ -1,5 +1,7 @@
 //! `POST /graphql` and `GET /getschema` (GRAPHQL.md §1, §6).
 
+use std::io::Read;
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -19,11 +21,39 @@ pub fn routes() -> Router<SharedState> {
         .route("/getschema", get(schema))
 }
 
-async fn schema(State(state): State<SharedState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.introspection.clone(),
-    )
+/// The introspection result, sent compressed as it is kept to clients that
+/// accept gzip (GraphiQL, `requests`), and inflated for the others.
+async fn schema(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    let compressed = state.introspection_gzip.clone();
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    let vary = [(header::VARY, "accept-encoding")];
+    if accepts_gzip(&headers) {
+        return (json, vary, [(header::CONTENT_ENCODING, "gzip")], compressed).into_response();
+    }
+    let mut text = Vec::new();
+    match flate2::read::GzDecoder::new(&compressed[..]).read_to_end(&mut text) {
+        Ok(_) => (json, vary, text).into_response(),
+        Err(e) => ApiError::new(500, format!("cannot inflate the schema: {e}")).into_response(),
+    }
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3: a coding, or
+/// `*`, listed without `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
 }
 
 async fn query(

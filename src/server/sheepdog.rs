@@ -1026,22 +1026,15 @@ fn dictionary_document(state: &SharedState, entry: &str) -> Result<Value, ApiErr
         for node in state.dictionary.nodes() {
             all.insert(node.id.clone(), node.schema.clone());
         }
-        for (name, document) in state.dictionary.documents() {
-            if state.dictionary.node(name).is_none() && name.starts_with('_')
-                || name == "metaschema"
-            {
-                all.insert(name.clone(), document.clone());
-            }
+        for (name, document) in state.dictionary.shared_documents() {
+            all.insert(name.clone(), document.clone());
         }
         return Ok(Value::Object(all));
     }
-    if let Some(document) = state.dictionary.documents().get(entry) {
-        return Ok(document.clone());
-    }
     state
         .dictionary
-        .node(entry)
-        .map(|n| n.schema.clone())
+        .document(entry)
+        .cloned()
         .ok_or_else(|| ApiError::new(404, format!("Entry {entry} not in dictionary")))
 }
 
