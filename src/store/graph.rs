@@ -560,8 +560,8 @@ impl ChangeSet {
     }
 }
 
-/// SQLite: multi-row statements whose rows arrive as one JSON array
-/// (`json_each`), since SQLite has no array parameters.
+/// SQLite: multi-row statements; new rows as `VALUES` lists, the others as
+/// one JSON array (`json_each`), since SQLite has no array parameters.
 async fn apply_sqlite(
     tx: &mut sqlx::SqliteConnection,
     change: &ChangeSet,
@@ -594,27 +594,18 @@ async fn apply_sqlite(
     // One statement per batch: the rows travel as one JSON array parameter.
     let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
         change.nodes.iter().partition(|n| n.is_new);
-    for chunk in new.chunks(BULK_ROWS) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|n| {
-                (
-                    &n.id,
-                    &n.node_type,
-                    &n.project_id,
-                    &n.natural_key,
-                    props_text(&n.props),
-                )
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) \
-             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]' \
-             FROM json_each($1) ORDER BY key",
-        )
-        .bind(json_rows(&rows))
-        .execute(&mut *tx)
-        .await?;
+    for chunk in new.chunks(SQLITE_VALUES_ROWS) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT OR FAIL INTO nodes (node_id, node_type, project_id, natural_key, props) ",
+        );
+        insert.push_values(chunk, |mut row, n| {
+            row.push_bind(&n.id)
+                .push_bind(&n.node_type)
+                .push_bind(&n.project_id)
+                .push_bind(&n.natural_key)
+                .push_bind(props_text(&n.props));
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     let created = change.created_counts();
     if !created.is_empty() {
@@ -645,22 +636,32 @@ async fn apply_sqlite(
             .execute(&mut *tx)
             .await?;
     }
-    for chunk in change.add_edges.chunks(BULK_ROWS) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|(e, project_id)| (&e.src_id, &e.link, &e.dst_id, project_id))
-            .collect();
-        sqlx::query(
-            "INSERT INTO edges (src_id, link, dst_id, project_id) \
-             SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]' \
-             FROM json_each($1) WHERE TRUE ON CONFLICT DO NOTHING",
-        )
-        .bind(json_rows(&rows))
-        .execute(&mut *tx)
-        .await?;
+    for chunk in change.add_edges.chunks(SQLITE_VALUES_ROWS) {
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT OR IGNORE INTO edges (src_id, link, dst_id, project_id) ",
+        );
+        insert.push_values(chunk, |mut row, (e, project_id)| {
+            row.push_bind(&e.src_id)
+                .push_bind(&e.link)
+                .push_bind(&e.dst_id)
+                .push_bind(project_id);
+        });
+        insert.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
+
+/// Rows per multi-row `INSERT … VALUES` on SQLite. New nodes and edges are
+/// bound as parameters (at most 2,500 of SQLite's 32,766 per statement) rather
+/// than sent as one JSON array: reading rows back out of JSON took a tenth of
+/// the writer's time in a large upload. Full chunks share one prepared statement.
+///
+/// The inserts are `OR FAIL` / `OR IGNORE`, not the default `ABORT`: an
+/// aborting multi-row statement makes SQLite copy every page it touches into a
+/// statement journal first, so that it can undo just that statement. Commons
+/// never continues a transaction after a failed statement (the whole request
+/// is rolled back), so that copy was pure cost: a sixth of the writer's time.
+const SQLITE_VALUES_ROWS: usize = 500;
 
 /// Rows per multi-row statement on PostgreSQL.
 const BULK_ROWS: usize = 5000;
