@@ -621,7 +621,7 @@ async fn apply_sqlite(
             .map(|n| (&n.id, &n.natural_key, props_text(&n.props)))
             .collect();
         sqlx::query(
-            "UPDATE nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
+            "UPDATE OR FAIL nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
              FROM json_each($1) AS u WHERE nodes.node_id = u.value ->> '$[0]'",
         )
         .bind(json_rows(&rows))
