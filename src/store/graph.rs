@@ -318,10 +318,12 @@ impl Store {
                     Map<String, Value>,
                     Vec<LinkTarget>,
                 );
-                let rows: Vec<PageRow> = serde_json::from_str(&text)?;
+                let mut rows: Vec<PageRow> = serde_json::from_str(&text)?;
+                rows.sort_unstable_by_key(|row| row.0);
                 Ok(rows
                     .into_iter()
-                    .map(|(seq, id, node_type, project_id, props, links)| {
+                    .map(|(seq, id, node_type, project_id, props, mut links)| {
+                        links.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                         let node = NodeRow {
                             seq,
                             id,
@@ -804,12 +806,13 @@ async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&st
 }
 
 /// See [`Store::export_page`]; `$5` maps target types to their key property.
+/// Neither aggregate has an `ORDER BY`: SQLite sorts an ordered aggregate's
+/// rows through a temporary B-tree, which cost a fifth of an export; the rows
+/// and links are put in order in Rust instead.
 const EXPORT_PAGE_SQLITE: &str = "SELECT coalesce(json_group_array(json_array(p.seq, p.node_id, \
     p.node_type, p.project_id, json(p.props), json(coalesce((SELECT json_group_array(json_array(\
-    e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"'))) \
-    ORDER BY e.link, e.dst_id) \
-    FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]'))) \
-    ORDER BY p.seq), '[]') \
+    e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"')))) \
+    FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]')))), '[]') \
     FROM (SELECT seq, node_id, node_type, project_id, props FROM nodes \
           WHERE node_type = $1 AND project_id = $2 AND seq > $3 AND seq <= $4) p";
 
