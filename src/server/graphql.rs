@@ -37,23 +37,31 @@ async fn schema(State(state): State<SharedState>, headers: HeaderMap) -> Respons
     }
 }
 
-/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3: a coding, or
-/// `*`, listed without `q=0`).
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): gzip's own
+/// entry decides, else `*`'s; an entry with `q=0` refuses.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any) = (None, None);
+    let items = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
-            });
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-        })
+        .flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let accepted = !parts.any(|param| {
+            param.split_once('=').is_some_and(|(name, q)| {
+                name.trim().eq_ignore_ascii_case("q")
+                    && q.trim().parse::<f32>().is_ok_and(|q| q == 0.0)
+            })
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(accepted);
+        } else if coding == "*" {
+            any = Some(accepted);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 async fn query(
