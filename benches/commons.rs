@@ -171,6 +171,16 @@ impl Server {
         )
     }
 
+    /// A project of the benchmark's program; returns its submission path.
+    fn create_project(&self, code: &str) -> String {
+        self.json(
+            "PUT",
+            &format!("/api/v0/submission/{PROGRAM}"),
+            &json!({"type": "project", "code": code, "name": code, "dbgap_accession_number": code}),
+        );
+        format!("/api/v0/submission/{PROGRAM}/{code}")
+    }
+
     fn memory_kb(&self) -> (u64, u64) {
         memory_kb(self.child.id())
     }
@@ -274,12 +284,7 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
         "/api/v0/submission/",
         &json!({"type": "program", "name": PROGRAM, "dbgap_accession_number": PROGRAM}),
     );
-    server.json(
-        "PUT",
-        &format!("/api/v0/submission/{PROGRAM}"),
-        &json!({"type": "project", "code": PROJECT, "name": PROJECT, "dbgap_accession_number": PROJECT}),
-    );
-    let path = format!("/api/v0/submission/{PROGRAM}/{PROJECT}");
+    let path = server.create_project(PROJECT);
     server.json(
         "PUT",
         &path,
@@ -430,24 +435,35 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
         ),
     );
 
-    // Export.
-    for format in ["tsv", "json"] {
-        let (elapsed, size, growth) = server.export_measured(&path, "sample", format);
-        figures.add(
-            format!("export {samples} samples as {format}"),
-            format!(
-                "{:.0} rows/s ({:.1} MB), peak memory growth {:.0} MB",
-                samples as f64 / elapsed.as_secs_f64(),
-                size as f64 / 1e6,
-                growth
-            ),
-        );
-    }
+    let what = format!("export {samples} samples");
+    export_figures(&server, &path, ("sample", samples), &what, &mut figures);
     for scale in simulator_scales() {
         simulated_ingest(&server, scale, &mut figures);
     }
     whole_node_of(&server, big_node_rows(), &mut figures);
     figures
+}
+
+/// A node of `rows` records of the project at `path` exported whole as TSV and
+/// as JSON: a figure each (rows per second, size, the server's memory growth).
+fn export_figures(
+    server: &Server,
+    path: &str,
+    (node, rows): (&str, usize),
+    what: &str,
+    figures: &mut Figures,
+) {
+    for format in ["tsv", "json"] {
+        let (elapsed, size, growth) = server.export_measured(path, node, format);
+        figures.add(
+            format!("{what} as {format}"),
+            format!(
+                "{:.0} rows/s ({:.1} MB), peak memory growth {growth:.0} MB",
+                rows as f64 / elapsed.as_secs_f64(),
+                size as f64 / 1e6
+            ),
+        );
+    }
 }
 
 /// `BENCH_BIG_NODE` (default 1,000,000): the subjects of the one-node project.
@@ -462,12 +478,7 @@ fn big_node_rows() -> usize {
 /// request (with the server's memory growth) and exported whole as TSV and JSON.
 fn whole_node_of(server: &Server, rows: usize, figures: &mut Figures) {
     let project = "bignode";
-    server.json(
-        "PUT",
-        &format!("/api/v0/submission/{PROGRAM}"),
-        &json!({"type": "project", "code": project, "name": project, "dbgap_accession_number": project}),
-    );
-    let path = format!("/api/v0/submission/{PROGRAM}/{project}");
+    let path = server.create_project(project);
     server.json(
         "PUT",
         &path,
@@ -482,17 +493,8 @@ fn whole_node_of(server: &Server, rows: usize, figures: &mut Figures) {
         format!("ingest, one TSV request of {rows} subjects into a project of their own; peak memory growth"),
         format!("{:.0} records/s; {growth:.0} MB", rows as f64 / elapsed.as_secs_f64()),
     );
-    for format in ["tsv", "json"] {
-        let (elapsed, size, growth) = server.export_measured(&path, "subject", format);
-        figures.add(
-            format!("export of that node ({rows} subjects) as {format}"),
-            format!(
-                "{:.0} rows/s ({:.0} MB), peak memory growth {growth:.0} MB",
-                rows as f64 / elapsed.as_secs_f64(),
-                size as f64 / 1e6
-            ),
-        );
-    }
+    let what = format!("export of that node ({rows} subjects)");
+    export_figures(server, &path, ("subject", rows), &what, figures);
 }
 
 /// `BENCH_SIM_SCALES` (default 1000,10000,100000): records per type of the
@@ -510,11 +512,7 @@ fn simulator_scales() -> Vec<usize> {
 /// request, in the simulator's submission order.
 fn simulated_ingest(server: &Server, scale: usize, figures: &mut Figures) {
     let project = format!("sim{scale}");
-    server.json(
-        "PUT",
-        &format!("/api/v0/submission/{PROGRAM}"),
-        &json!({"type": "project", "code": project, "name": project, "dbgap_accession_number": project}),
-    );
+    let path = server.create_project(&project);
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_commons"))
         .args(["simulate", "--program", PROGRAM, "--project", &project])
@@ -526,7 +524,6 @@ fn simulated_ingest(server: &Server, scale: usize, figures: &mut Figures) {
         .unwrap();
     assert!(status.success(), "commons simulate failed");
     let order = std::fs::read_to_string(dir.path().join("submission_order.txt")).unwrap();
-    let path = format!("/api/v0/submission/{PROGRAM}/{project}");
     let (mut records, mut elapsed) = (0, Duration::ZERO);
     let growth = server.peak_growth_mb(|| {
         for file in order.lines() {
