@@ -112,6 +112,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("link", Kind::Text),
             ("dst_id", Kind::Text),
             ("project_id", Kind::Text),
+            ("src_seq", Kind::Int),
         ],
     ),
     (

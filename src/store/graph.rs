@@ -1,6 +1,6 @@
 //! Nodes, edges and transaction logs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -288,10 +288,10 @@ impl Store {
     /// A project's nodes of one type with `seq` in `(after_seq, through_seq]`,
     /// each with its outgoing links as `(link, target id, target's key value)`,
     /// where `target_keys` maps a target type to the property that names it.
-    /// One statement per page. SQLite returns the whole page as one JSON
-    /// document (no hand-off per row between its thread and the runtime);
-    /// PostgreSQL returns a row per link, since building JSON there cost four
-    /// times the join itself.
+    /// SQLite returns the whole page as one JSON document (no hand-off per row
+    /// between its thread and the runtime), then the key values of the page's
+    /// distinct targets; PostgreSQL returns a row per link in one statement,
+    /// since building JSON there cost four times the join itself.
     pub async fn export_page(
         &self,
         node_type: &str,
@@ -302,13 +302,14 @@ impl Store {
         let target_keys = target_keys.to_string();
         match &self.pool {
             Pool::Sqlite(pool) => {
+                // One snapshot for both statements: no link loses its target between them.
+                let mut tx = pool.begin().await?;
                 let text: String = sqlx::query_scalar(EXPORT_PAGE_SQLITE)
                     .bind(node_type)
                     .bind(project_id)
                     .bind(after_seq)
                     .bind(through_seq)
-                    .bind(target_keys)
-                    .fetch_one(pool)
+                    .fetch_one(&mut *tx)
                     .await?;
                 type PageRow = (
                     i64,
@@ -316,13 +317,37 @@ impl Store {
                     String,
                     Option<String>,
                     Map<String, Value>,
-                    Vec<LinkTarget>,
+                    Vec<(String, String)>,
                 );
                 let mut rows: Vec<PageRow> = serde_json::from_str(&text)?;
+                let targets: HashSet<&str> = rows
+                    .iter()
+                    .flat_map(|row| row.5.iter().map(|(_, target)| target.as_str()))
+                    .collect();
+                let keys: Vec<(String, Option<String>)> = sqlx::query_as(TARGET_KEYS_SQLITE)
+                    .bind(json_rows(&targets))
+                    .bind(target_keys)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let keys = keys
+                    .into_iter()
+                    .map(|(id, key)| {
+                        let key = key.map_or(Ok(Value::Null), |text| serde_json::from_str(&text));
+                        Ok((id, key?))
+                    })
+                    .collect::<Result<HashMap<String, Value>>>()?;
                 rows.sort_unstable_by_key(|row| row.0);
                 Ok(rows
                     .into_iter()
-                    .map(|(seq, id, node_type, project_id, props, mut links)| {
+                    .map(|(seq, id, node_type, project_id, props, links)| {
+                        let mut links: Vec<LinkTarget> = links
+                            .into_iter()
+                            .filter_map(|(link, target)| {
+                                let key = keys.get(&target)?.clone();
+                                Some((link, target, key))
+                            })
+                            .collect();
                         links.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                         let node = NodeRow {
                             seq,
@@ -447,12 +472,15 @@ impl Store {
         }
         let dangling: i64 = on_pool!(self, pool => sqlx::query_scalar(
             "SELECT count(*) FROM edges e WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.src_id) \
-             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.dst_id)",
+             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.dst_id) \
+             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = e.src_id AND n.seq = e.src_seq)",
         )
         .fetch_one(pool)
         .await?);
         if dangling > 0 {
-            problems.push(format!("{dangling} edges point at missing nodes"));
+            problems.push(format!(
+                "{dangling} edges point at missing nodes or carry the wrong source seq"
+            ));
         }
         let miscounted: i64 = on_pool!(self, pool => sqlx::query_scalar(MISCOUNTED_TYPES)
             .fetch_one(pool)
@@ -639,7 +667,8 @@ async fn apply_sqlite(
     }
     for chunk in change.add_edges.chunks(SQLITE_VALUES_ROWS) {
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR IGNORE INTO edges (src_id, link, dst_id, project_id) ",
+            "INSERT OR IGNORE INTO edges (src_id, link, dst_id, project_id, src_seq) \
+             SELECT v.column1, v.column2, v.column3, v.column4, n.seq FROM (",
         );
         insert.push_values(chunk, |mut row, (e, project_id)| {
             row.push_bind(&e.src_id)
@@ -647,6 +676,7 @@ async fn apply_sqlite(
                 .push_bind(&e.dst_id)
                 .push_bind(project_id);
         });
+        insert.push(") AS v JOIN nodes n ON n.node_id = v.column1");
         insert.build().execute(&mut *tx).await?;
     }
     Ok(())
@@ -752,8 +782,9 @@ async fn apply_postgres(
             chunk.iter().map(f).collect::<Vec<_>>()
         };
         sqlx::query(
-            "INSERT INTO edges (src_id, link, dst_id, project_id) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO edges (src_id, link, dst_id, project_id, src_seq) \
+             SELECT u.*, n.seq FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(src, link, dst, project) \
+             JOIN nodes n ON n.node_id = u.src ON CONFLICT DO NOTHING",
         )
         .bind(column(|(e, _)| Some(e.src_id.clone())))
         .bind(column(|(e, _)| Some(e.link.clone())))
@@ -806,22 +837,31 @@ async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&st
     Ok(())
 }
 
-/// See [`Store::export_page`]; `$5` maps target types to their key property.
-/// Neither aggregate has an `ORDER BY`: SQLite sorts an ordered aggregate's
-/// rows through a temporary B-tree, which cost a tenth of an export; the rows
-/// and links are put in order in Rust instead.
-const EXPORT_PAGE_SQLITE: &str = "SELECT coalesce(json_group_array(json_array(p.seq, p.node_id, \
-    p.node_type, p.project_id, json(p.props), json(coalesce((SELECT json_group_array(json_array(\
-    e.link, e.dst_id, json(t.props -> ('$.\"' || json_extract($5, '$.\"' || t.node_type || '\"') || '\"')))) \
-    FROM edges e JOIN nodes t ON t.node_id = e.dst_id WHERE e.src_id = p.node_id), '[]')))), '[]') \
+/// See [`Store::export_page`]: the page as one JSON array of
+/// `[seq, id, type, project, props, [[link, target id], ...]]`, built by
+/// concatenation, since the stored properties are JSON text already (`json()`
+/// would parse each document again: a tenth of an export). Neither aggregate
+/// has an `ORDER BY`: SQLite sorts an ordered aggregate's rows through a
+/// temporary B-tree; the rows and links are put in order in Rust instead.
+const EXPORT_PAGE_SQLITE: &str = "SELECT '[' || coalesce(group_concat('[' || p.seq || ',' \
+    || json_quote(p.node_id) || ',' || json_quote(p.node_type) || ',' || json_quote(p.project_id) \
+    || ',' || p.props || ',' || coalesce((SELECT '[' || group_concat(json_array(e.link, e.dst_id)) || ']' \
+       FROM edges e WHERE e.src_seq = p.seq), '[]') || ']'), '') || ']' \
     FROM (SELECT seq, node_id, node_type, project_id, props FROM nodes \
           WHERE node_type = $1 AND project_id = $2 AND seq > $3 AND seq <= $4) p";
+
+/// The key value (JSON text) of each node among `$1` (a JSON array of ids),
+/// `$2` mapping a node type to its key property: once per distinct target of
+/// an export page, where a page's thousands of links often share a few.
+const TARGET_KEYS_SQLITE: &str = "SELECT t.node_id, \
+    t.props -> ('$.\"' || json_extract($2, '$.\"' || t.node_type || '\"') || '\"') \
+    FROM json_each($1) j JOIN nodes t ON t.node_id = j.value";
 
 /// See [`Store::export_page`]: a row per (node, link), a node without links once.
 const EXPORT_PAGE_POSTGRES: &str = "SELECT p.seq, p.node_id, p.node_type, p.project_id, \
     p.props::text AS props, e.link, t.node_id AS target, \
     (t.props -> ($5::jsonb ->> t.node_type))::text AS target_key \
-    FROM nodes p LEFT JOIN (edges e JOIN nodes t ON t.node_id = e.dst_id) ON e.src_id = p.node_id \
+    FROM nodes p LEFT JOIN (edges e JOIN nodes t ON t.node_id = e.dst_id) ON e.src_seq = p.seq \
     WHERE p.node_type = $1 AND p.project_id = $2 AND p.seq > $3 AND p.seq <= $4 \
     ORDER BY p.seq, e.link COLLATE \"C\", e.dst_id COLLATE \"C\"";
 

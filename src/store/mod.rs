@@ -194,6 +194,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "nodes_by_type",
         include_str!("../../migrations/sqlite/0005_nodes_by_type.sql"),
     ),
+    (
+        6,
+        "edges_by_source_seq",
+        include_str!("../../migrations/sqlite/0006_edges_by_source_seq.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -220,6 +225,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "nodes_by_type",
         include_str!("../../migrations/postgres/0005_nodes_by_type.sql"),
+    ),
+    (
+        6,
+        "edges_by_source_seq",
+        include_str!("../../migrations/postgres/0006_edges_by_source_seq.sql"),
     ),
 ];
 
