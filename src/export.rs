@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use futures::{Stream, TryStreamExt};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 use crate::dictionary::{Dictionary, NodeType};
@@ -138,6 +139,8 @@ pub struct Exporter<'a> {
     pub dictionary: &'a Dictionary,
     pub node: &'a NodeType,
     pub columns: Vec<ExportColumn>,
+    /// Whether ids are exported (nodes' `id`, links' `node_id`).
+    with_id: bool,
 }
 
 impl<'a> Exporter<'a> {
@@ -146,6 +149,7 @@ impl<'a> Exporter<'a> {
             dictionary,
             node,
             columns: export_columns(dictionary, node, with_id),
+            with_id,
         }
     }
 
@@ -189,52 +193,105 @@ impl<'a> Exporter<'a> {
             .map_err(|e| StoreError::Other(format!("export: {e}")))
     }
 
-    /// JSON objects of a page: non-null columns, links as `[{"node_id", key}]`.
-    pub fn objects(&self, page: &[NodeWithLinks]) -> Vec<Value> {
-        let with_id = self.columns.contains(&ExportColumn::Id);
-        let mut out = Vec::with_capacity(page.len());
-        for (node, links) in page {
-            let mut obj = Map::new();
-            for column in &self.columns {
-                match column {
-                    ExportColumn::Type => {
-                        obj.insert("type".into(), Value::String(node.node_type.clone()));
+    /// JSON objects of a page, comma-separated, written straight from the
+    /// stored rows (no intermediate values): non-null columns, links as
+    /// `[{"node_id", key}]`. `first` says no object precedes them in `out`.
+    pub fn write_objects(
+        &self,
+        page: &[NodeWithLinks],
+        out: &mut Vec<u8>,
+        first: bool,
+    ) -> Result<(), StoreError> {
+        for (i, (node, links)) in page.iter().enumerate() {
+            if !(first && i == 0) {
+                out.push(b',');
+            }
+            let object = ExportObject {
+                exporter: self,
+                node,
+                links,
+            };
+            serde_json::to_writer(&mut *out, &object)?;
+        }
+        Ok(())
+    }
+}
+
+/// A node as its export object (see [`Exporter::write_objects`]).
+struct ExportObject<'e> {
+    exporter: &'e Exporter<'e>,
+    node: &'e NodeRow,
+    links: &'e [LinkTarget],
+}
+
+impl Serialize for ExportObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let node = self.node;
+        let mut object = serializer.serialize_map(None)?;
+        for column in &self.exporter.columns {
+            match column {
+                ExportColumn::Type => object.serialize_entry("type", &node.node_type)?,
+                ExportColumn::Id => object.serialize_entry("id", &node.id)?,
+                ExportColumn::Property(p) if p == "project_id" => {
+                    object.serialize_entry(p, &node.project_id)?;
+                }
+                ExportColumn::Property(p) => {
+                    if let Some(value) = node.props.get(p).filter(|v| !v.is_null()) {
+                        object.serialize_entry(p, value)?;
                     }
-                    ExportColumn::Id => {
-                        obj.insert("id".into(), Value::String(node.id.clone()));
-                    }
-                    ExportColumn::Property(p) if p == "project_id" => {
-                        obj.insert(
-                            p.clone(),
-                            node.project_id.clone().map_or(Value::Null, Value::String),
-                        );
-                    }
-                    ExportColumn::Property(p) => {
-                        if let Some(v) = node.props.get(p).filter(|v| !v.is_null()) {
-                            obj.insert(p.clone(), v.clone());
-                        }
-                    }
-                    ExportColumn::LinkId(_) => {}
-                    ExportColumn::LinkKey(link, key) => {
-                        let list: Vec<Value> = targets(links, link)
-                            .map(|(_, id, value)| {
-                                let mut t = Map::new();
-                                if with_id {
-                                    t.insert("node_id".into(), Value::String(id.clone()));
-                                }
-                                t.insert(key.clone(), value.clone());
-                                Value::Object(t)
-                            })
-                            .collect();
-                        if !list.is_empty() {
-                            obj.insert(link.clone(), Value::Array(list));
-                        }
+                }
+                ExportColumn::LinkId(_) => {}
+                ExportColumn::LinkKey(link, key) => {
+                    if targets(self.links, link).next().is_some() {
+                        let targets = LinkObjects {
+                            links: self.links,
+                            link,
+                            key,
+                            with_id: self.exporter.with_id,
+                        };
+                        object.serialize_entry(link, &targets)?;
                     }
                 }
             }
-            out.push(Value::Object(obj));
         }
-        out
+        object.end()
+    }
+}
+
+/// The targets of one link as `[{"node_id": id, key: value}, ...]`.
+struct LinkObjects<'e> {
+    links: &'e [LinkTarget],
+    link: &'e str,
+    key: &'e str,
+    with_id: bool,
+}
+
+impl Serialize for LinkObjects<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            targets(self.links, self.link).map(|(_, id, value)| LinkObject {
+                id: self.with_id.then_some(id.as_str()),
+                key: self.key,
+                value,
+            }),
+        )
+    }
+}
+
+struct LinkObject<'e> {
+    id: Option<&'e str>,
+    key: &'e str,
+    value: &'e Value,
+}
+
+impl Serialize for LinkObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut object = serializer.serialize_map(None)?;
+        if let Some(id) = self.id {
+            object.serialize_entry("node_id", id)?;
+        }
+        object.serialize_entry(self.key, self.value)?;
+        object.end()
     }
 }
 

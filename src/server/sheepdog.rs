@@ -888,13 +888,9 @@ fn export_stream(
                     Format::Delimited(flavour) => exporter.rows(&page, flavour),
                     Format::Json => {
                         let mut out = Vec::new();
-                        for (i, object) in exporter.objects(&page).iter().enumerate() {
-                            if !(first_row && i == 0) {
-                                out.push(b',');
-                            }
-                            out.extend(object.to_string().into_bytes());
-                        }
-                        Ok(out)
+                        exporter
+                            .write_objects(&page, &mut out, first_row)
+                            .map(|()| out)
                     }
                 };
                 match chunk {
@@ -938,7 +934,7 @@ async fn export_ids(
     }
     let types: Vec<String> = by_type.keys().cloned().collect();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut objects: Vec<Value> = Vec::new();
+    let mut objects = b"[".to_vec();
     for (label, nodes) in by_type {
         let Some(node_type) = state.dictionary.node(&label) else {
             continue;
@@ -946,7 +942,10 @@ async fn export_ids(
         let exporter = Exporter::new(&state.dictionary, node_type, params.with_id);
         let page = export::with_links(&state.store, &state.dictionary, nodes).await?;
         match params.format {
-            Format::Json => objects.extend(exporter.objects(&page)),
+            Format::Json => {
+                let first = objects.len() == 1;
+                exporter.write_objects(&page, &mut objects, first)?;
+            }
             Format::Delimited(flavour) => {
                 let mut bytes = exporter.header(flavour);
                 bytes.extend(exporter.rows(&page, flavour)?);
@@ -969,11 +968,8 @@ async fn export_ids(
             } else {
                 format!("gdc_export_{digest}.json")
             };
-            Ok(attachment(
-                &name,
-                Format::Json,
-                Body::from(Value::Array(objects).to_string()),
-            ))
+            objects.push(b']');
+            Ok(attachment(&name, Format::Json, Body::from(objects)))
         }
         Format::Delimited(_) if files.len() == 1 => {
             let (name, bytes) = files.remove(0);
