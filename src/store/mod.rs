@@ -301,15 +301,7 @@ impl Store {
                 .foreign_keys(true)
                 // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
                 // exports and graph reads otherwise re-read pages through read(2).
-                .pragma("cache_size", "-16384")
-                // A write transaction keeps up to 64 MiB (16,384 pages) of changed
-                // pages before it spills them into the WAL mid-transaction: at
-                // 16 MiB, a 100,000-record upload spent a quarter of its database
-                // time writing pages out and reading them back. Only the writer's
-                // cache grows past `cache_size`, and only until it commits; SQLite
-                // then frees the extra pages, which the C allocator keeps for the
-                // next large upload.
-                .pragma("cache_spill", "16384");
+                .pragma("cache_size", "-16384");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
