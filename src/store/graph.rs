@@ -801,8 +801,9 @@ async fn apply_postgres(
         };
         sqlx::query(
             "INSERT INTO edges (src_id, link, dst_id, project_id, src_seq) \
-             SELECT u.*, n.seq FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(src, link, dst, project) \
-             JOIN nodes n ON n.node_id = u.src ON CONFLICT DO NOTHING",
+             SELECT u.*, (SELECT n.seq FROM nodes n WHERE n.node_id = u.src) \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(src, link, dst, project) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(column(|(e, _)| Some(e.src_id.clone())))
         .bind(column(|(e, _)| Some(e.link.clone())))

@@ -31,10 +31,6 @@ pub const UPLOAD_CHUNK: usize = 5000;
 /// such a link is reported at once.
 const WAITING_LIMIT: usize = 50_000;
 
-/// A committed request of at least this many entities is a bulk write,
-/// after which the database's statistics are refreshed.
-const BULK_WRITE: usize = 10_000;
-
 /// Namespace of the name-based UUIDs that stand for natural keys in [`Seen`].
 const NATURAL_KEYS: Uuid = uuid::uuid!("5d0c3f52-3e0a-4c57-9f43-2f1de0b7a0c1");
 
@@ -1124,9 +1120,7 @@ impl<'a> Upload<'a> {
         }
         let id = match committed {
             Some(id) => {
-                if record.entity_ids.len() >= BULK_WRITE {
-                    self.submission.store.refresh_statistics();
-                }
+                self.submission.store.note_written(record.entity_ids.len());
                 id
             }
             None => {
