@@ -191,26 +191,52 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
     // A bulk write on PostgreSQL refreshes the planner's statistics and the
     // visibility map at once, rather than whenever autovacuum gets there.
     if app.state.store.dialect() == commons::store::Dialect::Postgres {
-        use sqlx::Connection;
-        let mut db = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .unwrap();
-        let mut vacuumed = false;
-        for _ in 0..300 {
-            vacuumed = sqlx::query_scalar(
-                "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL \
-                 FROM pg_stat_user_tables WHERE relname = 'nodes'",
-            )
-            .fetch_one(&mut db)
-            .await
-            .unwrap();
-            if vacuumed {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(vacuumed, "nodes was not vacuumed after a bulk write");
+        assert!(
+            nodes_vacuumed(&app).await,
+            "nodes was not vacuumed after a bulk write"
+        );
     }
+}
+
+#[tokio::test]
+async fn small_uploads_add_up_to_a_statistics_refresh() {
+    let app = app().await;
+    if app.state.store.dialect() != commons::store::Dialect::Postgres {
+        return;
+    }
+    app.admin_json("PUT", &path(), &study()).await;
+    // Three requests of 4,000, each under the 10,000 that one bulk write needs:
+    // together they are written as much as one.
+    for _ in 0..3 {
+        let reply = put_subjects_tsv(&app, 4_000, |_| "study-1").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert!(
+        nodes_vacuumed(&app).await,
+        "nodes was not vacuumed after 12,000 entities in three requests"
+    );
+}
+
+/// Whether PostgreSQL's `nodes` gets vacuumed and analyzed within 30 s.
+async fn nodes_vacuumed(app: &TestApp) -> bool {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        let vacuumed: bool = sqlx::query_scalar(
+            "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL \
+             FROM pg_stat_user_tables WHERE relname = 'nodes'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        if vacuumed {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[tokio::test]
