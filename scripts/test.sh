@@ -26,25 +26,51 @@ if ! psql "$pg_url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
     postgres=false
 fi
 
+# The acceptance suite's Python environment (a pip install, mostly waiting on
+# the network) is prepared in the background while the Rust code compiles.
+venv_log=$(mktemp)
+scripts/acceptance.sh --venv-only >"$venv_log" 2>&1 &
+venv_job=$!
+
+# cargo-nextest (on the machine, or `cargo install cargo-nextest`) runs the
+# test binaries side by side; plain `cargo test` runs them one after another.
+# tests/database_restart.rs stops the PostgreSQL server, so nextest runs it
+# alone, after the others.
+if cargo nextest --version >/dev/null 2>&1; then
+    runner="cargo nextest run"
+    run_tests() {
+        cargo nextest run --all-targets -E 'not binary(database_restart)'
+        cargo nextest run --all-targets -E 'binary(database_restart)'
+    }
+else
+    runner="cargo test"
+    run_tests() { cargo test --all-targets; }
+fi
+
 section "format: cargo fmt --check"
 cargo fmt --all -- --check
 
 section "lint: cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
-section "Rust tests on SQLite: cargo test"
-cargo test --all-targets
+section "Rust tests on SQLite: $runner"
+run_tests
 
 if $postgres; then
-    section "Rust tests on PostgreSQL: COMMONS_TEST_BACKEND=postgres cargo test"
-    COMMONS_TEST_BACKEND=postgres cargo test --all-targets
+    section "Rust tests on PostgreSQL: COMMONS_TEST_BACKEND=postgres $runner"
+    COMMONS_TEST_BACKEND=postgres run_tests
 fi
 
-section "release build"
-cargo build --release
-bin="${CARGO_TARGET_DIR:-target}/release/commons"
+# The suites below drive the binary the tests were built with (the dev
+# profile): a separate release build would double the compile time of a run.
+bin="${CARGO_TARGET_DIR:-target}/debug/commons"
 
 section "Gen3 acceptance suite on SQLite"
+if ! wait "$venv_job"; then
+    cat "$venv_log" >&2
+    echo "creating the acceptance suite's Python environment failed" >&2
+    exit 1
+fi
 COMMONS_BIN=$bin scripts/acceptance.sh "$@"
 
 if $postgres; then
