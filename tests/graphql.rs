@@ -788,7 +788,7 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
 }
 
 /// SQLite has no statistics: the planner must be steered so that a node's
-/// neighbours are found through `edges` and a few projects' rows through
+/// neighbours are found through `edges` (children by their `seq`) and a few projects' rows through
 /// `nodes_by_type_project`, never by walking a whole type through
 /// `nodes_by_type` (seconds per request at 100,000 samples), which only a root
 /// list of every project should use.
@@ -866,6 +866,17 @@ async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
         .count();
     assert_eq!(walks, 1, "only the root list walks its type:\n{everything}");
     assert!(everything.contains("edges_by_dst"), "{everything}");
+    // A child comes by its integer key, carried in edges_by_dst, not through
+    // the UUID-keyed node_id index.
+    assert!(
+        everything.contains("USING COVERING INDEX edges_by_dst"),
+        "{everything}"
+    );
+    let children_by_seq = everything
+        .lines()
+        .filter(|l| l.contains("USING INTEGER PRIMARY KEY (rowid=?)"))
+        .count();
+    assert_eq!(children_by_seq, 2, "samples and aliquots:\n{everything}");
 
     let one_project = ReadScope::Projects(BTreeSet::from([PID.to_string()]));
     let mut by_argument = first();

@@ -270,7 +270,9 @@ impl<'a> Builder<'a> {
                     "{alias}.node_type = {}",
                     self.bind_text(&source.id)
                 ));
-                format!("edges {e} JOIN nodes {alias} ON {alias}.node_id = {e}.src_id")
+                // The child's seq comes with the index entry (edges_by_dst):
+                // a seek by integer key instead of by UUID.
+                format!("edges {e} JOIN nodes {alias} ON {alias}.seq = {e}.src_seq")
             }
         };
         conditions.extend(self.authorization(alias, source));
@@ -375,7 +377,7 @@ impl<'a> Builder<'a> {
                             Some(t) => {
                                 let t = self.bind_text(t);
                                 format!(
-                                    " AND EXISTS (SELECT 1 FROM nodes s WHERE s.node_id = {e}.src_id AND s.node_type = {t})"
+                                    " AND EXISTS (SELECT 1 FROM nodes s WHERE s.seq = {e}.src_seq AND s.node_type = {t})"
                                 )
                             }
                             None => String::new(),
@@ -487,16 +489,16 @@ impl<'a> Builder<'a> {
             let mut previous = alias.to_string();
             for step in &path {
                 let (e, m) = (self.alias(), self.alias());
-                let (own, other) = if step.forward {
-                    ("src_id", "dst_id")
+                let (own, join) = if step.forward {
+                    ("src_id", format!("{m}.node_id = {e}.dst_id"))
                 } else {
-                    ("dst_id", "src_id")
+                    ("dst_id", format!("{m}.seq = {e}.src_seq"))
                 };
                 tables.push(format!("edges {e}, nodes {m}"));
                 let link = self.bind_text(&step.link);
                 let to = self.bind_text(&step.to);
                 conditions.push(format!(
-                    "{e}.{own} = {previous}.node_id AND {e}.link = {link} AND {m}.node_id = {e}.{other} AND {m}.node_type = {to}"
+                    "{e}.{own} = {previous}.node_id AND {e}.link = {link} AND {join} AND {m}.node_type = {to}"
                 ));
                 previous = m;
             }

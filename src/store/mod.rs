@@ -205,6 +205,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edges_by_source_seq",
         include_str!("../../migrations/sqlite/0006_edges_by_source_seq.sql"),
     ),
+    (
+        7,
+        "edges_by_dst_with_src_seq",
+        include_str!("../../migrations/sqlite/0007_edges_by_dst_with_src_seq.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -236,6 +241,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "edges_by_source_seq",
         include_str!("../../migrations/postgres/0006_edges_by_source_seq.sql"),
+    ),
+    (
+        7,
+        "edges_by_dst_with_src_seq",
+        include_str!("../../migrations/postgres/0007_edges_by_dst_with_src_seq.sql"),
     ),
 ];
 
