@@ -3,9 +3,6 @@
 # driven by the real gen3 SDK) against a fresh Commons server on a free port.
 #
 # Usage: scripts/acceptance.sh [--database-url URL] [--profile-credentials] [--] [pytest args...]
-#        scripts/acceptance.sh --venv-only
-#   --venv-only            only create the suite's Python environment (pip
-#                          install of the pinned SDK), then exit
 #   --profile-credentials  COMMONS_CREDENTIALS is an API key the admin creates
 #                          through the profile API (password login, then
 #                          POST /user/credentials/api/), not the bootstrap file
@@ -29,7 +26,6 @@ dictionary=$(cd "$dictionary" && pwd)
 # ---------------------------------------------------------------- arguments
 database_url=
 profile_credentials=false
-venv_only=false
 pytest_args=()
 while (($#)); do
     case $1 in
@@ -37,7 +33,6 @@ while (($#)); do
                         database_url=$2; shift 2 ;;
         --database-url=*) database_url=${1#*=}; shift ;;
         --profile-credentials) profile_credentials=true; shift ;;
-        --venv-only) venv_only=true; shift ;;
         --) shift; pytest_args+=("$@"); break ;;
         *) pytest_args+=("$1"); shift ;;
     esac
@@ -45,6 +40,16 @@ done
 # Passed to `serve` and to every CLI command, so all of them use one database.
 db_args=()
 if [[ -n $database_url ]]; then db_args=(--database-url "$database_url"); fi
+
+# -------------------------------------------------------------------- binary
+if [[ -n ${COMMONS_BIN:-} ]]; then
+    bin=$(realpath "$COMMONS_BIN")
+else
+    echo "acceptance: building the release binary"
+    (cd "$repo" && cargo build --release)
+    bin="${CARGO_TARGET_DIR:-$repo/target}/release/commons"
+fi
+[[ -x $bin ]] || die "no executable at $bin"
 
 # ---------------------------------------------------------------------- venv
 # Reused while requirements.txt and the Python version are unchanged.
@@ -59,17 +64,6 @@ if [[ $(cat "$venv/.requirements.sha256" 2>/dev/null) != "$want" ]] \
     "$venv/bin/pip" install --disable-pip-version-check -q -r "$suite/requirements.txt"
     echo "$want" >"$venv/.requirements.sha256"
 fi
-$venv_only && exit 0
-
-# -------------------------------------------------------------------- binary
-if [[ -n ${COMMONS_BIN:-} ]]; then
-    bin=$(realpath "$COMMONS_BIN")
-else
-    echo "acceptance: building the release binary"
-    (cd "$repo" && cargo build --release)
-    bin="${CARGO_TARGET_DIR:-$repo/target}/release/commons"
-fi
-[[ -x $bin ]] || die "no executable at $bin"
 
 # -------------------------------------------------------------------- server
 work=$(mktemp -d "${TMPDIR:-/tmp}/commons-acceptance.XXXXXX")

@@ -26,25 +26,19 @@ if ! psql "$pg_url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
     postgres=false
 fi
 
-# The acceptance suite's Python environment (a pip install, mostly waiting on
-# the network) is prepared in the background while the Rust code compiles.
-venv_log=$(mktemp)
-scripts/acceptance.sh --venv-only >"$venv_log" 2>&1 &
-venv_job=$!
-
 # cargo-nextest (on the machine, or `cargo install cargo-nextest`) runs the
 # test binaries side by side; plain `cargo test` runs them one after another.
 # tests/database_restart.rs stops the PostgreSQL server, so nextest runs it
-# alone, after the others.
+# alone, after the others. `--tests` leaves out the benchmark (clippy checks it).
 if cargo nextest --version >/dev/null 2>&1; then
     runner="cargo nextest run"
     run_tests() {
-        cargo nextest run --all-targets -E 'not binary(database_restart)'
-        cargo nextest run --all-targets -E 'binary(database_restart)'
+        cargo nextest run --tests -E 'not binary(database_restart)'
+        cargo nextest run --tests -E 'binary(database_restart)'
     }
 else
     runner="cargo test"
-    run_tests() { cargo test --all-targets; }
+    run_tests() { cargo test --tests; }
 fi
 
 section "format: cargo fmt --check"
@@ -66,11 +60,6 @@ fi
 bin="${CARGO_TARGET_DIR:-target}/debug/commons"
 
 section "Gen3 acceptance suite on SQLite"
-if ! wait "$venv_job"; then
-    cat "$venv_log" >&2
-    echo "creating the acceptance suite's Python environment failed" >&2
-    exit 1
-fi
 COMMONS_BIN=$bin scripts/acceptance.sh "$@"
 
 if $postgres; then

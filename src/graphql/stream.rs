@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::Stream;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::plan::{Selection, Statement};
 use super::to_scalar;
@@ -61,36 +61,53 @@ impl Shapes {
             })
     }
 
-    /// One row of the statement as the response shows it.
-    fn shape(&self, row: &Value, node_type: &str, children: &[Selection]) -> Value {
-        let mut out = Map::new();
-        for child in children {
-            if out.contains_key(&child.key) {
-                continue;
+    /// One row of the statement, written into `out` as the response shows
+    /// it. Written straight from the parsed row rather than through a shaped
+    /// copy: strings and nulls (most fields) come out as they are, and only
+    /// other scalars go through [`to_scalar`].
+    fn write_row(
+        &self,
+        row: &Value,
+        node_type: &str,
+        children: &[Selection],
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
+        out.push(b'{');
+        for (i, child) in children.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
-            let value = row.get(&child.key);
-            let shaped = match (child.name.as_str(), self.get(node_type, &child.name)) {
-                ("__typename", _) => Value::String(node_type.to_string()),
-                (_, Some(Shape::Scalar(kind))) => value
-                    .map(|v| to_scalar(v, *kind))
-                    .and_then(|v| v.into_json().ok())
-                    .unwrap_or(Value::Null),
-                (_, Some(Shape::List(target))) => Value::Array(
-                    value
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .map(|item| self.shape(item, target, &child.children))
-                        .collect(),
-                ),
-                (_, Some(Shape::Count)) => value
-                    .and_then(Value::as_i64)
-                    .map_or(Value::Null, Value::from),
-                (_, Some(Shape::Links) | None) => Value::Null,
-            };
-            out.insert(child.key.clone(), shaped);
+            serde_json::to_writer(&mut *out, &child.key)?;
+            out.push(b':');
+            let value = row.get(&child.key).unwrap_or(&Value::Null);
+            match (child.name.as_str(), self.get(node_type, &child.name)) {
+                ("__typename", _) => serde_json::to_writer(&mut *out, node_type)?,
+                (_, Some(Shape::Scalar(_))) if value.is_string() || value.is_null() => {
+                    serde_json::to_writer(&mut *out, value)?
+                }
+                (_, Some(Shape::Scalar(kind))) => {
+                    let scalar = to_scalar(value, *kind).into_json().unwrap_or(Value::Null);
+                    serde_json::to_writer(&mut *out, &scalar)?
+                }
+                (_, Some(Shape::List(target))) => {
+                    out.push(b'[');
+                    for (j, item) in value.as_array().into_iter().flatten().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        self.write_row(item, target, &child.children, out)?;
+                    }
+                    out.push(b']');
+                }
+                (_, Some(Shape::Count)) => match value.as_i64() {
+                    Some(n) => serde_json::to_writer(&mut *out, &n)?,
+                    None => out.extend_from_slice(b"null"),
+                },
+                (_, Some(Shape::Links) | None) => out.extend_from_slice(b"null"),
+            }
         }
-        Value::Object(out)
+        out.push(b'}');
+        Ok(())
     }
 }
 
@@ -167,11 +184,11 @@ impl Deferred {
         let shape = move |text: String, chunk: &mut Vec<u8>| {
             let row: Value = serde_json::from_str(&text)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))?;
-            let shaped = shapes.shape(&row, &node_type, &children);
             if !chunk.is_empty() {
                 chunk.push(b',');
             }
-            serde_json::to_writer(chunk, &shaped)
+            shapes
+                .write_row(&row, &node_type, &children, chunk)
                 .map_err(|e| StoreError::Other(format!("a streamed row: {e}")))
         };
         futures::stream::unfold(
