@@ -1,7 +1,9 @@
 //! Compiles one GraphQL root field, whatever its nesting, into ONE SQL
 //! statement that returns the response-shaped JSON. Nested links become
-//! correlated subqueries aggregating child rows into JSON (`json_group_array`
-//! on SQLite, `jsonb_agg` on PostgreSQL);
+//! correlated subqueries aggregating child rows into JSON (`jsonb_group_array`
+//! on SQLite, `jsonb_agg` on PostgreSQL); SQLite keeps the objects in its
+//! binary JSONB until the root turns them into text, since a text object is
+//! parsed again by every level that aggregates it.
 //! identifiers come only from the dictionary, every value is a bind parameter.
 
 use serde_json::Value;
@@ -159,31 +161,27 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A JSON array of the `obj` column of `rows`, in their order.
-    fn aggregate(&self, rows: &str) -> String {
-        match self.dialect {
-            Dialect::Sqlite => {
-                format!("SELECT coalesce(json_group_array(json(obj)), '[]') FROM ({rows})")
+    /// A JSON array of the `obj` column of `rows`, in their order: text at
+    /// the `root`, else a value to embed in the parent's object.
+    fn aggregate(&self, rows: &str, root: bool) -> String {
+        match (self.dialect, root) {
+            (Dialect::Sqlite, true) => {
+                format!("SELECT coalesce(json_group_array(obj), '[]') FROM ({rows})")
             }
-            Dialect::Postgres => {
+            (Dialect::Sqlite, false) => {
+                format!("SELECT coalesce(jsonb_group_array(obj), jsonb('[]')) FROM ({rows})")
+            }
+            (Dialect::Postgres, _) => {
                 format!("SELECT coalesce(jsonb_agg(t.obj), '[]'::jsonb) FROM ({rows}) t")
             }
         }
     }
 
-    /// A subquery returning JSON, embedded as a value of an object.
-    fn embed(&self, subquery: &str) -> String {
-        match self.dialect {
-            Dialect::Sqlite => format!("json(({subquery}))"),
-            Dialect::Postgres => format!("({subquery})"),
-        }
-    }
-
-    /// A JSON object of `(key param, value)` pairs.
+    /// A JSON object of `(key param, value)` pairs (SQLite: JSONB).
     fn json_object(&self, pairs: &[String]) -> String {
         // Both databases cap function arguments; merge several objects for wide selections.
         let (build, merge): (&str, fn(String, String) -> String) = match self.dialect {
-            Dialect::Sqlite => ("json_object", |a, b| format!("json_patch({a}, {b})")),
+            Dialect::Sqlite => ("jsonb_object", |a, b| format!("jsonb_patch({a}, {b})")),
             Dialect::Postgres => ("jsonb_build_object", |a, b| format!("({a} || {b})")),
         };
         pairs
@@ -621,8 +619,9 @@ impl<'a> Builder<'a> {
         node: Option<&'a NodeType>,
         selection: &Selection,
     ) -> Result<String, PlanError> {
+        let root = matches!(source, Source::Root(_) | Source::AnyType(_));
         let rows = self.rows(source, node, selection)?;
-        Ok(self.aggregate(&rows))
+        Ok(self.aggregate(&rows, root))
     }
 
     /// One row per listed node, its JSON object in column `obj`.
@@ -721,8 +720,7 @@ impl<'a> Builder<'a> {
             let source = Source::Neighbours {
                 parent: alias.into(),
             };
-            let list = self.list(source, None, field)?;
-            return Ok(self.embed(&list));
+            return Ok(format!("({})", self.list(source, None, field)?));
         }
         if let Some(link) = node.link(name) {
             let target = self.node_type(&link.target_type)?;
@@ -731,8 +729,7 @@ impl<'a> Builder<'a> {
                 link: &link.name,
                 target,
             };
-            let list = self.list(source, Some(target), field)?;
-            return Ok(self.embed(&list));
+            return Ok(format!("({})", self.list(source, Some(target), field)?));
         }
         if let Some(backref) = node.backrefs.iter().find(|b| b.name == name) {
             let source_type = self.node_type(&backref.source_type)?;
@@ -741,8 +738,10 @@ impl<'a> Builder<'a> {
                 link: &backref.link_name,
                 source: source_type,
             };
-            let list = self.list(source, Some(source_type), field)?;
-            return Ok(self.embed(&list));
+            return Ok(format!(
+                "({})",
+                self.list(source, Some(source_type), field)?
+            ));
         }
         if let Some(edge) = name
             .strip_prefix('_')
@@ -913,7 +912,7 @@ pub fn root_rows(
     let node = b.node_type(node_type)?;
     let rows = b.rows(Source::Root(node), Some(node), selection)?;
     let sql = match dialect {
-        Dialect::Sqlite => rows,
+        Dialect::Sqlite => format!("SELECT json(t.obj) FROM ({rows}) t"),
         Dialect::Postgres => format!("SELECT t.obj::text FROM ({rows}) t"),
     };
     Ok(Statement {
