@@ -535,7 +535,10 @@ impl Store {
     /// On SQLite it holds the database's write lock until then.
     pub async fn begin_write(&self, _guard: &WriteGuard<'_>) -> Result<Writer> {
         let tx = match &self.pool {
-            Pool::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+            Pool::Sqlite(pool) => {
+                let writer = self.sqlite_writer.as_ref().unwrap_or(pool);
+                Transaction::Sqlite(writer.begin().await?)
+            }
             Pool::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         };
         Ok(Writer {
