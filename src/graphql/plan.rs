@@ -3,8 +3,8 @@
 //! correlated subqueries aggregating child rows into JSON (`jsonb_group_array`
 //! on SQLite, `jsonb_agg` on PostgreSQL); SQLite keeps the objects in its
 //! binary JSONB until the root turns them into text, since a text object is
-//! parsed again by every level that aggregates it.
-//! identifiers come only from the dictionary, every value is a bind parameter.
+//! parsed again by every level that aggregates it. Identifiers come only from
+//! the dictionary; every value is a bind parameter.
 
 use serde_json::Value;
 
@@ -177,12 +177,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A JSON object of `(key param, value)` pairs (SQLite: JSONB).
-    fn json_object(&self, pairs: &[String]) -> String {
+    /// A JSON object of `(key param, value)` pairs. On SQLite it is JSONB
+    /// unless `text` (a streamed root row, which leaves the database as is).
+    fn json_object(&self, pairs: &[String], text: bool) -> String {
         // Both databases cap function arguments; merge several objects for wide selections.
-        let (build, merge): (&str, fn(String, String) -> String) = match self.dialect {
-            Dialect::Sqlite => ("jsonb_object", |a, b| format!("jsonb_patch({a}, {b})")),
-            Dialect::Postgres => ("jsonb_build_object", |a, b| format!("({a} || {b})")),
+        let (build, merge): (&str, fn(String, String) -> String) = match (self.dialect, text) {
+            (Dialect::Sqlite, true) => ("json_object", |a, b| format!("json_patch({a}, {b})")),
+            (Dialect::Sqlite, false) => ("jsonb_object", |a, b| format!("jsonb_patch({a}, {b})")),
+            (Dialect::Postgres, _) => ("jsonb_build_object", |a, b| format!("({a} || {b})")),
         };
         pairs
             .chunks(50)
@@ -620,22 +622,24 @@ impl<'a> Builder<'a> {
         selection: &Selection,
     ) -> Result<String, PlanError> {
         let root = matches!(source, Source::Root(_) | Source::AnyType(_));
-        let rows = self.rows(source, node, selection)?;
+        let rows = self.rows(source, node, selection, false)?;
         Ok(self.aggregate(&rows, root))
     }
 
-    /// One row per listed node, its JSON object in column `obj`.
+    /// One row per listed node, its JSON object in column `obj` (as text if
+    /// `text`, see [`Builder::json_object`]).
     fn rows(
         &mut self,
         source: Source<'_>,
         node: Option<&'a NodeType>,
         selection: &Selection,
+        text: bool,
     ) -> Result<String, PlanError> {
         let alias = self.alias();
         // `_links` lists every neighbour: Gen3 applies no `first` to it.
         let paged = !matches!(source, Source::Neighbours { .. });
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
-        let object = self.object(&alias, node, &selection.children)?;
+        let object = self.object(&alias, node, &selection.children, text)?;
         let root = matches!(source, Source::Root(_) | Source::AnyType(_));
         let tail = self.order_limit(&alias, node, &selection.args, paged, root)?;
         Ok(format!(
@@ -676,12 +680,13 @@ impl<'a> Builder<'a> {
         ))
     }
 
-    /// `json_object(...)` of the selected fields of the row `alias`.
+    /// The JSON object of the selected fields of the row `alias`.
     fn object(
         &mut self,
         alias: &str,
         node: Option<&'a NodeType>,
         fields: &[Selection],
+        text: bool,
     ) -> Result<String, PlanError> {
         let mut pairs: Vec<String> = vec![format!("'{TYPE_KEY}', {alias}.node_type")];
         let mut seen = std::collections::HashSet::new();
@@ -706,7 +711,7 @@ impl<'a> Builder<'a> {
             };
             pairs.push(format!("{key}, {expr}"));
         }
-        Ok(self.json_object(&pairs))
+        Ok(self.json_object(&pairs, text))
     }
 
     fn node_field(
@@ -910,9 +915,9 @@ pub fn root_rows(
 ) -> Result<Statement, PlanError> {
     let mut b = Builder::new(dictionary, dialect, scope);
     let node = b.node_type(node_type)?;
-    let rows = b.rows(Source::Root(node), Some(node), selection)?;
+    let rows = b.rows(Source::Root(node), Some(node), selection, true)?;
     let sql = match dialect {
-        Dialect::Sqlite => format!("SELECT json(t.obj) FROM ({rows}) t"),
+        Dialect::Sqlite => rows,
         Dialect::Postgres => format!("SELECT t.obj::text FROM ({rows}) t"),
     };
     Ok(Statement {
