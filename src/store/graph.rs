@@ -860,15 +860,16 @@ async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&st
 }
 
 /// See [`Store::export_page`]: the page as one JSON array of
-/// `[seq, id, type, project, props, [[link, target id], ...]]`, built by
-/// concatenation, since the stored properties are JSON text already (`json()`
-/// would parse each document again: a tenth of an export). Neither aggregate
-/// has an `ORDER BY`: SQLite sorts an ordered aggregate's rows through a
-/// temporary B-tree; the rows and links are put in order in Rust instead.
-const EXPORT_PAGE_SQLITE: &str = "SELECT '[' || coalesce(group_concat('[' || p.seq || ',' \
-    || json_quote(p.node_id) || ',' || json_quote(p.node_type) || ',' || json_quote(p.project_id) \
-    || ',' || p.props || ',' || coalesce((SELECT '[' || group_concat(json_array(e.link, e.dst_id)) || ']' \
-       FROM edges e WHERE e.src_seq = p.seq), '[]') || ']'), '') || ']' \
+/// `[seq, id, type, project, props, [[link, target id], ...]]`, each row
+/// formatted in one pass (`format`; a chain of `||` copied the growing row
+/// once per operator), since the stored properties are JSON text already
+/// (`json()` would parse each document again: a tenth of an export). Neither
+/// aggregate has an `ORDER BY`: SQLite sorts an ordered aggregate's rows
+/// through a temporary B-tree; the rows and links are put in order in Rust instead.
+const EXPORT_PAGE_SQLITE: &str = "SELECT '[' || coalesce(group_concat(format('[%d,%s,%s,%s,%s,%s]', \
+    p.seq, json_quote(p.node_id), json_quote(p.node_type), json_quote(p.project_id), p.props, \
+    coalesce((SELECT '[' || group_concat(json_array(e.link, e.dst_id)) || ']' \
+       FROM edges e WHERE e.src_seq = p.seq), '[]'))), '') || ']' \
     FROM (SELECT seq, node_id, node_type, project_id, props FROM nodes \
           WHERE node_type = $1 AND project_id = $2 AND seq > $3 AND seq <= $4) p";
 
