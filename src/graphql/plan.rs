@@ -90,6 +90,13 @@ enum Source<'a> {
     },
 }
 
+impl Source<'_> {
+    /// A root field's list, not one nested in a parent's object.
+    fn is_root(&self) -> bool {
+        matches!(self, Source::Root(_) | Source::AnyType(_))
+    }
+}
+
 impl<'a> Builder<'a> {
     fn bind(&mut self, value: BindValue) -> String {
         self.binds.push(value);
@@ -621,7 +628,7 @@ impl<'a> Builder<'a> {
         node: Option<&'a NodeType>,
         selection: &Selection,
     ) -> Result<String, PlanError> {
-        let root = matches!(source, Source::Root(_) | Source::AnyType(_));
+        let root = source.is_root();
         let rows = self.rows(source, node, selection, false)?;
         Ok(self.aggregate(&rows, root))
     }
@@ -640,7 +647,7 @@ impl<'a> Builder<'a> {
         let paged = !matches!(source, Source::Neighbours { .. });
         let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children, text)?;
-        let root = matches!(source, Source::Root(_) | Source::AnyType(_));
+        let root = source.is_root();
         let tail = self.order_limit(&alias, node, &selection.args, paged, root)?;
         Ok(format!(
             "SELECT {object} AS obj FROM {from}{}{tail}",
