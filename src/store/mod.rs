@@ -153,6 +153,19 @@ impl Dialect {
         }
     }
 
+    /// `SELECT natural_key, <columns>` of the nodes whose natural key is in
+    /// the JSON list `$1`, of whatever type: the caller keeps its own type's.
+    /// Naming the type as well let PostgreSQL, when its statistics had not
+    /// yet seen a type written since they were last refreshed, walk every
+    /// node of that type once per key; the keys alone fit only
+    /// `nodes_natural_key`, which leads with the key.
+    pub fn natural_key_lookup(self, columns: &str) -> String {
+        format!(
+            "SELECT natural_key, {columns} FROM nodes WHERE {}",
+            self.in_text_list("natural_key", "$1")
+        )
+    }
+
     /// The `props` column as JSON text.
     pub fn props_text(self) -> &'static str {
         match self {
@@ -212,6 +225,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "edges_by_dst_with_src_seq",
         include_str!("../../migrations/sqlite/0007_edges_by_dst_with_src_seq.sql"),
     ),
+    (
+        8,
+        "natural_key_first",
+        include_str!("../../migrations/sqlite/0008_natural_key_first.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -248,6 +266,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "edges_by_dst_with_src_seq",
         include_str!("../../migrations/postgres/0007_edges_by_dst_with_src_seq.sql"),
+    ),
+    (
+        8,
+        "natural_key_first",
+        include_str!("../../migrations/postgres/0008_natural_key_first.sql"),
     ),
 ];
 

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::envelope::{EntityResult, EnvelopeText, ErrorType, UploadEnvelope};
@@ -166,28 +167,68 @@ struct WriteBehind {
     lost_race: bool,
 }
 
+/// A chunk being written on a task of its own; it hands the writer back.
+type Writing = JoinHandle<(Writer, Result<(), StoreError>)>;
+
 impl WriteBehind {
-    async fn write(
+    /// Start writing `change` on a task of its own. Polled within the
+    /// request's task, the write could send its next statement to the
+    /// database only when checking the next chunk paused, and on SQLite the
+    /// database waited a third of the time.
+    async fn start(
         &mut self,
         store: &crate::store::Store,
         guard: &WriteGuard<'_>,
         change: Option<ChangeSet>,
-    ) -> Result<(), StoreError> {
-        let Some(change) = change else { return Ok(()) };
-        if self.lost_race {
-            return Ok(());
-        }
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self.writer.insert(store.begin_write(guard).await?),
+    ) -> Result<Option<Writing>, StoreError> {
+        let Some(change) = change else {
+            return Ok(None);
         };
-        match writer.apply(&change).await {
+        if self.lost_race {
+            return Ok(None);
+        }
+        let mut writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => store.begin_write(guard).await?,
+        };
+        let writing = tokio::spawn(async move {
+            let result = writer.apply(&change).await;
+            (writer, result)
+        });
+        // A task spawned here first waits for this one to pause; let it send
+        // its first statement before checking goes on.
+        tokio::task::yield_now().await;
+        Ok(Some(writing))
+    }
+
+    /// Wait for a chunk started by [`WriteBehind::start`].
+    async fn finish(&mut self, writing: Option<Writing>) -> Result<(), StoreError> {
+        let Some(writing) = writing else {
+            return Ok(());
+        };
+        let (writer, result) = match writing.await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => return Err(StoreError::Other(format!("writing was cancelled: {e}"))),
+        };
+        self.writer = Some(writer);
+        match result {
             Err(StoreError::Conflict(detail)) => {
                 self.lose_race(&detail);
                 Ok(())
             }
             other => other,
         }
+    }
+
+    async fn write(
+        &mut self,
+        store: &crate::store::Store,
+        guard: &WriteGuard<'_>,
+        change: Option<ChangeSet>,
+    ) -> Result<(), StoreError> {
+        let writing = self.start(store, guard, change).await?;
+        self.finish(writing).await
     }
 
     /// A concurrent request wrote one of these natural keys first.
@@ -247,11 +288,11 @@ impl Submission<'_> {
             next = chunks.recv().await;
             let more = matches!(&next, Some(Ok(docs)) if !docs.is_empty());
             let may_wait = more && waiting.len() < WAITING_LIMIT;
-            let (checked, written) = tokio::join!(
-                upload.check(docs, may_wait),
-                transaction.write(self.store, &guard, unwritten.take()),
-            );
-            written?;
+            let writing = transaction
+                .start(self.store, &guard, unwritten.take())
+                .await?;
+            let checked = upload.check(docs, may_wait).await;
+            transaction.finish(writing).await?;
             let (change, later) = checked?;
             unwritten = change;
             waiting.extend(later);
