@@ -276,16 +276,29 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Option<i64>> {
-        on_pool!(self, pool => Ok(sqlx::query_scalar(
-            "SELECT max(seq) FROM (SELECT seq FROM nodes \
-             WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4) AS page",
-        )
-        .bind(node_type)
-        .bind(project_id)
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_one(pool)
-        .await?))
+        let sql = "SELECT max(seq) FROM (SELECT seq FROM nodes \
+             WHERE node_type = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4) AS page";
+        match &self.pool {
+            Pool::Sqlite(pool) => Ok(sqlx::query_scalar(sql)
+                .bind(node_type)
+                .bind(project_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_one(self.sqlite_exports(pool))
+                .await?),
+            Pool::Postgres(pool) => Ok(sqlx::query_scalar(sql)
+                .bind(node_type)
+                .bind(project_id)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_one(pool)
+                .await?),
+        }
+    }
+
+    /// The connections exports read through on SQLite.
+    fn sqlite_exports<'p>(&'p self, pool: &'p sqlx::SqlitePool) -> &'p sqlx::SqlitePool {
+        self.sqlite_dedicated.as_ref().map_or(pool, |d| &d.exports)
     }
 
     /// A project's nodes of one type with `seq` in `(after_seq, through_seq]`,
@@ -309,7 +322,7 @@ impl Store {
         let target_keys = target_keys.to_string();
         let (mut page, keys) = match &self.pool {
             Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = self.sqlite_exports(pool).begin().await?;
                 let text: String = sqlx::query_scalar(EXPORT_PAGE_SQLITE)
                     .bind(node_type)
                     .bind(project_id)
@@ -539,8 +552,8 @@ impl Store {
     pub async fn begin_write(&self, _guard: &WriteGuard<'_>) -> Result<Writer> {
         let tx = match &self.pool {
             Pool::Sqlite(pool) => {
-                let writer = self.sqlite_writer.as_ref().unwrap_or(pool);
-                Transaction::Sqlite(writer.begin().await?)
+                let writes = self.sqlite_dedicated.as_ref().map_or(pool, |d| &d.writes);
+                Transaction::Sqlite(writes.begin().await?)
             }
             Pool::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         };

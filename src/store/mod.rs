@@ -177,8 +177,8 @@ impl Dialect {
 
 pub struct Store {
     pub(crate) pool: Pool,
-    /// SQLite: the one connection graph writes go through (see [`Store::open`]).
-    sqlite_writer: Option<sqlx::SqlitePool>,
+    /// SQLite: the connections set apart from the shared readers.
+    sqlite_dedicated: Option<SqliteDedicated>,
     write_lock: Mutex<()>,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
@@ -186,6 +186,16 @@ pub struct Store {
     refreshing: Arc<AtomicBool>,
     /// Entities written since the last statistics refresh began (PostgreSQL).
     unanalyzed: Arc<AtomicUsize>,
+}
+
+/// SQLite connections set apart from the shared readers, each pool for one
+/// kind of work, so that its pages fill only its own connections' caches
+/// (see [`Store::open`]).
+struct SqliteDedicated {
+    /// The one connection graph writes go through.
+    writes: sqlx::SqlitePool,
+    /// Whole-type exports ([`Store::page_end`], [`Store::export_page`]).
+    exports: sqlx::SqlitePool,
 }
 
 /// Schema migrations compiled into the binary, per backend.
@@ -347,7 +357,7 @@ impl Store {
     /// Connect and apply pending migrations (`sqlite://PATH` or `postgres://...`).
     /// Migrations take a database lock, so instances starting together are safe.
     pub async fn open(url: &str) -> Result<Self> {
-        let (pool, sqlite_writer) = if url.starts_with("sqlite:") {
+        let (pool, sqlite_dedicated) = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 // WAL + NORMAL: a crash never corrupts the database; a committed
@@ -371,10 +381,21 @@ impl Store {
             // WAL mid-transaction and writes them again at commit. A second
             // 100,000-sample upload ran a quarter faster. Only this connection
             // holds that much; readers keep 16 MiB each.
-            let writer = SqlitePoolOptions::new()
+            let writes = SqlitePoolOptions::new()
                 .max_connections(1)
-                .connect_lazy_with(options.pragma("cache_size", "-65536"));
-            (Pool::Sqlite(pool), Some(writer))
+                .connect_lazy_with(options.clone().pragma("cache_size", "-65536"));
+            // An export reads every page of a type once. Through the shared
+            // readers, which the pool hands out in turn, one export of 300,000
+            // subjects filled all eight readers' caches (150 MB kept after it)
+            // and pushed out the pages GraphQL reads keep hot. Exports have two
+            // connections of their own: the pages they read at once.
+            let exports = SqlitePoolOptions::new()
+                .max_connections(crate::export::PAGES_IN_FLIGHT as u32)
+                .connect_lazy_with(options);
+            (
+                Pool::Sqlite(pool),
+                Some(SqliteDedicated { writes, exports }),
+            )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // No JIT: statements are prepared once per connection and later run
             // with generic plans, whose cost estimates for a nested GraphQL list
@@ -396,7 +417,7 @@ impl Store {
         };
         Ok(Self {
             pool,
-            sqlite_writer,
+            sqlite_dedicated,
             write_lock: Mutex::new(()),
             refreshing: Arc::default(),
             unanalyzed: Arc::default(),
@@ -409,8 +430,9 @@ impl Store {
     pub async fn close(&self) -> Result<()> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                if let Some(writer) = &self.sqlite_writer {
-                    writer.close().await;
+                if let Some(dedicated) = &self.sqlite_dedicated {
+                    dedicated.writes.close().await;
+                    dedicated.exports.close().await;
                 }
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(pool)
