@@ -217,6 +217,32 @@ async fn small_uploads_add_up_to_a_statistics_refresh() {
     );
 }
 
+/// SQLite's writer does not checkpoint as it commits: a checkpoint in the
+/// background copies each committed upload from the write-ahead log into the
+/// database file, or the log would only ever grow.
+#[tokio::test]
+async fn sqlite_uploads_reach_the_database_file_after_the_reply() {
+    let app = app().await;
+    let Some(file) = app.database_url.strip_prefix("sqlite://") else {
+        return;
+    };
+    let size = || std::fs::metadata(file).unwrap().len();
+    app.admin_json("PUT", &path(), &study()).await;
+    let before = size();
+    let reply = put_subjects_tsv(&app, 5_000, |_| "study-1").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    for _ in 0..100 {
+        if size() > before + (1 << 20) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "5,000 subjects did not reach {file} in 10 s: {before} -> {} bytes",
+        size()
+    );
+}
+
 /// Every upload looks its entities up by natural key. On PostgreSQL the
 /// lookup named the type too, and a type written since the statistics were
 /// last refreshed then looked absent: the planner walked every node of the

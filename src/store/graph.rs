@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Pool, Result, Store, StoreError, on_pool};
+use super::{Checkpoints, Pool, Result, Store, StoreError, on_pool};
 
 /// Proof that the caller holds the store's write lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
@@ -560,6 +560,10 @@ impl Store {
         Ok(Writer {
             tx,
             counted: BTreeSet::new(),
+            checkpoints: self
+                .sqlite_dedicated
+                .as_ref()
+                .map(|d| d.checkpoints.clone()),
         })
     }
 }
@@ -569,6 +573,8 @@ pub struct Writer {
     tx: Transaction,
     /// Projects whose node counts this transaction changed (see [`fold_counts`]).
     counted: BTreeSet<Option<String>>,
+    /// SQLite: what copies the commit into the database file.
+    checkpoints: Option<Checkpoints>,
 }
 
 enum Transaction {
@@ -595,6 +601,9 @@ impl Writer {
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
+                if let Some(checkpoints) = &self.checkpoints {
+                    checkpoints.request();
+                }
                 Ok(id)
             }
             Transaction::Postgres(mut tx) => {
