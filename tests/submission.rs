@@ -224,6 +224,49 @@ async fn every_reference_dictionary_round_trip() {
     }
 }
 
+/// A new entity's links are written without a check for an existing edge,
+/// so one that names the same target twice must still store it once, and
+/// updating it with a second target adds just that one.
+#[tokio::test]
+async fn a_target_named_twice_is_linked_once() {
+    let app = TestApp::new(None).await;
+    app.project(P, Q).await;
+    let subject =
+        |s: &str| json!({"type": "subject", "submitter_id": s, "studies": {"submitter_id": "st"}});
+    let file = |subjects: Value| {
+        json!({"type": "clinical_file", "submitter_id": "cf", "file_name": "cf.tsv", "file_size": 1,
+               "md5sum": "0123456789abcdef0123456789abcdef", "data_category": "Clinical",
+               "data_type": "Clinical Supplement", "data_format": "TSV", "subjects": subjects})
+    };
+    let docs = json!([
+        {"type": "study", "submitter_id": "st", "projects": {"code": Q}},
+        subject("a"),
+        subject("b"),
+        file(json!([{"submitter_id": "a"}, {"submitter_id": "a"}])),
+    ]);
+    let reply = app.admin_json("PUT", &path(), &docs).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    async fn linked(app: &TestApp) -> Vec<String> {
+        let query = r#"{ clinical_file { subjects { submitter_id } } }"#;
+        let data = app.graphql(&app.admin_token, query).await.json();
+        let mut ids: Vec<String> = data["data"]["clinical_file"][0]["subjects"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{data}"))
+            .iter()
+            .map(|s| s["submitter_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+    assert_eq!(linked(&app).await, ["a"]);
+    let again = json!([file(
+        json!([{"submitter_id": "a"}, {"submitter_id": "b"}, {"submitter_id": "b"}])
+    )]);
+    let reply = app.admin_json("PUT", &path(), &again).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(linked(&app).await, ["a", "b"]);
+}
+
 #[tokio::test]
 async fn post_is_create_only_and_conflicts_report_per_entity() {
     let app = TestApp::new(None).await;

@@ -165,7 +165,7 @@ impl Submission<'_> {
                 project_id: None,
                 natural_key: Some(name.to_lowercase()),
                 props: stored,
-                is_new: existing.is_none(),
+                stored_seq: existing.as_ref().map(|row| row.seq),
             }],
             ..ChangeSet::default()
         };
@@ -264,7 +264,7 @@ impl Submission<'_> {
                 project_id: Some(project_id.clone()),
                 natural_key: Some(code.to_lowercase()),
                 props,
-                is_new,
+                stored_seq: existing_code.as_ref().map(|row| row.seq),
             }],
             add_edges: vec![(
                 Edge {
@@ -396,7 +396,7 @@ impl Submission<'_> {
                 project_id: Some(project.project_id.clone()),
                 natural_key: Some(project.code.to_lowercase()),
                 props,
-                is_new: false,
+                stored_seq: Some(project.node.seq),
             }],
             ..ChangeSet::default()
         };

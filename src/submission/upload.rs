@@ -1227,7 +1227,7 @@ fn change_set(project: &Project, staged: Vec<Staged<'_>>) -> ChangeSet {
             project_id: Some(project.project_id.clone()),
             natural_key: entity.natural_key.clone(),
             props: std::mem::take(&mut entity.props),
-            is_new: entity.existing.is_none(),
+            stored_seq: entity.existing.as_ref().map(|row| row.seq),
         });
         for (link, targets) in &entity.targets {
             for t in targets {

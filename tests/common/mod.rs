@@ -371,8 +371,20 @@ pub fn free_port() -> u16 {
 }
 
 /// Start the test build of `commons serve` on `port` with this commons'
-/// database and issuer, and wait until it answers.
+/// database and issuer, and wait until it answers. Its warnings and errors
+/// are appended to `server.log` in the data directory.
 pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
+    let log_path = data_dir.join("server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_commons"))
         .args([
             "serve",
@@ -388,7 +400,7 @@ pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut server = Server {
@@ -398,10 +410,12 @@ pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         // It must be this process that answers, not one left over on the port.
-        assert!(
-            server.child.try_wait().unwrap().is_none(),
-            "the server exited at start (port {port} taken?)"
-        );
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!(
+                "the server on port {port} exited at start ({status}):\n{}",
+                log_tail()
+            );
+        }
         let status = http()
             .get(format!("{}/_status", server.url))
             .call()
@@ -411,7 +425,8 @@ pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the server did not start"
+            "the server did not start:\n{}",
+            log_tail()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
