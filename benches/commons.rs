@@ -400,6 +400,13 @@ fn run_backend(name: &str, database_url: Option<&str>, subjects: usize) -> Figur
         "GraphQL three levels, `first: 100` subjects, p50 / p95",
         format!("{p50:.1} / {p95:.1} ms"),
     );
+    let (p50, p95) = latency(50, || {
+        server.graphql("{ study(first: 1) { submitter_id subjects(first: 10) { submitter_id } } }");
+    });
+    figures.add(
+        format!("GraphQL the first 10 of the study's {subjects} subjects, p50 / p95"),
+        format!("{p50:.1} / {p95:.1} ms"),
+    );
     let counts = "{ a: _study_count(project_id: \"perf-bench\") b: _subject_count(project_id: \"perf-bench\") \
                   c: _sample_count(project_id: \"perf-bench\") d: _aliquot_count(project_id: \"perf-bench\") }";
     let (p50, p95) = latency(50, || {

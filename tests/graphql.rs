@@ -824,7 +824,8 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
 }
 
 /// SQLite has no statistics: the planner must be steered so that a node's
-/// neighbours are found through `edges` (children by their `seq`) and a few projects' rows through
+/// neighbours are found through `edges` (children by their `seq`, in the
+/// index's order, never sorted) and a few projects' rows through
 /// `nodes_by_type_project`, never by walking a whole type through
 /// `nodes_by_type` (seconds per request at 100,000 samples), which only a root
 /// list of every project should use.
@@ -914,6 +915,9 @@ async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
         2,
         "samples and aliquots:\n{everything}"
     );
+    // A parent's children come out of edges_by_dst in storage order, so a
+    // page of them stops after its rows instead of sorting them all.
+    assert_eq!(steps("TEMP B-TREE"), 0, "no list is sorted:\n{everything}");
 
     let one_project = ReadScope::Projects(BTreeSet::from([PID.to_string()]));
     let mut by_argument = first();

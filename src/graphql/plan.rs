@@ -72,6 +72,15 @@ struct EdgeRef {
     source_type: Option<String>,
 }
 
+/// The `FROM` and `WHERE` of a list's rows (see [`Builder::source_rows`]).
+struct SourceRows {
+    from: String,
+    conditions: Vec<String>,
+    /// The column of the edge that carries each row's `seq`, when the rows
+    /// come through edges in that order.
+    edge_seq: Option<String>,
+}
+
 /// Which rows a list starts from.
 enum Source<'a> {
     /// Root field over one node type.
@@ -240,8 +249,9 @@ impl<'a> Builder<'a> {
         source: &Source<'_>,
         args: &[(String, Value)],
         filter_type: Option<&NodeType>,
-    ) -> Result<(String, Vec<String>), PlanError> {
+    ) -> Result<SourceRows, PlanError> {
         let mut conditions = Vec::new();
+        let mut edge_seq = None;
         let from = match source {
             Source::Root(node) => {
                 conditions.push(format!("{alias}.node_type = {}", self.bind_text(&node.id)));
@@ -289,13 +299,21 @@ impl<'a> Builder<'a> {
                     self.bind_text(&source.id)
                 ));
                 // The child's seq comes with the index entry (edges_by_dst):
-                // a seek by integer key instead of by UUID.
+                // a seek by integer key instead of by UUID. The entries of one
+                // parent and link are in that order, so a page of children
+                // reads just its rows: ordered by the node's own column, a
+                // study's first 10 of 10,000 subjects read all 10,000.
+                edge_seq = Some(format!("{e}.src_seq"));
                 format!("edges {e} JOIN nodes {alias} ON {alias}.seq = {e}.src_seq")
             }
         };
         conditions.extend(self.authorization(alias, source));
         conditions.extend(self.filters(alias, args, filter_type)?);
-        Ok((from, conditions))
+        Ok(SourceRows {
+            from,
+            conditions,
+            edge_seq,
+        })
     }
 
     /// Rows of project-scoped types (and projects) only from readable projects.
@@ -566,9 +584,13 @@ impl<'a> Builder<'a> {
         Err(PlanError(format!("Invalid link name '{name}'")))
     }
 
+    /// `ORDER BY` (the arguments' order, then storage order: `edge_seq` if
+    /// the rows come through edges that carry it, else their own `seq`) and
+    /// the page.
     fn order_limit(
         &mut self,
         alias: &str,
+        edge_seq: Option<&str>,
         node: Option<&NodeType>,
         args: &[(String, Value)],
         paged: bool,
@@ -614,10 +636,10 @@ impl<'a> Builder<'a> {
         // `seq` out of its choice there. PostgreSQL chooses by its statistics.
         let whole_type =
             root && !matches!(self.scope, ReadScope::Projects(_)) && arg("project_id").is_none();
-        let seq = if whole_type || self.dialect == Dialect::Postgres {
-            format!("{alias}.seq")
-        } else {
-            format!("+{alias}.seq")
+        let seq = match edge_seq {
+            Some(column) => column.to_string(),
+            None if whole_type || self.dialect == Dialect::Postgres => format!("{alias}.seq"),
+            None => format!("+{alias}.seq"),
         };
         order.push(format!("{seq} ASC"));
         let mut sql = format!(" ORDER BY {}", order.join(", "));
@@ -656,10 +678,21 @@ impl<'a> Builder<'a> {
         let alias = self.alias();
         // `_links` lists every neighbour: Gen3 applies no `first` to it.
         let paged = !matches!(source, Source::Neighbours { .. });
-        let (from, conditions) = self.source_rows(&alias, &source, &selection.args, node)?;
+        let SourceRows {
+            from,
+            conditions,
+            edge_seq,
+        } = self.source_rows(&alias, &source, &selection.args, node)?;
         let object = self.object(&alias, node, &selection.children, text)?;
         let root = source.is_root();
-        let tail = self.order_limit(&alias, node, &selection.args, paged, root)?;
+        let tail = self.order_limit(
+            &alias,
+            edge_seq.as_deref(),
+            node,
+            &selection.args,
+            paged,
+            root,
+        )?;
         Ok(format!(
             "SELECT {object} AS obj FROM {from}{}{tail}",
             where_clause(&conditions)
@@ -674,7 +707,9 @@ impl<'a> Builder<'a> {
         args: &[(String, Value)],
     ) -> Result<String, PlanError> {
         let alias = self.alias();
-        let (from, conditions) = self.source_rows(&alias, &source, args, node)?;
+        let SourceRows {
+            from, conditions, ..
+        } = self.source_rows(&alias, &source, args, node)?;
         Ok(format!(
             "SELECT count(*) FROM {from}{}",
             where_clause(&conditions)

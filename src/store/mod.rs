@@ -288,6 +288,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "natural_key_first",
         include_str!("../../migrations/sqlite/0008_natural_key_first.sql"),
     ),
+    (
+        9,
+        "children_in_storage_order",
+        include_str!("../../migrations/sqlite/0009_children_in_storage_order.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -329,6 +334,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "natural_key_first",
         include_str!("../../migrations/postgres/0008_natural_key_first.sql"),
+    ),
+    (
+        9,
+        "children_in_storage_order",
+        include_str!("../../migrations/postgres/0009_children_in_storage_order.sql"),
     ),
 ];
 
