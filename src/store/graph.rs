@@ -573,6 +573,7 @@ impl Store {
                 .sqlite_dedicated
                 .as_ref()
                 .map(|d| d.checkpoints.clone()),
+            entities: 0,
         })
     }
 }
@@ -584,6 +585,8 @@ pub struct Writer {
     counted: BTreeSet<Option<String>>,
     /// SQLite: what copies the commit into the database file.
     checkpoints: Option<Checkpoints>,
+    /// Entities written or deleted so far.
+    entities: usize,
 }
 
 enum Transaction {
@@ -594,6 +597,7 @@ enum Transaction {
 impl Writer {
     /// Add a change set to the transaction.
     pub async fn apply(&mut self, change: &ChangeSet) -> Result<()> {
+        self.entities += change.nodes.len() + change.delete_nodes.len();
         match &mut self.tx {
             Transaction::Sqlite(tx) => apply_sqlite(tx, change, &mut self.counted).await,
             Transaction::Postgres(tx) => apply_postgres(tx, change, &mut self.counted).await,
@@ -611,7 +615,7 @@ impl Writer {
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
                 if let Some(checkpoints) = &self.checkpoints {
-                    checkpoints.request();
+                    checkpoints.committed(self.entities);
                 }
                 Ok(id)
             }
