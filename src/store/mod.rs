@@ -355,6 +355,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "children_in_storage_order",
         include_str!("../../migrations/postgres/0009_children_in_storage_order.sql"),
     ),
+    (
+        10,
+        "keys_compare_as_bytes",
+        include_str!("../../migrations/postgres/0010_keys_compare_as_bytes.sql"),
+    ),
 ];
 
 #[derive(Debug)]
