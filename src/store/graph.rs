@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Checkpoints, Pool, Result, Store, StoreError, on_pool};
+use super::{Pool, Result, Store, StoreError, Upkeep, on_pool};
 
 /// Proof that the caller holds the store's write lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
@@ -569,10 +569,7 @@ impl Store {
         Ok(Writer {
             tx,
             counted: BTreeSet::new(),
-            checkpoints: self
-                .sqlite_dedicated
-                .as_ref()
-                .map(|d| d.checkpoints.clone()),
+            upkeep: self.upkeep.clone(),
             entities: 0,
         })
     }
@@ -583,8 +580,8 @@ pub struct Writer {
     tx: Transaction,
     /// Projects whose node counts this transaction changed (see [`fold_counts`]).
     counted: BTreeSet<Option<String>>,
-    /// SQLite: what copies the commit into the database file.
-    checkpoints: Option<Checkpoints>,
+    /// Told at commit how many entities were written or deleted.
+    upkeep: Upkeep,
     /// Entities written or deleted so far.
     entities: usize,
 }
@@ -614,9 +611,7 @@ impl Writer {
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
-                if let Some(checkpoints) = &self.checkpoints {
-                    checkpoints.committed(self.entities);
-                }
+                self.upkeep.committed(self.entities);
                 Ok(id)
             }
             Transaction::Postgres(mut tx) => {
@@ -630,6 +625,7 @@ impl Writer {
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
+                self.upkeep.committed(self.entities);
                 Ok(id)
             }
         }

@@ -89,10 +89,6 @@ impl From<sqlx::Error> for StoreError {
 /// SQLite's primary result code for "database is locked".
 const SQLITE_BUSY: i32 = 5;
 
-/// Entities written, in any number of requests, after which PostgreSQL's
-/// statistics are refreshed (see [`Store::note_written`]).
-const REFRESH_AFTER_WRITES: usize = 10_000;
-
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Other(format!("stored JSON: {e}"))
@@ -102,6 +98,7 @@ impl From<serde_json::Error> for StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The connection pool of the configured backend.
+#[derive(Clone)]
 pub(crate) enum Pool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
@@ -182,10 +179,8 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
-    /// A statistics refresh is running (see [`Store::note_written`]).
-    refreshing: Arc<AtomicBool>,
-    /// Entities written since the last statistics refresh began (PostgreSQL).
-    unanalyzed: Arc<AtomicUsize>,
+    /// What the database needs after many writes (see [`Upkeep`]).
+    upkeep: Upkeep,
 }
 
 /// SQLite connections set apart from the shared readers, each pool for one
@@ -196,64 +191,79 @@ struct SqliteDedicated {
     writes: sqlx::SqlitePool,
     /// Whole-type exports ([`Store::page_end`], [`Store::export_page`]).
     exports: sqlx::SqlitePool,
-    /// Checkpoints after the writes connection commits.
-    checkpoints: Checkpoints,
 }
 
-/// Copies SQLite's write-ahead log into the database file in the background
-/// after graph writes. The writes connection does not checkpoint as it
-/// commits (`wal_autocheckpoint=0`): a large upload's reply waited for a copy
-/// of all it wrote and an fsync (a 100,000-sample upload: a fifth of its time).
-/// The copy is SQLite's own passive checkpoint, which neither waits for nor
-/// blocks readers and writers; at most one runs, and a commit during it sets
-/// off one more. Like SQLite's own automatic checkpoints, it waits until the
-/// log has grown: a checkpoint after every commit cost a one-entity request
-/// 3 ms of its 5.
+/// What the database needs after many writes, done in the background once
+/// enough entities have been committed (in any number of transactions; every
+/// graph write reports at its commit), at most one run at a time: a run that
+/// ends with as many committed meanwhile runs again.
+///
+/// - SQLite, after 2,000: a passive checkpoint, copying the write-ahead log
+///   into the database file. The writes connection does not checkpoint as it
+///   commits (`wal_autocheckpoint=0`): a large upload's reply waited for a copy
+///   of all it wrote and an fsync (a 100,000-sample upload: a fifth of its
+///   time). A passive checkpoint neither waits for nor blocks readers and
+///   writers. After every commit it cost a one-entity request 3 ms of its 5;
+///   2,000 entities are a few MB of log, about SQLite's own threshold.
+/// - PostgreSQL, after 10,000: `VACUUM (ANALYZE)` of the graph tables. Until
+///   then the planner takes a million new rows for a few dozen (counts could
+///   not use index-only scans: 400 ms instead of 150 ms for a million samples),
+///   or a type written since as absent: a nested GraphQL list over 1,000
+///   samples then walked every aliquot for each (30 s).
 #[derive(Clone)]
-pub(crate) struct Checkpoints {
-    /// The shared readers' pool: a checkpoint needs no write lock.
-    pool: sqlx::SqlitePool,
-    /// Entities committed since the last checkpoint was asked for.
-    unchecked: Arc<AtomicUsize>,
-    requested: Arc<AtomicBool>,
+pub(crate) struct Upkeep {
+    /// The shared pool (on SQLite the readers': a checkpoint needs no write lock).
+    pool: Pool,
+    statements: &'static [&'static str],
+    after_entities: usize,
+    /// Entities committed since the last run began.
+    pending: Arc<AtomicUsize>,
     running: Arc<AtomicBool>,
 }
 
-/// Entities committed, in any number of transactions, after which the log is
-/// copied into the database file: a few MB of log, about SQLite's own
-/// automatic threshold (1,000 pages).
-const CHECKPOINT_AFTER_ENTITIES: usize = 2_000;
-
-impl Checkpoints {
-    /// Count the `entities` a commit wrote; ask for a checkpoint once they add
-    /// up to [`CHECKPOINT_AFTER_ENTITIES`].
-    pub(crate) fn committed(&self, entities: usize) {
-        let unchecked = self.unchecked.fetch_add(entities, Ordering::AcqRel) + entities;
-        if unchecked < CHECKPOINT_AFTER_ENTITIES {
-            return;
+impl Upkeep {
+    fn new(pool: &Pool) -> Self {
+        let (statements, after_entities): (&'static [&'static str], usize) = match pool {
+            Pool::Sqlite(_) => (&["PRAGMA wal_checkpoint(PASSIVE)"], 2_000),
+            Pool::Postgres(_) => (
+                &["VACUUM (ANALYZE) nodes", "VACUUM (ANALYZE) edges"],
+                10_000,
+            ),
+        };
+        Self {
+            pool: pool.clone(),
+            statements,
+            after_entities,
+            pending: Arc::default(),
+            running: Arc::default(),
         }
-        self.unchecked.store(0, Ordering::Release);
-        self.requested.store(true, Ordering::Release);
-        if self.running.swap(true, Ordering::AcqRel) {
+    }
+
+    /// Count the `entities` a commit wrote or deleted; start a run once they
+    /// add up.
+    pub(crate) fn committed(&self, entities: usize) {
+        let pending = self.pending.fetch_add(entities, Ordering::AcqRel) + entities;
+        if pending < self.after_entities || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
             loop {
-                while this.requested.swap(false, Ordering::AcqRel) {
-                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                        .execute(&this.pool)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                this.pending.store(0, Ordering::Release);
+                for statement in this.statements {
+                    let done = match &this.pool {
+                        Pool::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(drop),
+                        Pool::Postgres(pool) => {
+                            sqlx::query(statement).execute(pool).await.map(drop)
+                        }
+                    };
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, statement, "database upkeep failed");
                     }
                 }
                 this.running.store(false, Ordering::Release);
-                // A request that came after the last check and before the
-                // flag was cleared found a checkpoint running: run it here.
-                if !this.requested.load(Ordering::Acquire)
-                    || this.running.swap(true, Ordering::AcqRel)
-                {
+                let behind = this.pending.load(Ordering::Acquire) >= this.after_entities;
+                if !behind || this.running.swap(true, Ordering::AcqRel) {
                     return;
                 }
             }
@@ -388,45 +398,6 @@ impl MigrationSource<'static> for EmbeddedMigrations {
 }
 
 impl Store {
-    /// Note `entities` written by a committed request. On PostgreSQL, once
-    /// 10,000 have been written since the statistics were last refreshed,
-    /// `VACUUM (ANALYZE)` the graph tables in the background, at most one at a
-    /// time (a refresh that ends with another 10,000 written meanwhile runs
-    /// again). Until then the planner takes a million new rows for a few dozen
-    /// (counts could not use index-only scans: 400 ms instead of 150 ms for a
-    /// million samples), or a type written since as absent: a nested GraphQL
-    /// list over 1,000 samples then walked every aliquot for each (30 s).
-    /// Many small requests count as much as one large one. SQLite needs nothing.
-    pub fn note_written(&self, entities: usize) {
-        let Pool::Postgres(pool) = &self.pool else {
-            return;
-        };
-        let written = self.unanalyzed.fetch_add(entities, Ordering::AcqRel) + entities;
-        if written < REFRESH_AFTER_WRITES || self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let (pool, refreshing, unanalyzed) = (
-            pool.clone(),
-            self.refreshing.clone(),
-            self.unanalyzed.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                unanalyzed.store(0, Ordering::Release);
-                for statement in ["VACUUM (ANALYZE) nodes", "VACUUM (ANALYZE) edges"] {
-                    if let Err(e) = sqlx::query(statement).execute(&pool).await {
-                        tracing::warn!(error = %e, statement, "statistics refresh failed");
-                    }
-                }
-                refreshing.store(false, Ordering::Release);
-                let behind = unanalyzed.load(Ordering::Acquire) >= REFRESH_AFTER_WRITES;
-                if !behind || refreshing.swap(true, Ordering::AcqRel) {
-                    return;
-                }
-            }
-        });
-    }
-
     /// The default database URL: an SQLite file inside the data directory.
     pub fn default_url(data_dir: &Path) -> String {
         format!("sqlite://{}", data_dir.join("commons.db").display())
@@ -475,19 +446,9 @@ impl Store {
             let exports = SqlitePoolOptions::new()
                 .max_connections(crate::export::PAGES_IN_FLIGHT as u32)
                 .connect_lazy_with(options);
-            let checkpoints = Checkpoints {
-                pool: pool.clone(),
-                unchecked: Arc::default(),
-                requested: Arc::default(),
-                running: Arc::default(),
-            };
             (
                 Pool::Sqlite(pool),
-                Some(SqliteDedicated {
-                    writes,
-                    exports,
-                    checkpoints,
-                }),
+                Some(SqliteDedicated { writes, exports }),
             )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // No JIT: statements are prepared once per connection and later run
@@ -509,11 +470,10 @@ impl Store {
             )));
         };
         Ok(Self {
+            upkeep: Upkeep::new(&pool),
             pool,
             sqlite_dedicated,
             write_lock: Mutex::new(()),
-            refreshing: Arc::default(),
-            unanalyzed: Arc::default(),
             graphql_statements: AtomicU64::new(0),
         })
     }

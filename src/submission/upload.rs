@@ -1160,10 +1160,7 @@ impl<'a> Upload<'a> {
             }));
         }
         let id = match committed {
-            Some(id) => {
-                self.submission.store.note_written(record.entity_ids.len());
-                id
-            }
+            Some(id) => id,
             None => {
                 if self.envelope.failed() {
                     record.state = "FAILED".into();
