@@ -933,3 +933,83 @@ async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
         assert!(restricted.contains("nodes_by_type_project"), "{restricted}");
     }
 }
+
+/// A page at an offset is chosen before its rows are shaped: the rows it
+/// skips never have their objects built or their nested lists read (on
+/// PostgreSQL, left to itself, 1,000 samples at offset 90,000 took 60 ms
+/// instead of 15). The answer is checked on both backends; PostgreSQL's
+/// executed plan must run the nested list once per row of the page.
+#[tokio::test]
+async fn an_offset_page_shapes_only_its_own_rows() {
+    use commons::auth::ReadScope;
+    use commons::graphql::plan::{RootList, Selection, root_list};
+    use commons::store::BindValue;
+
+    let (app, _) = fixture().await;
+    let query = "{ case(first: 2, offset: 1) { submitter_id samples(first: 2, offset: 1) { submitter_id } } }";
+    let d = data(&app, query).await;
+    // Samples go to case j % 4 in submission order.
+    assert_eq!(
+        d["case"],
+        json!([
+            {"submitter_id": "case-01", "samples": [{"submitter_id": "sample-05"}, {"submitter_id": "sample-09"}]},
+            {"submitter_id": "case-02", "samples": [{"submitter_id": "sample-06"}, {"submitter_id": "sample-10"}]},
+        ])
+    );
+    if app.state.store.dialect() != Dialect::Postgres {
+        return;
+    }
+    let field = |name: &str, args: Vec<(String, Value)>, children: Vec<Selection>| Selection {
+        key: name.into(),
+        name: name.into(),
+        args,
+        children,
+    };
+    let page = || {
+        vec![
+            ("first".to_string(), json!(2)),
+            ("offset".to_string(), json!(1)),
+        ]
+    };
+    let sid = || field("submitter_id", vec![], vec![]);
+    let selection = field(
+        "case",
+        page(),
+        vec![sid(), field("samples", page(), vec![sid()])],
+    );
+    let dictionary = commons::dictionary::load_path(&gdc()).unwrap();
+    let statement = root_list(
+        &dictionary,
+        Dialect::Postgres,
+        &ReadScope::All,
+        RootList::Type("case"),
+        &selection,
+    )
+    .unwrap();
+    let sql = format!("EXPLAIN (ANALYZE, FORMAT JSON) {}", statement.sql);
+    let mut explain = sqlx::query_scalar::<_, Value>(&sql);
+    for bind in &statement.binds {
+        explain = match bind {
+            BindValue::Text(s) => explain.bind(s.clone()),
+            BindValue::Int(i) => explain.bind(*i),
+            BindValue::Float(f) => explain.bind(*f),
+        };
+    }
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let plan = explain.fetch_one(&pool).await.unwrap();
+    fn subplan_loops(node: &Value, out: &mut Vec<i64>) {
+        if node.get("Subplan Name").is_some() {
+            out.push(node["Actual Loops"].as_i64().unwrap());
+        }
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            subplan_loops(child, out);
+        }
+    }
+    let mut loops = Vec::new();
+    subplan_loops(&plan[0]["Plan"], &mut loops);
+    assert_eq!(
+        loops,
+        vec![2],
+        "the samples of the page's two cases only:\n{plan:#}"
+    );
+}
