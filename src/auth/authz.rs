@@ -54,11 +54,8 @@ fn matches(granted: &str, wanted: &str) -> bool {
 impl Permissions {
     /// The permissions of `username` (None: anonymous), from the database.
     pub async fn load(store: &Store, username: Option<&str>) -> Result<Self> {
-        let policies = store.policies_for(username).await?;
-        if policies.is_empty() {
-            return Ok(Self::default());
-        }
-        let roles = store.roles().await?;
+        // Independent lookups, side by side: every authenticated request waits for them.
+        let (policies, roles) = tokio::try_join!(store.policies_for(username), store.roles())?;
         let mut grants = BTreeSet::new();
         for policy in &policies {
             for role in roles.iter().filter(|r| policy.role_ids.contains(&r.id)) {
