@@ -612,7 +612,7 @@ impl Submission<'_> {
                 }
                 None => {
                     if result.id.is_none() {
-                        result.id = Some(uuid::Uuid::new_v4().to_string());
+                        result.id = Some(uuid::Uuid::now_v7().to_string());
                     }
                     result.action = Some("create");
                     if !rights.create {
