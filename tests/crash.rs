@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::Instant;
 
 use common::TestApp;
 use rand::{Rng, SeedableRng};
@@ -68,6 +68,24 @@ async fn killed_servers_never_lose_or_half_write_requests() {
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // How long one submission takes here: the kills fall within twice that,
+    // so about half of them land before the answer, however fast the build
+    // and the machine are (a fixed window let every submission finish first).
+    let submission_time = {
+        let _server = common::serve(&app.database_url, data_dir.path(), port);
+        let docs: Vec<Value> = (0..BATCH)
+            .map(|i| json!({"type": "subject", "submitter_id": format!("calibration{i:05}"), "studies": {"submitter_id": "study"}}))
+            .collect();
+        let started = Instant::now();
+        let answer = send(
+            "PUT",
+            &format!("{url}/api/v0/submission/prog/proj"),
+            &token,
+            Some(Value::Array(docs).to_string()),
+        );
+        assert_eq!(answer.map(|(status, _)| status), Some(200));
+        started.elapsed()
+    };
     // Rounds whose submission was acknowledged, with the ids it created.
     let mut acknowledged: Vec<(usize, Vec<String>)> = Vec::new();
     let mut outcomes = (0, 0);
@@ -85,7 +103,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
             .map(|(r, ids)| (*r, ids[..100].to_vec()));
         let (submit_url, token_ref) =
             (format!("{url}/api/v0/submission/prog/proj"), token.as_str());
-        let kill_after = Duration::from_millis(rng.random_range(0..2500));
+        let kill_after = submission_time.mul_f64(rng.random_range(0.0..2.0));
         let (submitted, deleted) = std::thread::scope(|scope| {
             let submit = scope.spawn(|| send("PUT", &submit_url, token_ref, Some(body)));
             let delete = scope.spawn(|| {
