@@ -99,17 +99,22 @@ impl Permissions {
             .any(|m| self.allows(&resource, "sheepdog", m))
     }
 
+    /// A peregrine read grant on every program: the list of projects need not
+    /// be read to know the caller's [`ReadScope`].
+    pub fn reads_every_project(&self) -> bool {
+        self.grants.iter().any(|g| {
+            matches(&g.service, "peregrine")
+                && matches(&g.method, "read")
+                && matches!(g.resource.trim_end_matches('/'), "" | "/programs")
+        })
+    }
+
     /// The projects readable through GraphQL, given every `(program, project, open)`.
     pub fn read_scope(&self, projects: &[(String, String, bool)]) -> ReadScope {
-        let reads = |g: &&Grant| matches(&g.service, "peregrine") && matches(&g.method, "read");
-        if self
-            .grants
-            .iter()
-            .filter(reads)
-            .any(|g| matches!(g.resource.trim_end_matches('/'), "" | "/programs"))
-        {
+        if self.reads_every_project() {
             return ReadScope::All;
         }
+        let reads = |g: &&Grant| matches(&g.service, "peregrine") && matches(&g.method, "read");
         let mut set = BTreeSet::new();
         for (program, code, open) in projects {
             let program_path = format!("/programs/{program}");
