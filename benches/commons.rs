@@ -631,7 +631,7 @@ const MINIMAL_LAYOUT: &str = "CREATE TABLE bench_nodes (seq BIGINT GENERATED ALW
 /// reference), then `COPY` of the same samples and their edges, in one
 /// transaction, into each layout of tables: what any ingest into that layout
 /// could reach with nothing validated and no key looked up.
-fn postgres_copy_references(database_url: &str) -> [String; 3] {
+fn postgres_copy_references(database_url: &str, stored_samples: usize) -> [String; 3] {
     use futures::TryStreamExt;
     use sqlx::Connection;
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -659,6 +659,7 @@ fn postgres_copy_references(database_url: &str) -> [String; 3] {
         ))
         .await;
         let rows = nodes.iter().filter(|b| **b == b'\n').count();
+        assert_eq!(rows, stored_samples, "the samples the upload stored");
 
         sqlx::query("CREATE TABLE bench_copy (doc JSONB)").execute(&mut conn).await.unwrap();
         let t = Instant::now();
@@ -767,7 +768,7 @@ fn main() {
     let sqlite = run_backend("SQLite", None, subjects);
     let postgres = postgres_database().map(|(admin, name, url)| {
         let figures = run_backend("PostgreSQL", Some(&url), subjects);
-        let copies = postgres_copy_references(&url);
+        let copies = postgres_copy_references(&url, subjects * 10);
         drop_database(&admin, &name);
         (figures, copies)
     });
@@ -783,7 +784,7 @@ fn main() {
     }
     if let Some((_, [unindexed, commons, minimal])) = &postgres {
         writeln!(report, "| physical reference: PostgreSQL `COPY` of the {} stored sample documents into one JSONB column | | {unindexed} |", subjects * 10).unwrap();
-        writeln!(report, "| PostgreSQL `COPY` of those samples and their edges into tables laid out and indexed like `nodes` and `edges` | | {commons} |").unwrap();
+        writeln!(report, "| PostgreSQL `COPY` of those samples and their edges into tables laid out and indexed like `nodes` and `edges` (a record: a sample and its edge) | | {commons} |").unwrap();
         writeln!(report, "| PostgreSQL `COPY` of the same into a minimal layout: `uuid` node ids and natural keys unique, each link indexed from both ends | | {minimal} |").unwrap();
     }
 

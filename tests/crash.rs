@@ -71,20 +71,25 @@ async fn killed_servers_never_lose_or_half_write_requests() {
     // How long one submission takes here: the kills fall within twice that,
     // so about half of them land before the answer, however fast the build
     // and the machine are (a fixed window let every submission finish first).
+    // The quicker of two, so that a slow first request (cold caches, new
+    // connections) does not widen the window until every kill comes late.
     let submission_time = {
         let _server = common::serve(&app.database_url, data_dir.path(), port);
-        let docs: Vec<Value> = (0..BATCH)
-            .map(|i| json!({"type": "subject", "submitter_id": format!("calibration{i:05}"), "studies": {"submitter_id": "study"}}))
-            .collect();
-        let started = Instant::now();
-        let answer = send(
-            "PUT",
-            &format!("{url}/api/v0/submission/prog/proj"),
-            &token,
-            Some(Value::Array(docs).to_string()),
-        );
-        assert_eq!(answer.map(|(status, _)| status), Some(200));
-        started.elapsed()
+        let timed = |attempt: usize| {
+            let docs: Vec<Value> = (0..BATCH)
+                .map(|i| json!({"type": "subject", "submitter_id": format!("calibration{attempt}x{i:05}"), "studies": {"submitter_id": "study"}}))
+                .collect();
+            let started = Instant::now();
+            let answer = send(
+                "PUT",
+                &format!("{url}/api/v0/submission/prog/proj"),
+                &token,
+                Some(Value::Array(docs).to_string()),
+            );
+            assert_eq!(answer.map(|(status, _)| status), Some(200));
+            started.elapsed()
+        };
+        timed(0).min(timed(1))
     };
     // Rounds whose submission was acknowledged, with the ids it created.
     let mut acknowledged: Vec<(usize, Vec<String>)> = Vec::new();

@@ -56,6 +56,9 @@ impl Permissions {
     pub async fn load(store: &Store, username: Option<&str>) -> Result<Self> {
         // Independent lookups, side by side: every authenticated request waits for them.
         let (policies, roles) = tokio::try_join!(store.policies_for(username), store.roles())?;
+        if policies.is_empty() {
+            return Ok(Self::default());
+        }
         let mut grants = BTreeSet::new();
         for policy in &policies {
             for role in roles.iter().filter(|r| policy.role_ids.contains(&r.id)) {
