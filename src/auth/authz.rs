@@ -105,11 +105,15 @@ impl Permissions {
     /// A peregrine read grant on every program: the list of projects need not
     /// be read to know the caller's [`ReadScope`].
     pub fn reads_every_project(&self) -> bool {
-        self.grants.iter().any(|g| {
-            matches(&g.service, "peregrine")
-                && matches(&g.method, "read")
-                && matches!(g.resource.trim_end_matches('/'), "" | "/programs")
-        })
+        self.graphql_reads()
+            .any(|g| matches!(g.resource.trim_end_matches('/'), "" | "/programs"))
+    }
+
+    /// The grants that let GraphQL (peregrine) read.
+    fn graphql_reads(&self) -> impl Iterator<Item = &Grant> {
+        self.grants
+            .iter()
+            .filter(|g| matches(&g.service, "peregrine") && matches(&g.method, "read"))
     }
 
     /// The projects readable through GraphQL, given every `(program, project, open)`.
@@ -117,12 +121,11 @@ impl Permissions {
         if self.reads_every_project() {
             return ReadScope::All;
         }
-        let reads = |g: &&Grant| matches(&g.service, "peregrine") && matches(&g.method, "read");
         let mut set = BTreeSet::new();
         for (program, code, open) in projects {
             let program_path = format!("/programs/{program}");
             let readable = *open
-                || self.grants.iter().filter(reads).any(|g| {
+                || self.graphql_reads().any(|g| {
                     let r = g.resource.trim_end_matches('/');
                     r == program_path
                         || r == format!("{program_path}/projects")
