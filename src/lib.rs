@@ -16,6 +16,7 @@ pub mod simulate;
 pub mod store;
 pub mod submission;
 pub mod validate;
+pub mod yaml;
 
 /// A timestamp in the stored form: ISO-8601 with `T` and a UTC offset.
 pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {

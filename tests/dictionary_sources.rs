@@ -19,11 +19,7 @@ fn bundle(folder: &Path) -> Value {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let options = serde_saphyr::Options {
-                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-                ..Default::default()
-            };
-            let doc: Value = serde_saphyr::from_str_with_options(&text, options).unwrap();
+            let doc: Value = commons::yaml::from_str(&text).unwrap();
             out.insert(
                 path.file_name().unwrap().to_string_lossy().into_owned(),
                 doc,

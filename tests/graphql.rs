@@ -414,11 +414,7 @@ async fn node_type_lists_the_dictionary() {
         .unwrap()
         .filter_map(|e| {
             let text = std::fs::read_to_string(e.unwrap().path()).ok()?;
-            let options = serde_saphyr::Options {
-                duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-                ..Default::default()
-            };
-            let doc: Value = serde_saphyr::from_str_with_options(&text, options).ok()?;
+            let doc: Value = commons::yaml::from_str(&text).ok()?;
             (doc["category"] == "clinical").then(|| {
                 let text = |key: &str| doc[key].as_str().unwrap().to_string();
                 (text("id"), text("title"))

@@ -1,4 +1,4 @@
-//! Dictionary loader: any YAML text as a node schema next to a small valid
+//! Dictionary loader and YAML reader: any YAML text as a node schema next to a small valid
 //! dictionary must load or fail with an error, never panic or hang.
 #![no_main]
 
@@ -7,10 +7,11 @@ use serde_json::{Value, json};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(node) = serde_saphyr::from_str::<Value>(text) else { return };
+    let Ok(node) = commons::yaml::from_str(text) else { return };
     let bundle = json!({
         "_definitions.yaml": {"id": "_definitions",
-            "to_one": {"type": "object"}, "UUID": {"type": "string"}},
+            "to_one": {"type": "object"}, "UUID": {"type": "string"},
+            "datetime": {"type": "string"}},
         "program.yaml": {"id": "program", "type": "object", "category": "administrative",
             "links": [], "properties": {"name": {"type": "string"}}, "uniqueKeys": [["id"], ["name"]]},
         "fuzzed.yaml": node,

@@ -55,7 +55,7 @@ fn resource_paths(nodes: &Value, prefix: &str, out: &mut Vec<String>) -> Result<
 
 /// Parse `text` (YAML) and apply it to `store`.
 pub async fn import_user_yaml(store: &Store, text: &str) -> Result<ImportSummary, ImportError> {
-    let doc: Value = serde_saphyr::from_str(text)
+    let doc: Value = crate::yaml::from_str(text)
         .map_err(|e| ImportError::Invalid(format!("invalid YAML: {e}")))?;
     let authz = &doc["authz"];
     let mut summary = ImportSummary::default();

@@ -129,34 +129,64 @@ pub fn load_bundle_value(origin: &str, bundle: Value) -> Result<Dictionary, Dict
 }
 
 fn parse_yaml(origin: &str, text: &str) -> Result<Value, DictionaryError> {
-    let options = serde_saphyr::Options {
-        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-        ..serde_saphyr::Options::default()
-    };
-    serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| DictionaryError(format!("{origin}: invalid YAML: {e}")))
+    crate::yaml::from_str(text).map_err(|e| DictionaryError(format!("{origin}: invalid YAML: {e}")))
 }
 
-fn build(sources: Sources) -> Result<Dictionary, DictionaryError> {
+/// The node types Gen3's loader adds to every dictionary that defines no node
+/// of the same file name or id.
+const GEN3_NODES: [(&str, &str); 2] = [
+    ("root.yaml", include_str!("gen3/root.yaml")),
+    ("data_release.yaml", include_str!("gen3/data_release.yaml")),
+];
+
+fn build(mut sources: Sources) -> Result<Dictionary, DictionaryError> {
+    let mut added = Vec::new();
+    for (file, text) in GEN3_NODES {
+        if !sources.contains_key(file) {
+            sources.insert(file.to_string(), parse_yaml(file, text)?);
+            added.push(file);
+        }
+    }
     // A node's resolved document is kept once, as its `schema`.
     let mut documents = Map::new();
-    let mut nodes = Vec::new();
-    let mut files = HashMap::new();
+    let mut parsed = Vec::new();
     for (file, raw) in &sources {
         let shared = SHARED_FILES.contains(&file.as_str());
-        let resolved = resolve(&sources, file, raw, !shared)?;
+        let builtin = added.contains(&file.as_str());
+        let resolved = resolve(&sources, file, raw, !shared).map_err(|e| {
+            if builtin {
+                DictionaryError(format!(
+                    "{} (a node type Gen3's loader adds to every dictionary)",
+                    e.0
+                ))
+            } else {
+                e
+            }
+        })?;
         let base = file.trim_end_matches(".yaml").to_string();
         if shared {
             documents.insert(base, resolved);
         } else {
-            files.insert(base, nodes.len());
-            nodes.push(node_type(file, resolved)?);
+            parsed.push((base, node_type(file, resolved)?, builtin));
         }
     }
-    if nodes.is_empty() {
+    // The dictionary's own node of the same id replaces a built-in one.
+    let own_ids: Vec<String> = parsed
+        .iter()
+        .filter(|(_, _, builtin)| !builtin)
+        .map(|(_, node, _)| node.id.clone())
+        .collect();
+    parsed.retain(|(_, node, builtin)| !builtin || !own_ids.contains(&node.id));
+    if own_ids.is_empty() {
         return Err(DictionaryError(
             "the dictionary defines no node types".into(),
         ));
+    }
+    let mut nodes = Vec::new();
+    let mut files = HashMap::new();
+    for (base, node, _) in parsed {
+        files.insert(base, nodes.len());
+        nodes.push(node);
     }
     let mut index = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
