@@ -1009,3 +1009,148 @@ async fn an_offset_page_shapes_only_its_own_rows() {
         "the samples of the page's two cases only:\n{plan:#}"
     );
 }
+
+/// Data files under the fixture's aliquots: one data_file, one metadata_file.
+async fn with_files(app: &TestApp) {
+    let files = json!([
+        {"type": "read_group", "submitter_id": "rg-1", "aliquots": {"submitter_id": "aliquot-00"}},
+        {"type": "submitted_unaligned_reads", "submitter_id": "reads-1", "file_name": "r1.fastq",
+         "file_size": 42, "md5sum": "0123456789abcdef0123456789abcdef", "data_category": "Sequencing Reads",
+         "data_type": "Unaligned Reads", "data_format": "FASTQ", "experimental_strategy": "WGS",
+         "read_groups": {"submitter_id": "rg-1"}},
+        {"type": "experimental_metadata", "submitter_id": "meta-1", "file_name": "m.xml",
+         "file_size": 7, "md5sum": "fedcba9876543210fedcba9876543210", "data_category": "Metadata",
+         "data_type": "Experimental Metadata", "data_format": "SRA XML",
+         "experiments": {"submitter_id": "exp"}},
+    ]);
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &files)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+/// Answers recorded from peregrine for the same requests (GRAPHQL.md §4, §7).
+#[tokio::test]
+async fn answers_match_peregrines_for_datanode_internal_nodes_viewer_and_logs() {
+    let (app, _) = fixture().await;
+    with_files(&app).await;
+    // DataNode: the union of the file types' non-link properties, system
+    // properties and submitter_id included; integers are Floats.
+    let d = data(
+        &app,
+        r#"{ datanode(first: 0, order_by_asc: "submitter_id") {
+               id type submitter_id project_id file_name file_size state data_format } }"#,
+    )
+    .await;
+    let files = d["datanode"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{d}");
+    let reads = files
+        .iter()
+        .find(|f| f["type"] == "submitted_unaligned_reads")
+        .unwrap();
+    assert_eq!(reads["submitter_id"], "reads-1");
+    assert_eq!(reads["project_id"], PID);
+    assert_eq!(reads["file_name"], "r1.fastq");
+    assert_eq!(reads["file_size"], json!(42.0));
+    assert_eq!(reads["data_format"], "FASTQ");
+    let d = data(
+        &app,
+        r#"{ datanode(submitter_id: "meta-1") { type file_size } }"#,
+    )
+    .await;
+    assert_eq!(
+        d["datanode"],
+        json!([{"type": "experimental_metadata", "file_size": 7.0}])
+    );
+
+    // Gen3's built-in node types answer, empty.
+    let d = data(
+        &app,
+        "{ _data_release_count _root_count root { id schema_version } data_release { name released } }",
+    )
+    .await;
+    assert_eq!(
+        d,
+        json!({"_data_release_count": 0, "_root_count": 0, "root": [], "data_release": []})
+    );
+
+    // No schema defaults on a project: released and releasable stay null.
+    let d = data(&app, "{ project { code state released releasable } }").await;
+    assert_eq!(
+        d["project"],
+        json!([{"code": "proj", "state": "open", "released": null, "releasable": null}])
+    );
+
+    // viewer: the root fields again, transaction logs aside.
+    let d = data(
+        &app,
+        r#"{ viewer { _case_count case(first: 2, order_by_asc: "submitter_id") { submitter_id }
+                      node(submitter_id: "exp") { type } datanode(of_type: ["experimental_metadata"]) { submitter_id }
+                      _node_type(id: "case") { id } } }"#,
+    )
+    .await;
+    assert_eq!(
+        d["viewer"],
+        json!({"_case_count": 12, "case": [{"submitter_id": "case-00"}, {"submitter_id": "case-01"}],
+               "node": [{"type": "experiment"}], "datanode": [{"submitter_id": "meta-1"}],
+               "_node_type": [{"id": "case"}]})
+    );
+    let reply = app
+        .graphql(&app.admin_token, "{ viewer { transaction_log { id } } }")
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+
+    // Transaction logs: program, project and last; documents and responses.
+    let d = data(
+        &app,
+        r#"{ all: _transaction_log_count(program: "prog", project: "proj")
+             none: _transaction_log_count(program: "prog", project: "other")
+             last: transaction_log(last: 1) { id program project type quick_search related_cases { id }
+               documents { doc_format doc_size name doc
+                 response { success code entity_error_count created_entity_count updated_entity_count
+                            entities { type action valid unique_keys } } } } }"#,
+    )
+    .await;
+    // The project's creation and two uploads.
+    assert_eq!(d["all"], json!(3), "{d}");
+    assert_eq!(d["none"], json!(0));
+    let last = &d["last"][0];
+    assert_eq!(last["program"], "prog");
+    assert_eq!(last["project"], "proj");
+    assert_eq!(last["type"], "upload");
+    assert_eq!(last["quick_search"], Value::Null);
+    assert_eq!(last["related_cases"], json!([]));
+    let document = &last["documents"][0];
+    assert_eq!(document["doc_format"], "JSON");
+    let doc: Value = serde_json::from_str(document["doc"].as_str().unwrap()).unwrap();
+    assert_eq!(doc[1]["submitter_id"], "reads-1");
+    assert_eq!(
+        document["doc_size"],
+        json!(document["doc"].as_str().unwrap().len())
+    );
+    let response = &document["response"];
+    assert_eq!(response["success"], json!(true));
+    assert_eq!(response["code"], json!(200));
+    assert_eq!(response["entity_error_count"], json!(0));
+    assert_eq!(response["created_entity_count"], json!(3));
+    assert_eq!(response["entities"].as_array().unwrap().len(), 3);
+    assert_eq!(response["entities"][0]["action"], "create");
+    assert_eq!(response["entities"][0]["valid"], json!(true));
+    // The last N by id, newest first.
+    let d = data(
+        &app,
+        "{ transaction_log(last: 2) { id } every: transaction_log(first: 0) { id } }",
+    )
+    .await;
+    let ids = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let every = ids(&d["every"]);
+    let mut newest: Vec<i64> = every.clone();
+    newest.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids(&d["transaction_log"]), newest[..2]);
+}

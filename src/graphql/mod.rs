@@ -408,12 +408,20 @@ fn of_type(field: Field) -> Field {
     ))
 }
 
-/// Non-link properties of every data-file type, first type wins (the `DataNode` fields).
+/// Non-link properties of every data-file type, system properties included,
+/// first type wins (the `DataNode` fields).
 fn data_node_properties(dictionary: &Dictionary) -> Vec<(String, PropKind)> {
     let mut out: Vec<(String, PropKind)> = Vec::new();
+    if dictionary
+        .nodes()
+        .iter()
+        .any(|n| n.is_data_file() && n.is_project_scoped())
+    {
+        out.push(("project_id".into(), PropKind::String));
+    }
     for node in dictionary.nodes().iter().filter(|n| n.is_data_file()) {
         for property in exposed(node) {
-            if !out.iter().any(|(n, _)| n == &property.name) && property.name != "submitter_id" {
+            if !out.iter().any(|(n, _)| n == &property.name) {
                 out.push((property.name.clone(), property.kind));
             }
         }
@@ -623,6 +631,20 @@ fn transaction_arguments(field: Field) -> Field {
             "entities",
             TypeRef::named_list(TypeRef::STRING),
         ))
+        .argument(InputValue::new("quick_search", TypeRef::named(TypeRef::ID)))
+        .argument(InputValue::new("program", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("project", TypeRef::named(TypeRef::STRING)))
+        .argument(InputValue::new("last", TypeRef::named(TypeRef::INT)))
+        .argument(InputValue::new("closed", TypeRef::named(TypeRef::BOOLEAN)))
+        .argument(InputValue::new(
+            "committable",
+            TypeRef::named(TypeRef::BOOLEAN),
+        ))
+        .argument(InputValue::new("committed_by", TypeRef::named(TypeRef::ID)))
+        .argument(InputValue::new(
+            "related_cases",
+            TypeRef::named_list(TypeRef::STRING),
+        ))
 }
 
 /// The store query of a `transaction_log` field, limited to readable projects.
@@ -661,16 +683,29 @@ fn transaction_query(
     let first = arg("first")
         .and_then(|v| v.as_i64())
         .unwrap_or(plan::DEFAULT_FIRST);
+    let text = |name: &str| arg(name).and_then(|v| v.as_str().map(str::to_string));
+    let integer_id = |v: Value| {
+        v.as_str()
+            .and_then(|s| s.trim().parse().ok())
+            .or_else(|| v.as_i64())
+    };
+    // A `quick_search` that is not an id matches nothing, as in peregrine.
+    let quick_search = arg("quick_search").map(integer_id);
+    // Nothing is ever closed or committed later, and no reply names cases.
+    let none = matches!(quick_search, Some(None))
+        || arg("closed").and_then(|v| v.as_bool()) == Some(true)
+        || arg("committed_by").is_some()
+        || arg("related_cases").is_some_and(|v| !strings(v).is_empty());
     Ok(crate::store::TransactionQuery {
         projects: match scope {
             ReadScope::All => None,
             ReadScope::Projects(set) => Some(set.iter().cloned().collect()),
         },
-        id: arg("id").and_then(|v| {
-            v.as_str()
-                .and_then(|s| s.parse().ok())
-                .or_else(|| v.as_i64())
-        }),
+        id: arg("id").and_then(integer_id).or(quick_search.flatten()),
+        program: text("program"),
+        project: text("project"),
+        committable: arg("committable").and_then(|v| v.as_bool()),
+        none,
         project_ids: arg("project_id").map(strings),
         roles: arg("type")
             .and_then(|v| v.as_str().map(str::to_string))
@@ -684,6 +719,7 @@ fn transaction_query(
         entities: arg("entities").map(strings),
         order,
         limit: (paged && first > 0).then_some(first),
+        last: arg("last").and_then(|v| v.as_i64()).filter(|_| paged),
         offset: if paged {
             arg("offset").and_then(|v| v.as_i64()).unwrap_or(0).max(0)
         } else {
@@ -694,11 +730,6 @@ fn transaction_query(
 
 /// `TransactionLog` as the response JSON the nested resolvers read.
 fn transaction_json(row: crate::store::TransactionRow) -> Value {
-    let (program, project) = row
-        .project_id
-        .as_deref()
-        .and_then(|p| p.split_once('-'))
-        .map_or((Value::Null, Value::Null), |(p, q)| (json!(p), json!(q)));
     let kind = if matches!(row.role.as_str(), "create" | "update") {
         "upload"
     } else {
@@ -709,12 +740,52 @@ fn transaction_json(row: crate::store::TransactionRow) -> Value {
         .iter()
         .map(|id| json!({"id": id, "transaction_id": row.id, "action": row.role}))
         .collect();
+    let documents: Vec<Value> = row
+        .doc_format
+        .iter()
+        .map(|format| {
+            let response: Option<Value> = row
+                .response_json
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok());
+            json!({
+                "id": row.id.to_string(), "transaction_id": row.id.to_string(),
+                "doc_format": format, "doc": row.doc, "doc_size": row.doc_size, "name": null,
+                "response_json": row.response_json, "response": response.map(transaction_response),
+            })
+        })
+        .collect();
     json!({
         "id": row.id.to_string(), "is_dry_run": row.is_dry_run, "closed": false,
-        "committed_by": null, "state": row.state, "type": kind, "submitter": row.submitter,
-        "role": row.role, "program": program, "project": project, "project_id": row.project_id,
+        "committed_by": null, "state": row.state, "type": kind, "quick_search": null,
+        "submitter": row.submitter, "role": row.role, "program": row.program,
+        "project": row.project, "project_id": row.project_id,
         "created_datetime": row.created_datetime, "snapshots": snapshots,
+        "documents": documents, "related_cases": [],
     })
+}
+
+/// A stored reply shaped as peregrine's `TransactionResponse`: JSON-valued
+/// fields as text, and the transactional errors as their count (peregrine
+/// declares that field an `Int`).
+fn transaction_response(mut response: Value) -> Value {
+    if let Some(errors) = response
+        .get("transactional_errors")
+        .and_then(Value::as_array)
+    {
+        response["transactional_errors"] = json!(errors.len());
+    }
+    if let Some(Value::Array(entities)) = response.get_mut("entities") {
+        for entity in entities {
+            for key in ["unique_keys", "warnings"] {
+                if let Some(value) = entity.get(key).filter(|v| !v.is_null()) {
+                    entity[key] = Value::String(value.to_string());
+                }
+            }
+            entity["related_cases"] = json!([]);
+        }
+    }
+    response
 }
 
 /// A field of a plain JSON object (transaction logs), by its own name.
@@ -725,14 +796,24 @@ fn json_field(name: &'static str, type_ref: TypeRef) -> Field {
                 .and_then(|p| p.get(name))
                 .cloned()
                 .unwrap_or(Value::Null);
-            match value {
-                Value::Null => Ok(None),
-                Value::Array(items) => Ok(Some(FieldValue::list(
-                    items.into_iter().map(FieldValue::owned_any),
-                ))),
-                other => Ok(Some(FieldValue::value(GqlValue::from_json(other)?))),
-            }
+            json_field_value(value).map(Some)
         })
+    })
+}
+
+/// A JSON value as a field's answer: objects for nested resolvers to read,
+/// lists item by item, scalars as they are.
+fn json_field_value(value: Value) -> async_graphql::Result<FieldValue<'static>> {
+    Ok(match value {
+        Value::Null => FieldValue::NULL,
+        Value::Object(_) => FieldValue::owned_any(value),
+        Value::Array(items) => FieldValue::list(
+            items
+                .into_iter()
+                .map(json_field_value)
+                .collect::<async_graphql::Result<Vec<_>>>()?,
+        ),
+        other => FieldValue::value(GqlValue::from_json(other)?),
     })
 }
 
@@ -743,9 +824,18 @@ fn transaction_types() -> (Object, Object) {
         .field(json_field("is_dry_run", TypeRef::named(TypeRef::BOOLEAN)))
         .field(json_field("closed", TypeRef::named(TypeRef::BOOLEAN)))
         .field(json_field("committed_by", TypeRef::named(TypeRef::ID)))
+        .field(json_field("quick_search", TypeRef::named(TypeRef::ID)))
         .field(json_field(
             "snapshots",
             TypeRef::named_list("TransactionSnapshot"),
+        ))
+        .field(json_field(
+            "documents",
+            TypeRef::named_list("TransactionDocument"),
+        ))
+        .field(json_field(
+            "related_cases",
+            TypeRef::named_list("RelatedCase"),
         ));
     for name in [
         "state",
@@ -764,6 +854,81 @@ fn transaction_types() -> (Object, Object) {
         .field(json_field("transaction_id", TypeRef::named(TypeRef::INT)))
         .field(json_field("action", string()));
     (log, snapshot)
+}
+
+/// The request body and reply kept with a transaction, as peregrine types them.
+fn transaction_document_types() -> Vec<Object> {
+    let object = |name: &str, fields: &[(&'static str, TypeRef)]| {
+        fields
+            .iter()
+            .fold(Object::new(name), |object, (field, type_ref)| {
+                object.field(json_field(field, type_ref.clone()))
+            })
+    };
+    let string = || TypeRef::named(TypeRef::STRING);
+    let int = || TypeRef::named(TypeRef::INT);
+    let id = || TypeRef::named(TypeRef::ID);
+    let boolean = || TypeRef::named(TypeRef::BOOLEAN);
+    vec![
+        object(
+            "TransactionDocument",
+            &[
+                ("id", id()),
+                ("transaction_id", id()),
+                ("doc_format", string()),
+                ("doc", string()),
+                ("doc_size", int()),
+                ("name", string()),
+                ("response_json", string()),
+                ("response", TypeRef::named("TransactionResponse")),
+            ],
+        ),
+        object(
+            "TransactionResponse",
+            &[
+                ("transaction_id", id()),
+                ("success", boolean()),
+                ("entity_error_count", int()),
+                ("transactional_error_count", int()),
+                ("code", int()),
+                ("message", string()),
+                ("transactional_errors", int()),
+                ("created_entity_count", int()),
+                ("updated_entity_count", int()),
+                ("released_entity_count", int()),
+                ("cases_related_to_updated_entities_count", int()),
+                ("cases_related_to_created_entities_count", int()),
+                ("entities", TypeRef::named_list("TransactionResponseEntity")),
+            ],
+        ),
+        object(
+            "TransactionResponseEntity",
+            &[
+                ("valid", boolean()),
+                ("action", string()),
+                ("type", string()),
+                ("id", string()),
+                ("unique_keys", string()),
+                ("related_cases", TypeRef::named_list("RelatedCase")),
+                ("errors", TypeRef::named_list("TransactionResponseError")),
+                ("warnings", string()),
+            ],
+        ),
+        object(
+            "TransactionResponseError",
+            &[
+                ("keys", TypeRef::named_list(TypeRef::STRING)),
+                ("dependents", TypeRef::named_list("GenericEntity")),
+                ("message", string()),
+                ("type", string()),
+            ],
+        ),
+        object("GenericEntity", &[("id", string()), ("type", string())]),
+        object(
+            "RelatedCase",
+            &[("id", string()), ("submitter_id", string())],
+        ),
+    ]
 }
 
 fn transaction_root_fields() -> (Field, Field) {
@@ -813,35 +978,64 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
     let mut data_interface = Interface::new("DataNode")
         .field(InterfaceField::new("id", TypeRef::named(TypeRef::ID)))
         .field(InterfaceField::new("type", TypeRef::named(TypeRef::STRING)));
-    let mut datanode = of_type(generic_arguments(root_list_field(
-        "datanode",
-        "DataNode",
-        ListKind::DataNode,
-    )));
     for (name, kind) in &data_fields {
         data_interface = data_interface.field(InterfaceField::new(name.clone(), field_type(*kind)));
-        if !matches!(name.as_str(), "project_id" | "id" | "submitter_id") {
-            datanode = datanode.argument(InputValue::new(name.clone(), field_type(*kind)));
-        }
     }
-    let mut root = Object::new("Root");
     let mut shapes = Shapes::default();
     let mut builder = Schema::build("Root", None, None)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .register(with_path_to_input(dictionary));
     for node in dictionary.nodes() {
-        root = root
-            .field(list_arguments(
-                root_list_field(&node.id, &node.id, ListKind::Type(node.id.clone())),
-                node,
-            ))
-            .field(root_count_field(node));
         builder = builder
             .register(node_object(dictionary, node, &data_fields, &mut shapes))
             .register(not_input(node));
     }
-    root = root.field(
+    let (node_type_object, _) = node_types::node_type_field(dictionary);
+    builder = builder.register(node_type_object);
+    if dictionary.nodes().iter().any(NodeType::is_data_file) {
+        builder = builder.register(data_interface);
+    }
+    // peregrine's `viewer` repeats the root fields, transaction logs aside.
+    let mut viewer = Object::new("viewer");
+    for field in graph_root_fields(dictionary, &data_fields) {
+        viewer = viewer.field(field);
+    }
+    let mut root =
+        Object::new("Root").field(Field::new("viewer", TypeRef::named("viewer"), |_| {
+            FieldFuture::new(async { Ok(Some(FieldValue::owned_any(()))) })
+        }));
+    for field in graph_root_fields(dictionary, &data_fields) {
+        root = root.field(field);
+    }
+    let (log, snapshot) = transaction_types();
+    let (logs, log_count) = transaction_root_fields();
+    root = root.field(logs).field(log_count);
+    builder = builder.register(log).register(snapshot);
+    for object in transaction_document_types() {
+        builder = builder.register(object);
+    }
+    builder
+        .data(Arc::new(shapes))
+        .register(node_interface)
+        .register(viewer)
+        .register(root)
+        .finish()
+        .map_err(|e| format!("cannot build the GraphQL schema: {e}"))
+}
+
+/// The root fields over the graph: each type's list and count, `node`,
+/// `datanode` (when the dictionary has data files) and `_node_type`.
+fn graph_root_fields(dictionary: &Dictionary, data_fields: &[(String, PropKind)]) -> Vec<Field> {
+    let mut fields = Vec::new();
+    for node in dictionary.nodes() {
+        fields.push(list_arguments(
+            root_list_field(&node.id, &node.id, ListKind::Type(node.id.clone())),
+            node,
+        ));
+        fields.push(root_count_field(node));
+    }
+    fields.push(
         of_type(generic_arguments(root_list_field(
             "node",
             "Node",
@@ -849,23 +1043,21 @@ pub fn build_schema(dictionary: &Dictionary, limits: Limits) -> Result<Schema, S
         )))
         .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
     );
-    let (node_type_object, node_type_field) = node_types::node_type_field(dictionary);
-    root = root.field(node_type_field);
-    builder = builder.register(node_type_object);
-    let (log, snapshot) = transaction_types();
-    let (logs, log_count) = transaction_root_fields();
-    root = root.field(logs).field(log_count);
-    builder = builder.register(log).register(snapshot);
     if dictionary.nodes().iter().any(NodeType::is_data_file) {
-        root = root.field(datanode);
-        builder = builder.register(data_interface);
+        let mut datanode = of_type(generic_arguments(root_list_field(
+            "datanode",
+            "DataNode",
+            ListKind::DataNode,
+        )));
+        for (name, kind) in data_fields {
+            if !matches!(name.as_str(), "project_id" | "id" | "submitter_id") {
+                datanode = datanode.argument(InputValue::new(name.clone(), field_type(*kind)));
+            }
+        }
+        fields.push(datanode);
     }
-    builder
-        .data(Arc::new(shapes))
-        .register(node_interface)
-        .register(root)
-        .finish()
-        .map_err(|e| format!("cannot build the GraphQL schema: {e}"))
+    fields.push(node_types::node_type_field(dictionary).1);
+    fields
 }
 
 /// The answer to a request: a JSON body with its status, or a list to stream.

@@ -25,7 +25,7 @@ use crate::formats::{
 };
 use crate::store::{NodeRow, StoreError};
 use crate::submission::envelope::EnvelopeText;
-use crate::submission::{Mode, Project, Rights, Submission, UPLOAD_CHUNK};
+use crate::submission::{BodyCapture, Mode, Project, Rights, Submission, UPLOAD_CHUNK};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -368,13 +368,16 @@ fn document_chunks(
     headers: &HeaderMap,
     body: Body,
     BodyLimit(limit): BodyLimit,
+    capture: BodyCapture,
 ) -> mpsc::Receiver<Result<Vec<Value>, ApiError>> {
     use futures::StreamExt;
     let limited = http_body_util::Limited::new(body, limit);
-    let stream = http_body_util::BodyStream::new(limited).map(|frame| {
-        frame
+    let stream = http_body_util::BodyStream::new(limited).map(move |frame| {
+        let piece = frame
             .map(|frame| frame.into_data().unwrap_or_default())
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other)?;
+        capture.record(&piece);
+        Ok::<_, std::io::Error>(piece)
     });
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let flavour = body_flavour(headers);
@@ -567,8 +570,15 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
             project.project_id
         )));
     }
-    let chunks = document_chunks(&state, &headers, body, limit);
-    let (status, body) = sub.upload(&project, chunks, mode, rights, dry_run).await?;
+    let capture = BodyCapture::new(match body_flavour(&headers) {
+        Some(Delimited::Tsv) => "TSV",
+        Some(Delimited::Csv) => "CSV",
+        None => "JSON",
+    });
+    let chunks = document_chunks(&state, &headers, body, limit, capture.clone());
+    let (status, body) = sub
+        .upload(&project, chunks, mode, rights, dry_run, capture)
+        .await?;
     Ok(envelope_response(status, body))
 }
 

@@ -15,6 +15,14 @@ pub struct TransactionRow {
     pub submitter: Option<String>,
     pub created_datetime: String,
     pub entity_ids: Vec<String>,
+    pub program: Option<String>,
+    pub project: Option<String>,
+    /// The request body's format, size and (when kept) text.
+    pub doc_format: Option<String>,
+    pub doc_size: Option<i64>,
+    pub doc: Option<String>,
+    /// The reply, as JSON text.
+    pub response_json: Option<String>,
 }
 
 /// Which log rows to read.
@@ -24,6 +32,14 @@ pub struct TransactionQuery {
     pub projects: Option<Vec<String>>,
     pub id: Option<i64>,
     pub project_ids: Option<Vec<String>>,
+    /// The program's name and the project's code, as peregrine's `program` and `project`.
+    pub program: Option<String>,
+    pub project: Option<String>,
+    /// `committable`: a dry run that succeeded (Commons commits no dry runs later,
+    /// so none is closed or committed).
+    pub committable: Option<bool>,
+    /// Matches nothing: `closed: true` or any `committed_by`.
+    pub none: bool,
     pub roles: Option<Vec<String>>,
     pub is_dry_run: Option<bool>,
     pub state: Option<String>,
@@ -33,6 +49,8 @@ pub struct TransactionQuery {
     /// Column and direction; `id` ascending by default.
     pub order: Option<(String, bool)>,
     pub limit: Option<i64>,
+    /// The last N by id, newest first; replaces `limit`.
+    pub last: Option<i64>,
     pub offset: i64,
 }
 
@@ -60,6 +78,23 @@ impl TransactionQuery {
         }
         if let Some(id) = self.id {
             conditions.push(format!("id = {}", bind(BindValue::Int(id), binds)));
+        }
+        for (column, value) in [("program", &self.program), ("project", &self.project)] {
+            if let Some(value) = value {
+                let p = bind(BindValue::Text(value.clone()), binds);
+                conditions.push(format!("{column} = {p}"));
+            }
+        }
+        if let Some(committable) = self.committable {
+            let test = "(is_dry_run = TRUE AND state = 'SUCCEEDED')";
+            conditions.push(if committable {
+                test.to_string()
+            } else {
+                format!("NOT {test}")
+            });
+        }
+        if self.none {
+            conditions.push("FALSE".into());
         }
         if let Some(ids) = &self.project_ids {
             let p = bind(BindValue::Text(list(ids)), binds);
@@ -130,14 +165,24 @@ impl Store {
             )));
         }
         let direction = if descending { "DESC" } else { "ASC" };
+        let (order, limit) = match query.last {
+            Some(last) => (
+                if query.order.is_some() {
+                    format!("{column} {direction}, id DESC")
+                } else {
+                    "id DESC".to_string()
+                },
+                Some(last),
+            ),
+            None => (format!("{column} {direction}, id ASC"), query.limit),
+        };
         let mut sql = format!(
-            "SELECT id, project_id, role, is_dry_run, state, submitter, created_datetime, entity_ids \
-             FROM transactions WHERE {filter} ORDER BY {column} {direction}, id ASC"
+            "SELECT id, project_id, role, is_dry_run, state, submitter, created_datetime, entity_ids, \
+             program, project, doc_format, doc_size, doc, response_json \
+             FROM transactions WHERE {filter} ORDER BY {order}"
         );
         // SQLite has no OFFSET without LIMIT; -1 means none.
-        let limit = query
-            .limit
-            .or((self.dialect() == Dialect::Sqlite).then_some(-1));
+        let limit = limit.or((self.dialect() == Dialect::Sqlite).then_some(-1));
         if let Some(limit) = limit {
             binds.push(BindValue::Int(limit));
             sql.push_str(&format!(" LIMIT ${}", binds.len()));
@@ -158,6 +203,12 @@ impl Store {
                         submitter: r.try_get("submitter")?,
                         created_datetime: r.try_get("created_datetime")?,
                         entity_ids: serde_json::from_str(&ids)?,
+                        program: r.try_get("program")?,
+                        project: r.try_get("project")?,
+                        doc_format: r.try_get("doc_format")?,
+                        doc_size: r.try_get("doc_size")?,
+                        doc: r.try_get("doc")?,
+                        response_json: r.try_get("response_json")?,
                     })
                 })
                 .collect()

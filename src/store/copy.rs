@@ -127,6 +127,12 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("created_datetime", Kind::Text),
             ("entity_count", Kind::Int),
             ("entity_ids", Kind::Text),
+            ("program", Kind::Text),
+            ("project", Kind::Text),
+            ("doc_format", Kind::Text),
+            ("doc", Kind::Text),
+            ("doc_size", Kind::Int),
+            ("response_json", Kind::Text),
         ],
     ),
 ];

@@ -43,6 +43,9 @@ pub struct Edge {
 /// deletion and program/project change: who, when, what, and how it ended.
 #[derive(Debug, Clone)]
 pub struct TransactionRecord {
+    pub program: String,
+    /// The project's code; None for a program's own changes.
+    pub project: Option<String>,
     pub project_id: Option<String>,
     pub role: String,
     pub is_dry_run: bool,
@@ -50,7 +53,38 @@ pub struct TransactionRecord {
     pub submitter: Option<String>,
     /// Ids of the entities the request named (assigned ones included).
     pub entity_ids: EntityIds,
+    /// The request body, as sheepdog keeps it with the transaction.
+    pub document: Option<TransactionDocument>,
 }
+
+impl TransactionRecord {
+    /// A succeeded, non-dry-run transaction of `role` in a program or project.
+    pub fn new(program: &str, project: Option<&str>, role: &str, submitter: &str) -> Self {
+        Self {
+            program: program.to_string(),
+            project: project.map(str::to_string),
+            project_id: project.map(|code| format!("{program}-{code}")),
+            role: role.to_string(),
+            is_dry_run: false,
+            state: "SUCCEEDED".into(),
+            submitter: Some(submitter.to_string()),
+            entity_ids: EntityIds::default(),
+            document: None,
+        }
+    }
+}
+
+/// A request body kept with its transaction: its format (`JSON`, `TSV`,
+/// `CSV`), its size, and its text when no larger than [`KEPT_DOCUMENT_BYTES`].
+#[derive(Debug, Clone, Default)]
+pub struct TransactionDocument {
+    pub format: String,
+    pub size: i64,
+    pub text: Option<String>,
+}
+
+/// The largest request body or reply kept whole in the transaction log.
+pub const KEPT_DOCUMENT_BYTES: usize = 1 << 20;
 
 /// The ids a transaction names, kept as the JSON list they are stored as:
 /// a request of a million entities needs one string, not a million.
@@ -160,6 +194,7 @@ macro_rules! node_ref_from_row {
 macro_rules! insert_transaction_row {
     ($executor:expr, $record:expr) => {{
         let record = $record;
+        let document = record.document.as_ref();
         let id: i64 = sqlx::query_scalar(INSERT_TRANSACTION)
             .bind(&record.project_id)
             .bind(&record.role)
@@ -169,6 +204,11 @@ macro_rules! insert_transaction_row {
             .bind(crate::timestamp())
             .bind(record.entity_ids.count as i64)
             .bind(record.entity_ids.to_json())
+            .bind(&record.program)
+            .bind(&record.project)
+            .bind(document.map(|d| d.format.as_str()))
+            .bind(document.and_then(|d| d.text.as_deref()))
+            .bind(document.map(|d| d.size))
             .fetch_one($executor)
             .await?;
         id
@@ -501,6 +541,18 @@ impl Store {
     /// Record a transaction that changes nothing (failed or dry run); returns its id.
     pub async fn log_transaction(&self, record: &TransactionRecord) -> Result<i64> {
         on_pool!(self, pool => Ok(insert_transaction_row!(pool, record)))
+    }
+
+    /// Keep a transaction's reply (its envelope) with it.
+    pub async fn record_response(&self, transaction_id: i64, response_json: &str) -> Result<()> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE transactions SET response_json = $1 WHERE id = $2")
+                .bind(response_json)
+                .bind(transaction_id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Problems found by the database's own check (SQLite's `integrity_check`)
@@ -992,8 +1044,9 @@ const MISCOUNTED_TYPES: &str = "WITH \
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
-    (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+    (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids, \
+     program, project, doc_format, doc, doc_size) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
 
 /// The distinct targets of a page's links.
 fn distinct_targets(page: &[(NodeRow, Vec<(String, String)>)]) -> Vec<&str> {

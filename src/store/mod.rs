@@ -28,8 +28,8 @@ use tokio::sync::Mutex;
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use graph::{
-    ChangeSet, Edge, EntityIds, LinkTarget, NodeRef, NodeRow, NodeWrite, TransactionRecord,
-    WriteGuard, Writer,
+    ChangeSet, Edge, EntityIds, KEPT_DOCUMENT_BYTES, LinkTarget, NodeRef, NodeRow, NodeWrite,
+    TransactionDocument, TransactionRecord, WriteGuard, Writer,
 };
 pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
 
@@ -318,6 +318,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "children_in_storage_order",
         include_str!("../../migrations/sqlite/0009_children_in_storage_order.sql"),
     ),
+    (
+        10,
+        "transaction_documents",
+        include_str!("../../migrations/sqlite/0010_transaction_documents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -369,6 +374,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "keys_compare_as_bytes",
         include_str!("../../migrations/postgres/0010_keys_compare_as_bytes.sql"),
+    ),
+    (
+        11,
+        "transaction_documents",
+        include_str!("../../migrations/postgres/0011_transaction_documents.sql"),
     ),
 ];
 

@@ -91,18 +91,17 @@ impl Submission<'_> {
         }
 
         let success = results.iter().all(EntityResult::valid) && !results.is_empty();
-        let record = TransactionRecord {
-            project_id: Some(project.project_id.clone()),
-            role: "delete".into(),
-            is_dry_run: dry_run,
-            state: if success {
-                "SUCCEEDED".into()
-            } else {
-                "FAILED".into()
-            },
-            submitter: Some(self.username.to_string()),
-            entity_ids: EntityIds::new(&ids),
-        };
+        let mut record = TransactionRecord::new(
+            &project.program,
+            Some(&project.code),
+            "delete",
+            self.username,
+        );
+        record.is_dry_run = dry_run;
+        if !success {
+            record.state = "FAILED".into();
+        }
+        record.entity_ids = EntityIds::new(&ids);
         let transaction_id = if success && !dry_run {
             let change = ChangeSet {
                 delete_nodes: requested.iter().cloned().collect(),

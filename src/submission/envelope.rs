@@ -6,6 +6,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, stream};
 use serde_json::{Map, Value, json};
 
+use crate::store::KEPT_DOCUMENT_BYTES;
+
 /// Error types sheepdog reports (exact strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {
@@ -140,6 +142,24 @@ pub enum EnvelopeText {
 }
 
 impl EnvelopeText {
+    /// The reply as the transaction log keeps it: whole when no larger than
+    /// [`KEPT_DOCUMENT_BYTES`], else without its list of entities.
+    pub fn kept_json(&self) -> String {
+        let text = match self {
+            EnvelopeText::Whole(text) if text.len() <= KEPT_DOCUMENT_BYTES => {
+                return String::from_utf8_lossy(text).into_owned();
+            }
+            EnvelopeText::Whole(text) => text.clone(),
+            // `head` ends inside the entity list, `tail` starts by closing it.
+            EnvelopeText::Spooled { head, tail, .. } => [head.as_slice(), tail].concat(),
+        };
+        let mut reply: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+        if let Some(reply) = reply.as_object_mut() {
+            reply.remove("entities");
+        }
+        reply.to_string()
+    }
+
     /// The text as a stream of chunks, for a response body.
     pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
         match self {

@@ -15,7 +15,7 @@ use crate::store::{
 };
 use crate::validate::Validators;
 use envelope::EntityResult;
-pub use upload::{Mode, Rights, UPLOAD_CHUNK};
+pub use upload::{BodyCapture, Mode, Rights, UPLOAD_CHUNK};
 
 /// UUIDv5 namespaces Gen3 uses for program and project node ids.
 const PROGRAM_NAMESPACE: uuid::Uuid = uuid::uuid!("85b08c6a-56a6-4474-9c30-b65abfd214a8");
@@ -169,7 +169,7 @@ impl Submission<'_> {
             }],
             ..ChangeSet::default()
         };
-        self.commit(&change, &self.record(None, "create", &id))
+        self.commit(&change, &self.record(&name, None, "create", &id))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{name}"))
@@ -243,13 +243,10 @@ impl Submission<'_> {
         for (key, value) in doc {
             props.insert(key, value);
         }
-        for property in &node.properties {
-            if let Some(default) = &property.default
-                && node.is_system_property(&property.name)
-                && props.get(&property.name).is_none_or(Value::is_null)
-            {
-                props.insert(property.name.clone(), default.clone());
-            }
+        // Sheepdog applies no schema defaults to a project: a new one is
+        // `open`, and `released`, `releasable` and the rest stay unset (null).
+        if existing_code.is_none() && node.property("state").is_some() {
+            props.insert("state".into(), Value::String("open".into()));
         }
         self.schema_errors("project", &props, Some(&program_row.id))?;
         let is_new = existing_code.is_none();
@@ -278,7 +275,7 @@ impl Submission<'_> {
         };
         let action = if is_new { "create" } else { "update" };
         let transaction_id = self
-            .commit(&change, &self.record(Some(&project_id), action, &id))
+            .commit(&change, &self.record(program, Some(&code), action, &id))
             .await?;
         self.store
             .upsert_resource(&format!("/programs/{program}/projects/{code}"))
@@ -328,7 +325,7 @@ impl Submission<'_> {
                 "ERROR: Can not delete the program. Program {name} is not empty"
             )));
         }
-        let record = self.record(None, "delete", &program.id);
+        let record = self.record(name, None, "delete", &program.id);
         let change = ChangeSet {
             delete_nodes: vec![program.id],
             ..ChangeSet::default()
@@ -358,7 +355,12 @@ impl Submission<'_> {
             .write(
                 &guard,
                 &change,
-                &self.record(Some(&project.project_id), "delete", &project.node.id),
+                &self.record(
+                    &project.program,
+                    Some(&project.code),
+                    "delete",
+                    &project.node.id,
+                ),
             )
             .await?;
         drop(guard);
@@ -403,7 +405,12 @@ impl Submission<'_> {
         let id = self
             .commit(
                 &change,
-                &self.record(Some(&project.project_id), state, &project.node.id),
+                &self.record(
+                    &project.program,
+                    Some(&project.code),
+                    state,
+                    &project.node.id,
+                ),
             )
             .await?;
         let entity = EntityResult {
@@ -421,15 +428,16 @@ impl Submission<'_> {
     }
 
     /// The log row of a successful change of one program or project node.
-    fn record(&self, project_id: Option<&str>, role: &str, node_id: &str) -> TransactionRecord {
-        TransactionRecord {
-            project_id: project_id.map(str::to_string),
-            role: role.into(),
-            is_dry_run: false,
-            state: "SUCCEEDED".into(),
-            submitter: Some(self.username.to_string()),
-            entity_ids: EntityIds::new([node_id]),
-        }
+    fn record(
+        &self,
+        program: &str,
+        code: Option<&str>,
+        role: &str,
+        node_id: &str,
+    ) -> TransactionRecord {
+        let mut record = TransactionRecord::new(program, code, role, self.username);
+        record.entity_ids = EntityIds::new([node_id]);
+        record
     }
 }
 

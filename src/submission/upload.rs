@@ -10,6 +10,7 @@
 //! dozen bytes a record for identities and results.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -20,8 +21,8 @@ use super::envelope::{EntityResult, EnvelopeText, ErrorType, UploadEnvelope};
 use super::{Project, Submission, natural_key_of};
 use crate::dictionary::{ItemKind, Link, NodeType, PropKind};
 use crate::store::{
-    ChangeSet, Edge, EntityIds, NodeRef, NodeRow, NodeWrite, StoreError, TransactionRecord,
-    WriteGuard, Writer,
+    ChangeSet, Edge, EntityIds, KEPT_DOCUMENT_BYTES, NodeRef, NodeRow, NodeWrite, StoreError,
+    TransactionDocument, TransactionRecord, WriteGuard, Writer,
 };
 
 /// Documents validated and written together.
@@ -155,6 +156,52 @@ struct Upload<'a> {
     seen: Seen<'a>,
     envelope: UploadEnvelope,
     entity_ids: EntityIds,
+    body: BodyCapture,
+}
+
+/// The request body as the transaction log keeps it: its size, and its text
+/// while it is no larger than [`KEPT_DOCUMENT_BYTES`]. The body reader records
+/// each piece as it arrives.
+#[derive(Debug, Clone)]
+pub struct BodyCapture {
+    format: &'static str,
+    seen: Arc<Mutex<Captured>>,
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    size: usize,
+    kept: Vec<u8>,
+}
+
+impl BodyCapture {
+    /// A capture of a body in `format` (`JSON`, `TSV`, `CSV`).
+    pub fn new(format: &'static str) -> Self {
+        Self {
+            format,
+            seen: Arc::default(),
+        }
+    }
+
+    pub fn record(&self, piece: &[u8]) {
+        let mut seen = self.seen.lock().expect("capture lock poisoned");
+        seen.size += piece.len();
+        if seen.size <= KEPT_DOCUMENT_BYTES {
+            seen.kept.extend_from_slice(piece);
+        } else {
+            seen.kept = Vec::new();
+        }
+    }
+
+    fn document(&self) -> TransactionDocument {
+        let seen = self.seen.lock().expect("capture lock poisoned");
+        TransactionDocument {
+            format: self.format.to_string(),
+            size: seen.size as i64,
+            text: (seen.size <= KEPT_DOCUMENT_BYTES)
+                .then(|| String::from_utf8_lossy(&seen.kept).into_owned()),
+        }
+    }
 }
 
 /// The request's database transaction, written one chunk behind validation
@@ -251,6 +298,7 @@ impl Submission<'_> {
         mode: Mode,
         rights: Rights,
         dry_run: bool,
+        body: BodyCapture,
     ) -> Result<(u16, EnvelopeText), E> {
         // A request of one chunk arrives whole before the write lock is
         // taken; a larger one holds it while the rest of its body streams in.
@@ -265,6 +313,7 @@ impl Submission<'_> {
             seen: Seen::default(),
             envelope: UploadEnvelope::default(),
             entity_ids: EntityIds::default(),
+            body,
         };
         let mut transaction = WriteBehind::default();
         let mut unwritten = None;
@@ -1132,14 +1181,15 @@ impl<'a> Upload<'a> {
             Mode::Create => ("create", 201),
             Mode::Upsert => ("update", 200),
         };
-        let mut record = TransactionRecord {
-            project_id: Some(self.project.project_id.clone()),
-            role: role.into(),
-            is_dry_run: self.dry_run,
-            state: "SUCCEEDED".into(),
-            submitter: Some(self.submission.username.to_string()),
-            entity_ids: std::mem::take(&mut self.entity_ids),
-        };
+        let mut record = TransactionRecord::new(
+            &self.project.program,
+            Some(&self.project.code),
+            role,
+            self.submission.username,
+        );
+        record.is_dry_run = self.dry_run;
+        record.entity_ids = std::mem::take(&mut self.entity_ids);
+        record.document = Some(self.body.document());
         let committed = match transaction.writer.take() {
             Some(writer) if !self.envelope.failed() && !self.dry_run => {
                 match writer.commit(&record).await {
@@ -1168,9 +1218,15 @@ impl<'a> Upload<'a> {
                 self.submission.store.log_transaction(&record).await?
             }
         };
-        self.envelope
+        let (status, text) = self
+            .envelope
             .finish(id, self.dry_run, success_code)
-            .map_err(spool_error)
+            .map_err(spool_error)?;
+        self.submission
+            .store
+            .record_response(id, &text.kept_json())
+            .await?;
+        Ok((status, text))
     }
 }
 
