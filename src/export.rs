@@ -299,3 +299,97 @@ impl Serialize for LinkObject<'_> {
 fn targets<'l>(links: &'l [LinkTarget], link: &'l str) -> impl Iterator<Item = &'l LinkTarget> {
     links.iter().filter(move |(l, _, _)| l == link)
 }
+
+/// Sheepdog's data-file manifest (`GET /P/Q/manifest?ids=`): each file's
+/// properties (system properties aside), its links as `{node_id, <key>}`
+/// lists and `local_file_path`, keys sorted, under `files:`. Refuses
+/// anything but `data_file` nodes, as sheepdog does.
+pub fn manifest(dictionary: &Dictionary, page: &[NodeWithLinks]) -> Result<String, String> {
+    let not_files: Vec<String> = page
+        .iter()
+        .filter(|(node, _)| {
+            dictionary
+                .node(&node.node_type)
+                .is_none_or(|t| t.category != "data_file")
+        })
+        .map(|(node, _)| format!("{} {} is not a data file.", node.node_type, node.id))
+        .collect();
+    if !not_files.is_empty() {
+        return Err(not_files.join(". "));
+    }
+    let mut yaml = String::from("files:\n");
+    for (node, links) in page {
+        let node_type = dictionary.node(&node.node_type).expect("checked above");
+        let mut entry: std::collections::BTreeMap<String, Value> =
+            std::collections::BTreeMap::new();
+        entry.insert("id".into(), Value::String(node.id.clone()));
+        entry.insert("type".into(), Value::String(node.node_type.clone()));
+        entry.insert(
+            "project_id".into(),
+            node.project_id.clone().map_or(Value::Null, Value::String),
+        );
+        for property in &node_type.properties {
+            let name = property.name.as_str();
+            if name == "urls" || name == "project_id" || node_type.is_system_property(name) {
+                continue;
+            }
+            entry.insert(
+                name.into(),
+                node.props.get(name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        for link in &node_type.links {
+            let key = target_key(dictionary, &link.target_type);
+            let targets: Vec<Value> = links
+                .iter()
+                .filter(|(name, _, _)| *name == link.name)
+                .map(|(_, id, key_value)| {
+                    let mut pair = [
+                        ("node_id", Value::String(id.clone())),
+                        (key.as_str(), key_value.clone()),
+                    ];
+                    pair.sort_by(|a, b| a.0.cmp(b.0));
+                    Value::Object(pair.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                })
+                .collect();
+            entry.insert(link.name.clone(), Value::Array(targets));
+        }
+        let file_name = entry.get("file_name").cloned().unwrap_or(Value::Null);
+        entry.insert("local_file_path".into(), file_name);
+        write_yaml_entry(&mut yaml, &entry);
+    }
+    Ok(yaml)
+}
+
+/// One list item of a block-style YAML mapping. Scalars are written as JSON
+/// scalars, which YAML reads back as the same values under YAML 1.1 and 1.2
+/// alike (a plain `yes` or `2001-12-14` would not survive a YAML 1.1 reader).
+fn write_yaml_entry(yaml: &mut String, entry: &std::collections::BTreeMap<String, Value>) {
+    let mut first = true;
+    for (key, value) in entry {
+        yaml.push_str(if first { "- " } else { "  " });
+        first = false;
+        yaml.push_str(&Value::String(key.clone()).to_string());
+        yaml.push(':');
+        match value {
+            Value::Array(items) if items.is_empty() => yaml.push_str(" []\n"),
+            Value::Array(items) => {
+                yaml.push('\n');
+                for item in items {
+                    match item {
+                        Value::Object(map) => {
+                            let mut inner = true;
+                            for (k, v) in map {
+                                yaml.push_str(if inner { "  - " } else { "    " });
+                                inner = false;
+                                yaml.push_str(&format!("{}: {v}\n", Value::String(k.clone())));
+                            }
+                        }
+                        other => yaml.push_str(&format!("  - {other}\n")),
+                    }
+                }
+            }
+            other => yaml.push_str(&format!(" {other}\n")),
+        }
+    }
+}

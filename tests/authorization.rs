@@ -393,6 +393,21 @@ const ROWS: &[Row] = &[
         "",
         READERS,
     ),
+    // A study is no data file: readers get sheepdog's 400 for it.
+    row(
+        "GET",
+        "/api/v0/submission/{program}/{project}/manifest",
+        "/api/v0/submission/prog/proj/manifest?ids={id}",
+        "",
+        [X, X, X, X, X, 403, 400, 400, 400],
+    ),
+    row(
+        "GET",
+        "/api/v0/submission/{program}/{project}/upload_manifest",
+        "/api/v0/submission/prog/proj/upload_manifest",
+        "",
+        [X, X, X, X, X, 403, 400, 400, 400],
+    ),
     row(
         "DELETE",
         "/api/v0/submission/{program}/{project}/entities/{ids}",

@@ -462,3 +462,240 @@ async fn ids_in_upper_case_are_stored_and_linked_in_lower_case() {
         json!({"id": id.to_string(), "submitter_id": "study-x"})
     );
 }
+
+fn gdcdictionary() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/dictionaries/gdcdictionary")
+}
+
+/// gdcdictionary records down to an aliquot, for the tests below.
+async fn gdc_project() -> TestApp {
+    let app = TestApp::new(Some(&gdcdictionary())).await;
+    app.project(P, Q).await;
+    let records = json!([
+        {"type": "experiment", "submitter_id": "exp", "projects": {"code": Q}},
+        {"type": "case", "submitter_id": "case-1", "experiments": {"submitter_id": "exp"}},
+        {"type": "sample", "submitter_id": "sample-1", "cases": {"submitter_id": "case-1"}},
+        {"type": "aliquot", "submitter_id": "aliquot-1", "samples": {"submitter_id": "sample-1"}},
+    ]);
+    let reply = app.admin_json("PUT", &path(), &records).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    app
+}
+
+/// Values that YAML 1.1 would read as booleans or numbers stay the strings
+/// they are, through TSV and JSON, export and GraphQL; `analyte_type_id: Y`
+/// (an enum value of gdcdictionary) is valid.
+#[tokio::test]
+async fn yaml_lookalike_values_round_trip_exactly() {
+    let app = gdc_project().await;
+    let tsv = "type\tsubmitter_id\tsamples.submitter_id\tanalyte_type_id\tsource_center\n\
+               aliquot\ttsv-1\tsample-1\tY\ton\n\
+               aliquot\ttsv-2\tsample-1\tX\t0777\n";
+    let reply = app
+        .request(
+            "PUT",
+            &path(),
+            Some(&app.admin_token),
+            "text/tab-separated-values",
+            tsv.into(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = app
+        .admin_json(
+            "PUT",
+            &path(),
+            &json!([{"type": "aliquot", "submitter_id": "json-1", "analyte_type_id": "Y",
+                     "source_center": "1e5", "samples": {"submitter_id": "sample-1"}}]),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = app
+        .graphql(
+            &app.admin_token,
+            r#"{ aliquot(first: 0, order_by_asc: "submitter_id") { submitter_id analyte_type_id source_center } }"#,
+        )
+        .await;
+    assert_eq!(
+        reply.json()["data"]["aliquot"],
+        json!([
+            {"submitter_id": "aliquot-1", "analyte_type_id": null, "source_center": null},
+            {"submitter_id": "json-1", "analyte_type_id": "Y", "source_center": "1e5"},
+            {"submitter_id": "tsv-1", "analyte_type_id": "Y", "source_center": "on"},
+            {"submitter_id": "tsv-2", "analyte_type_id": "X", "source_center": "0777"},
+        ])
+    );
+    let export = app
+        .get(
+            &format!("{}/export/?node_label=aliquot&format=tsv", path()),
+            Some(&app.admin_token),
+        )
+        .await
+        .text();
+    for cell in ["\tY\t", "\ton\t", "\t0777\t", "\t1e5\t"] {
+        assert!(
+            export.contains(cell) || export.contains(&cell[..cell.len() - 1]),
+            "{cell:?} in {export}"
+        );
+    }
+    let served = app
+        .get("/api/v0/submission/_dictionary/aliquot", None)
+        .await
+        .json();
+    let values = served["properties"]["analyte_type_id"]["enum"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        values.contains(&json!("Y")) && !values.contains(&json!(true)),
+        "{values:?}"
+    );
+}
+
+async fn diagnosis_links(app: &TestApp) -> Value {
+    app.graphql(
+        &app.admin_token,
+        r#"{ sample(first: 0, order_by_asc: "submitter_id") { submitter_id _diagnoses_count } }"#,
+    )
+    .await
+    .json()["data"]["sample"]
+        .clone()
+}
+
+/// A JSON null for an optional link removes the stored link (sheepdog's only
+/// way to drop one); on a new entity it is as if the link were absent; a
+/// required link cannot be null.
+#[tokio::test]
+async fn a_null_optional_link_removes_it() {
+    let app = gdc_project().await;
+    let records = json!([
+        {"type": "diagnosis", "submitter_id": "diag-1", "cases": {"submitter_id": "case-1"},
+         "age_at_diagnosis": 50, "days_to_last_follow_up": 10, "vital_status": "alive",
+         "primary_diagnosis": "x", "morphology": "x", "tissue_or_organ_of_origin": "x",
+         "site_of_resection_or_biopsy": "x", "classification_of_tumor": "primary",
+         "tumor_stage": "x", "tumor_grade": "x", "progression_or_recurrence": "no",
+         "days_to_recurrence": 1, "days_to_last_known_disease_status": 1,
+         "last_known_disease_status": "Distant met recurrence/progression"},
+        {"type": "sample", "submitter_id": "sample-2", "cases": {"submitter_id": "case-1"},
+         "diagnoses": {"submitter_id": "diag-1"}},
+        {"type": "sample", "submitter_id": "sample-3", "cases": {"submitter_id": "case-1"},
+         "diagnoses": null},
+    ]);
+    let reply = app.admin_json("PUT", &path(), &records).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        diagnosis_links(&app).await,
+        json!([{"submitter_id": "sample-1", "_diagnoses_count": 0},
+               {"submitter_id": "sample-2", "_diagnoses_count": 1},
+               {"submitter_id": "sample-3", "_diagnoses_count": 0}])
+    );
+    let reply = app
+        .admin_json(
+            "PUT",
+            &path(),
+            &json!({"type": "sample", "submitter_id": "sample-2", "diagnoses": null,
+                    "cases": {"submitter_id": "case-1"}}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        diagnosis_links(&app).await[1],
+        json!({"submitter_id": "sample-2", "_diagnoses_count": 0})
+    );
+    let reply = app
+        .admin_json(
+            "PUT",
+            &path(),
+            &json!({"type": "sample", "submitter_id": "sample-2", "cases": null}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    assert!(reply.text().contains("cases"), "{}", reply.text());
+}
+
+/// `GET /P/Q/manifest` (and `/upload_manifest`) as sheepdog answers it.
+#[tokio::test]
+async fn the_submission_manifest_lists_data_files_as_sheepdog_does() {
+    let app = gdc_project().await;
+    let records = json!([
+        {"type": "read_group", "submitter_id": "rg-1", "aliquots": {"submitter_id": "aliquot-1"}},
+        {"type": "submitted_unaligned_reads", "submitter_id": "reads-1", "file_name": "r1.fastq",
+         "file_size": 42, "md5sum": "0123456789abcdef0123456789abcdef", "data_category": "Sequencing Reads",
+         "data_type": "Unaligned Reads", "data_format": "FASTQ", "experimental_strategy": "WGS",
+         "read_groups": {"submitter_id": "rg-1"}},
+    ]);
+    let reply = app.admin_json("PUT", &path(), &records).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let ids: Vec<String> = reply.json()["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let token = Some(app.admin_token.as_str());
+    for route in ["manifest", "upload_manifest"] {
+        let reply = app.get(&format!("{}/{route}", path()), token).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            reply.json(),
+            json!({"message": "No ids specified. Use query parameter 'ids', e.g. 'ids=id1,id2'."})
+        );
+    }
+    let reply = app
+        .get(&format!("{}/manifest?ids={}", path(), ids[1]), token)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.headers["content-disposition"],
+        "attachment; filename=submission_manifest.yaml"
+    );
+    let manifest = commons::yaml::from_str(&reply.text()).unwrap();
+    let file = &manifest["files"][0];
+    assert_eq!(manifest["files"].as_array().unwrap().len(), 1);
+    assert_eq!(file["id"], json!(ids[1]));
+    assert_eq!(file["type"], "submitted_unaligned_reads");
+    assert_eq!(file["project_id"], PID);
+    assert_eq!(file["file_size"], json!(42));
+    assert_eq!(file["local_file_path"], "r1.fastq");
+    assert_eq!(
+        file["read_groups"],
+        json!([{"node_id": ids[0], "submitter_id": "rg-1"}])
+    );
+    assert_eq!(file["core_metadata_collections"], json!([]));
+    for hidden in ["state", "file_state", "created_datetime", "urls"] {
+        assert!(file.get(hidden).is_none(), "{hidden} in {file}");
+    }
+    let text = reply.text();
+    let keys: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("  -") && !l.starts_with("    "))
+        .map(|l| {
+            l.trim_start_matches("- ")
+                .trim_start()
+                .split(':')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "keys are sorted");
+    let reply = app
+        .get(
+            &format!("{}/manifest?ids={},{}", path(), ids[0], ids[1]),
+            token,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json()["message"],
+        format!("read_group {} is not a data file.", ids[0])
+    );
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let reply = app
+        .get(&format!("{}/manifest?ids={missing}", path()), token)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.json()["message"], format!("Unable to find {missing}"));
+}

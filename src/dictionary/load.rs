@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::resolve::{Sources, resolve};
 use super::{
@@ -513,10 +513,16 @@ fn allow_null(prop: &mut Value) {
         }
         Some(_) => {}
         None => {
-            if let Some(Value::Array(values)) = obj.get_mut("enum")
-                && !values.iter().any(Value::is_null)
-            {
-                values.push(Value::Null);
+            // The first of `enum`, `anyOf`, `oneOf` that the property has
+            // (dictionaryutils' order) also admits null.
+            if let Some(Value::Array(values)) = obj.get_mut("enum") {
+                if !values.iter().any(Value::is_null) {
+                    values.push(Value::Null);
+                }
+            } else if let Some(Value::Array(choices)) = obj.get_mut("anyOf") {
+                choices.push(json!({"type": "null"}));
+            } else if let Some(Value::Array(choices)) = obj.get_mut("oneOf") {
+                choices.push(json!({"type": "null"}));
             }
         }
     }

@@ -145,7 +145,15 @@ impl NodeType {
     /// accept `null` (DICTIONARY.md §6). Built when the validators are compiled
     /// rather than kept beside `schema`.
     pub fn validation_schema(&self) -> Value {
-        load::validation_schema(&self.schema, &self.required)
+        // As dictionaryutils' `allow_nulls`: required links count as required.
+        let mut required = self.required.clone();
+        required.extend(
+            self.links
+                .iter()
+                .filter(|l| l.required)
+                .map(|l| l.name.clone()),
+        );
+        load::validation_schema(&self.schema, &required)
     }
 
     pub fn property(&self, name: &str) -> Option<&Property> {

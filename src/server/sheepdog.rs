@@ -78,6 +78,8 @@ pub fn routes() -> Router<SharedState> {
             "/{program}/{project}/_dictionary/{entry}",
             get(project_dictionary_entry),
         )
+        .route("/{program}/{project}/manifest", get(file_manifest))
+        .route("/{program}/{project}/upload_manifest", get(file_manifest))
         .route("/{program}/{project}/template", get(all_templates))
         .route(
             "/{program}/{project}/template/{node}",
@@ -601,6 +603,52 @@ async fn project_for(
     let project = submission(state, &principal).project(program, code).await?;
     require_project(&principal, &project, methods)?;
     Ok((principal, project))
+}
+
+/// `GET /P/Q/manifest?ids=` (also `/upload_manifest`): the YAML manifest of
+/// the named data files, as sheepdog answers it.
+async fn file_manifest(
+    State(state): State<SharedState>,
+    Path((program, code)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let ids = query
+        .get("ids")
+        .map(|ids| split_ids(ids))
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "No ids specified. Use query parameter 'ids', e.g. 'ids=id1,id2'.",
+        ));
+    }
+    let nodes: Vec<NodeRow> = state
+        .store
+        .nodes_by_ids(&ids)
+        .await?
+        .into_iter()
+        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
+        .collect();
+    if nodes.is_empty() {
+        return Err(ApiError::new(
+            404,
+            format!("Unable to find {}", ids.join(", ")),
+        ));
+    }
+    let page = crate::export::with_links(&state.store, &state.dictionary, nodes).await?;
+    let yaml = crate::export::manifest(&state.dictionary, &page).map_err(ApiError::bad_request)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/yaml; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=submission_manifest.yaml",
+            ),
+        ],
+        yaml,
+    )
+        .into_response())
 }
 
 async fn get_entities(

@@ -155,6 +155,8 @@ pub struct ChangeSet {
     pub add_edges: Vec<(Edge, Option<String>)>,
     /// `(src, link, kept_dst)`: a to-one link now points only at `kept_dst`.
     pub replace_links: Vec<(String, String, String)>,
+    /// `(src, link)`: the stored node no longer links through `link` at all.
+    pub clear_links: Vec<(String, String)>,
     /// Node ids to delete together with every edge touching them.
     pub delete_nodes: Vec<String>,
 }
@@ -783,6 +785,13 @@ async fn apply_sqlite(
             .execute(&mut *tx)
             .await?;
     }
+    for (src, link) in &change.clear_links {
+        sqlx::query(CLEAR_LINK)
+            .bind(src)
+            .bind(link)
+            .execute(&mut *tx)
+            .await?;
+    }
     let edges = with_source_seqs(&change.add_edges, &seqs)?;
     for chunk in edges.chunks(SQLITE_VALUES_ROWS) {
         let mut insert = sqlx::QueryBuilder::new(
@@ -900,6 +909,13 @@ async fn apply_postgres(
             .bind(src)
             .bind(link)
             .bind(kept)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (src, link) in &change.clear_links {
+        sqlx::query(CLEAR_LINK)
+            .bind(src)
+            .bind(link)
             .execute(&mut *tx)
             .await?;
     }
@@ -1042,6 +1058,8 @@ const MISCOUNTED_TYPES: &str = "WITH \
          + (SELECT count(*) FROM (SELECT * FROM counted EXCEPT SELECT * FROM stored) AS extra)";
 
 const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
+
+const CLEAR_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2";
 
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
     (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids, \

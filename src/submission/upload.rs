@@ -67,6 +67,9 @@ struct Staged<'d> {
     link_refs: Vec<(&'d Link, Vec<TargetRef>)>,
     /// Link name -> resolved target ids (final set after merging).
     targets: HashMap<String, Vec<String>>,
+    /// Links given as null: a stored node drops them (sheepdog's way to
+    /// remove an optional link).
+    cleared_links: Vec<String>,
     props: Map<String, Value>,
     /// A link target was not found yet: wait for the rest of the request.
     waiting: bool,
@@ -373,6 +376,7 @@ impl Submission<'_> {
             natural_key: None,
             link_refs: Vec::new(),
             targets: HashMap::new(),
+            cleared_links: Vec::new(),
             props: Map::new(),
             waiting: false,
         };
@@ -692,6 +696,7 @@ impl Submission<'_> {
         let before = props.clone();
         let is_new = entity.existing.is_none();
         let mut link_refs = Vec::new();
+        let mut cleared_links = Vec::new();
         for (key, value) in &entity.doc {
             if matches!(
                 key.as_str(),
@@ -700,7 +705,11 @@ impl Submission<'_> {
                 continue;
             }
             if let Some(link) = node.link(key) {
-                link_refs.push((link, target_refs(value)));
+                if value.is_null() {
+                    cleared_links.push(link.name.clone());
+                } else {
+                    link_refs.push((link, target_refs(value)));
+                }
                 continue;
             }
             let Some(property) = node.property(key) else {
@@ -757,6 +766,7 @@ impl Submission<'_> {
             }
         }
         entity.link_refs = link_refs;
+        entity.cleared_links = cleared_links;
         if node.property("project_id").is_some() {
             props.insert(
                 "project_id".into(),
@@ -957,10 +967,15 @@ impl Submission<'_> {
                 continue;
             };
             for link in &node.links {
-                let mut final_targets = stored
-                    .get(&(id.clone(), link.name.clone()))
-                    .cloned()
-                    .unwrap_or_default();
+                // A link given as null keeps none of its stored targets.
+                let mut final_targets = if entity.cleared_links.contains(&link.name) {
+                    Vec::new()
+                } else {
+                    stored
+                        .get(&(id.clone(), link.name.clone()))
+                        .cloned()
+                        .unwrap_or_default()
+                };
                 if let Some(given) = entity.targets.get(&link.name) {
                     if link.multiplicity.to_one() && given.len() == 1 {
                         final_targets = given.clone();
@@ -1295,6 +1310,9 @@ fn change_set(project: &Project, staged: Vec<Staged<'_>>) -> ChangeSet {
             }
         }
         if entity.existing.is_some() {
+            for link in &entity.cleared_links {
+                change.clear_links.push((id.clone(), link.clone()));
+            }
             // Replaced to-one targets: drop stored edges of this link not kept.
             for link in node.links.iter().filter(|l| l.multiplicity.to_one()) {
                 if entity.targets.get(&link.name).is_some_and(|t| t.len() == 1) {
