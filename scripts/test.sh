@@ -59,6 +59,9 @@ fi
 # profile): a separate release build would double the compile time of a run.
 bin="${CARGO_TARGET_DIR:-target}/debug/commons"
 
+section "dictionary conformance with Gen3's loader (dictionaryutils)"
+COMMONS_BIN=$bin scripts/conformance.sh
+
 section "Gen3 acceptance suite on SQLite"
 COMMONS_BIN=$bin scripts/acceptance.sh "$@"
 
