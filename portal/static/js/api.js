@@ -97,12 +97,17 @@ export function projectPath(projectId) {
 }
 
 let dictionaryPromise;
-/** Every node type of the loaded dictionary, keyed by name (fetched once). */
+/**
+ * Every node type of the loaded dictionary, keyed by name (fetched once).
+ * Internal types (Gen3's built-in `root` and `data_release`) hold no
+ * submitted data, and Gen3's portal leaves them out too.
+ */
 export function dictionary() {
   dictionaryPromise ??= request("GET", `${SUBMISSION}/_dictionary/_all`).then((all) => {
     const nodes = {};
     for (const [name, schema] of Object.entries(all)) {
       if (name.startsWith("_") || !schema || typeof schema !== "object" || !schema.properties) continue;
+      if (schema.category === "internal") continue;
       nodes[name] = schema;
     }
     return nodes;
