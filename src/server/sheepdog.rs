@@ -623,13 +623,7 @@ async fn file_manifest(
             "No ids specified. Use query parameter 'ids', e.g. 'ids=id1,id2'.",
         ));
     }
-    let nodes: Vec<NodeRow> = state
-        .store
-        .nodes_by_ids(&ids)
-        .await?
-        .into_iter()
-        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
-        .collect();
+    let nodes = nodes_in_project(&state, &project, &ids).await?;
     if nodes.is_empty() {
         return Err(ApiError::new(
             404,
@@ -651,6 +645,21 @@ async fn file_manifest(
         .into_response())
 }
 
+/// The nodes among `ids` that belong to `project`; the others are absent.
+async fn nodes_in_project(
+    state: &SharedState,
+    project: &Project,
+    ids: &[String],
+) -> Result<Vec<NodeRow>, ApiError> {
+    Ok(state
+        .store
+        .nodes_by_ids(ids)
+        .await?
+        .into_iter()
+        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
+        .collect())
+}
+
 async fn get_entities(
     State(state): State<SharedState>,
     Path((program, code, ids)): Path<(String, String, String)>,
@@ -658,13 +667,7 @@ async fn get_entities(
 ) -> Result<Json<Value>, ApiError> {
     let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
     let ids = split_ids(&ids);
-    let nodes: Vec<NodeRow> = state
-        .store
-        .nodes_by_ids(&ids)
-        .await?
-        .into_iter()
-        .filter(|n| n.project_id.as_deref() == Some(project.project_id.as_str()))
-        .collect();
+    let nodes = nodes_in_project(&state, &project, &ids).await?;
     let missing: Vec<&String> = ids
         .iter()
         .filter(|id| !nodes.iter().any(|n| &n.id == *id))
