@@ -409,3 +409,83 @@ async fn a_stalled_body_gets_408_instead_of_holding_the_server() {
     }
     assert_eq!(snapshot(&app).await, before);
 }
+
+/// #28.4: concurrent guesses are counted before any is checked, so a burst
+/// gets exactly as many password checks as the limit allows.
+#[tokio::test]
+async fn concurrent_password_guesses_get_only_the_limit_of_checks() {
+    let app = TestApp::new(None).await;
+    let (user, _, _) = app.user("victim", &[]).await;
+    app.state
+        .store
+        .set_password(user.id, &commons::auth::hash_password("right"))
+        .await
+        .unwrap();
+    let body = json!({"username": "victim", "password": "wrong"});
+    let replies = futures::future::join_all(
+        (0..60).map(|_| app.send_json("POST", "/user/login/local", None, &body)),
+    )
+    .await;
+    let checked = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (10, 50));
+}
+
+/// #28.6 and #28.10: a huge name is refused before any work and not logged
+/// whole; an unknown name costs a hash check like a known one.
+#[tokio::test]
+async fn login_names_are_bounded_and_unknown_names_cost_a_hash_check() {
+    let app = TestApp::new(None).await;
+    let (user, _, _) = app.user("known", &[]).await;
+    app.state
+        .store
+        .set_password(user.id, &commons::auth::hash_password("right"))
+        .await
+        .unwrap();
+    let huge = json!({"username": "n".repeat(3 << 20), "password": "x"});
+    let reply = app
+        .send_json("POST", "/user/login/local", None, &huge)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text()
+    );
+    let long = json!({"username": "n".repeat(10_000), "password": "x"});
+    let reply = app
+        .send_json("POST", "/user/login/local", None, &long)
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+
+    let time = |name: &'static str| {
+        let app = &app;
+        async move {
+            let mut spent = Vec::new();
+            for _ in 0..5 {
+                let body = json!({"username": name, "password": "wrong"});
+                let started = std::time::Instant::now();
+                let reply = app
+                    .send_json("POST", "/user/login/local", None, &body)
+                    .await;
+                spent.push(started.elapsed());
+                assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+                app.state.throttle.succeeded(&format!("login:{name}"));
+            }
+            spent.sort();
+            spent[2]
+        }
+    };
+    let known = time("known").await;
+    let unknown = time("nobody").await;
+    assert!(
+        unknown * 2 >= known,
+        "an unknown name took {unknown:?}, a known one {known:?}"
+    );
+}

@@ -32,6 +32,36 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// Longest user name and password a login may name: none is longer.
+pub const MAX_USERNAME_BYTES: usize = 256;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A hash no password matches, checked for unknown users so that a failed
+/// login takes as long whether or not the name exists.
+pub static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&uuid::Uuid::new_v4().to_string()));
+
+/// A client-supplied value as it may appear in a log line: at most 64
+/// characters, control characters escaped (no forged lines).
+pub fn loggable(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .take(64)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if value.chars().nth(64).is_some() {
+        out.push_str("…");
+    }
+    out
+}
+
 /// Check a password against a stored argon2 hash.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -185,4 +215,17 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(contents.as_bytes())?;
     file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod loggable_tests {
+    #[test]
+    fn logged_values_are_short_and_on_one_line() {
+        let forged = "alice\n2026-01-01 INFO admin logged in\r\u{1b}[31m";
+        let logged = super::loggable(forged);
+        assert!(!logged.chars().any(char::is_control), "{logged}");
+        assert!(logged.contains("\\n"));
+        let long = super::loggable(&"x".repeat(10_000));
+        assert_eq!(long.chars().count(), 65);
+    }
 }

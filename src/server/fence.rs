@@ -82,12 +82,12 @@ async fn exchange(
         "exchange:{}:{claimed_user}",
         peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string())
     );
-    state.throttle.check(&throttle_key)?;
+    state.throttle.attempt(&throttle_key)?;
     let result = exchange_key(&state, &query, &headers, &body).await;
     match &result {
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => state.throttle.failed(&throttle_key),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {}
         Ok(_) => state.throttle.succeeded(&throttle_key),
-        Err(_) => {}
+        Err(_) => state.throttle.not_a_guess(&throttle_key),
     }
     result
 }

@@ -209,6 +209,9 @@ async fn not_found() -> ApiError {
     ApiError::new(404, "The requested URL was not found on the server.")
 }
 
+/// The largest body a `/user` (fence) request may send.
+pub const USER_BODY_BYTES: usize = 64 << 10;
+
 /// The largest accepted request body, for handlers that stream their body.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -245,7 +248,13 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
         .route("/user/_status", get(healthy))
         .route("/api/_version", get(version))
         .merge(portal::routes())
-        .nest("/user", fence::routes().merge(session::routes()))
+        // Keys, logins and profiles are small: a large body there is abuse.
+        .nest(
+            "/user",
+            fence::routes()
+                .merge(session::routes())
+                .layer(DefaultBodyLimit::max(USER_BODY_BYTES)),
+        )
         .nest("/authz", arborist::routes())
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission)

@@ -19,7 +19,10 @@ use serde_json::{Value, json};
 
 use super::{ApiError, SharedState, bearer, fence::body_fields};
 use crate::auth::tokens::{SESSION_TTL, session_scopes};
-use crate::auth::{TokenError, login_link_hash, verify_password};
+use crate::auth::{
+    DUMMY_HASH, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, TokenError, login_link_hash,
+    verify_password,
+};
 use crate::store::UserRow;
 
 /// The cookie that holds the session token (HttpOnly: page scripts never see it).
@@ -168,19 +171,24 @@ async fn login(
             "Please provide a username and a password",
         ));
     };
+    let refused = || ApiError::new(401, "Invalid username or password");
+    // No account has a name or password this long: refuse before any work.
+    if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return Err(refused());
+    }
     let throttle_key = format!("login:{}", username.to_lowercase());
-    state.throttle.check(&throttle_key)?;
+    state.throttle.attempt(&throttle_key)?;
     let user = state.store.user_by_name(username).await?;
-    let verified = user.as_ref().is_some_and(|u| {
-        u.active
-            && u.password_hash
-                .as_deref()
-                .is_some_and(|hash| verify_password(password, hash))
-    });
-    let Some(user) = user.filter(|_| verified) else {
-        tracing::warn!(%username, "failed login");
-        state.throttle.failed(&throttle_key);
-        return Err(ApiError::new(401, "Invalid username or password"));
+    // An unknown name costs one hash check too, so timing does not tell
+    // which names exist.
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.as_deref())
+        .unwrap_or(DUMMY_HASH.as_str());
+    let password_ok = verify_password(password, hash);
+    let Some(user) = user.filter(|u| u.active && u.password_hash.is_some() && password_ok) else {
+        tracing::warn!(username = %crate::auth::loggable(username), "failed login");
+        return Err(refused());
     };
     state.throttle.succeeded(&throttle_key);
     let (token, cookies) = start_session(&state, &user);

@@ -1,17 +1,30 @@
-//! Throttling of failed credential checks (password logins, API-key
-//! exchanges), so guessing is slow: after `limit` failures for one key within
-//! `window`, that key is refused with 429 until the window has passed.
+//! Throttling of credential checks (password logins, API-key exchanges), so
+//! guessing is slow: after `limit` attempts for one key within `window` that
+//! did not succeed, that key is refused with 429 until the window has passed.
+//!
+//! Every attempt is counted before its credential is checked, in the same
+//! step as the test against the limit: concurrent guesses cannot all pass the
+//! test before any of them is counted. Keys are kept as SHA-256 digests, and
+//! at most [`MAX_KEYS`] of them (the oldest go first), so memory stays bounded
+//! whatever names clients send.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use super::ApiError;
+
+/// Most keys remembered at once (about 5 MB).
+pub const MAX_KEYS: usize = 100_000;
+
+type Key = [u8; 32];
 
 pub struct Throttle {
     limit: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    attempts: Mutex<HashMap<Key, (u32, Instant)>>,
 }
 
 impl Throttle {
@@ -19,44 +32,68 @@ impl Throttle {
         Self {
             limit,
             window,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Refuse `key` while it has used up its failures in the current window.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        let mut failures = self.failures.lock().expect("throttle lock poisoned");
+    fn key(key: &str) -> Key {
+        Sha256::digest(key.as_bytes()).into()
+    }
+
+    /// Count an attempt for `key`, or refuse it while the key has used up its
+    /// attempts in the current window.
+    pub fn attempt(&self, key: &str) -> Result<(), ApiError> {
+        let key = Self::key(key);
+        let mut attempts = self.attempts.lock().expect("throttle lock poisoned");
         let now = Instant::now();
-        failures.retain(|_, (_, since)| now.duration_since(*since) < self.window);
-        match failures.get(key) {
-            Some((count, since)) if *count >= self.limit => {
-                let wait = self
-                    .window
-                    .saturating_sub(now.duration_since(*since))
-                    .as_secs()
-                    .max(1);
-                Err(ApiError::new(
+        if let Some((count, since)) = attempts.get_mut(&key) {
+            let elapsed = now.duration_since(*since);
+            if elapsed >= self.window {
+                *count = 0;
+                *since = now;
+            }
+            if *count >= self.limit {
+                let wait = self.window.saturating_sub(elapsed).as_secs().max(1);
+                return Err(ApiError::new(
                     429,
                     format!("Too many failed attempts; try again in {wait} seconds"),
-                ))
+                ));
             }
-            _ => Ok(()),
+            *count += 1;
+            return Ok(());
+        }
+        if attempts.len() >= MAX_KEYS {
+            attempts.retain(|_, (_, since)| now.duration_since(*since) < self.window);
+        }
+        if attempts.len() >= MAX_KEYS
+            && let Some(oldest) = attempts.iter().min_by_key(|(_, (_, since))| *since)
+        {
+            let oldest = *oldest.0;
+            attempts.remove(&oldest);
+        }
+        attempts.insert(key, (1, now));
+        Ok(())
+    }
+
+    /// The attempt was not a guess (the request was malformed): give it back.
+    pub fn not_a_guess(&self, key: &str) {
+        let mut attempts = self.attempts.lock().expect("throttle lock poisoned");
+        if let Some((count, _)) = attempts.get_mut(&Self::key(key)) {
+            *count = count.saturating_sub(1);
         }
     }
 
-    pub fn failed(&self, key: &str) {
-        let mut failures = self.failures.lock().expect("throttle lock poisoned");
-        let entry = failures
-            .entry(key.to_string())
-            .or_insert((0, Instant::now()));
-        entry.0 += 1;
-    }
-
+    /// The credential was right: forget the key's attempts.
     pub fn succeeded(&self, key: &str) {
-        self.failures
+        self.attempts
             .lock()
             .expect("throttle lock poisoned")
-            .remove(key);
+            .remove(&Self::key(key));
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.attempts.lock().unwrap().len()
     }
 }
 
@@ -65,15 +102,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_past_the_limit_are_refused_until_the_window_ends() {
+    fn attempts_past_the_limit_are_refused_until_the_window_ends() {
         let throttle = Throttle::new(3, Duration::from_millis(200));
         for _ in 0..3 {
-            assert!(throttle.check("alice").is_ok());
-            throttle.failed("alice");
+            assert!(throttle.attempt("alice").is_ok());
         }
-        assert_eq!(throttle.check("alice").unwrap_err().status.as_u16(), 429);
-        assert!(throttle.check("bob").is_ok(), "other keys are not affected");
+        assert_eq!(throttle.attempt("alice").unwrap_err().status.as_u16(), 429);
+        assert!(
+            throttle.attempt("bob").is_ok(),
+            "other keys are not affected"
+        );
         std::thread::sleep(Duration::from_millis(250));
-        assert!(throttle.check("alice").is_ok());
+        assert!(throttle.attempt("alice").is_ok());
+        throttle.succeeded("alice");
+        throttle.not_a_guess("bob");
+        for _ in 0..3 {
+            assert!(throttle.attempt("alice").is_ok());
+            assert!(throttle.attempt("bob").is_ok());
+        }
+        assert!(throttle.attempt("bob").is_err());
+    }
+
+    #[test]
+    fn concurrent_attempts_are_counted_before_any_is_checked() {
+        let throttle = std::sync::Arc::new(Throttle::new(10, Duration::from_secs(60)));
+        let allowed: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..300)
+                .map(|_| {
+                    let throttle = throttle.clone();
+                    scope.spawn(move || throttle.attempt("alice").is_ok())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(allowed, 10);
+    }
+
+    #[test]
+    fn memory_is_bounded_whatever_keys_arrive() {
+        let throttle = Throttle::new(3, Duration::from_secs(60));
+        let long = "x".repeat(1 << 20);
+        for i in 0..MAX_KEYS + 50 {
+            let _ = throttle.attempt(&format!("{i}{}", if i == 0 { &long } else { "" }));
+        }
+        assert_eq!(throttle.remembered(), MAX_KEYS);
     }
 }
