@@ -489,3 +489,49 @@ async fn login_names_are_bounded_and_unknown_names_cost_a_hash_check() {
         "an unknown name took {unknown:?}, a known one {known:?}"
     );
 }
+
+/// #28.15: deleting a program whose name holds `_` or `%` removes its own
+/// resources only.
+#[tokio::test]
+async fn deleting_a_resource_leaves_look_alike_paths_alone() {
+    let app = TestApp::new(None).await;
+    let store = &app.state.store;
+    for path in [
+        "/programs/a_b",
+        "/programs/a_b/projects/q",
+        "/programs/axb",
+        "/programs/axb/projects/q",
+        "/programs/a%",
+        "/programs/abc/projects/q",
+    ] {
+        store.upsert_resource(path).await.unwrap();
+    }
+    store.delete_resource("/programs/a_b").await.unwrap();
+    store.delete_resource("/programs/a%").await.unwrap();
+    let left = store.list_resources().await.unwrap();
+    for kept in ["/programs/axb", "/programs/axb/projects/q", "/programs/abc/projects/q"] {
+        assert!(left.iter().any(|p| p == kept), "{kept} in {left:?}");
+    }
+    for gone in ["/programs/a_b", "/programs/a_b/projects/q", "/programs/a%"] {
+        assert!(!left.iter().any(|p| p == gone), "{gone} in {left:?}");
+    }
+}
+
+/// #28.16: the SQLite file (it holds the signing keys) and its WAL are
+/// private to their owner, whatever the umask.
+#[tokio::test]
+async fn the_sqlite_database_is_created_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("commons.db");
+    let store = commons::store::Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    commons::auth::add_user(&store, "someone", None, false)
+        .await
+        .unwrap();
+    for file in ["commons.db", "commons.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+}

@@ -317,7 +317,8 @@ impl Store {
         let _guard = self.write_lock.lock().await;
         execute!(
             self,
-            "DELETE FROM authz_resources WHERE path = $1 OR path LIKE $1 || '/%'",
+            // A prefix compared exactly: `LIKE` would read `_` and `%` in the path as wildcards.
+            "DELETE FROM authz_resources WHERE path = $1 OR substr(path, 1, length($1) + 1) = $1 || '/'",
             path
         )?;
         Ok(())

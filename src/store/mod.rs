@@ -407,6 +407,26 @@ impl MigrationSource<'static> for EmbeddedMigrations {
     }
 }
 
+/// Create the SQLite file readable by its owner only (it holds the token
+/// signing keys); SQLite gives its WAL and shared-memory files the same mode.
+fn create_private(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") || path.exists() {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    match file.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Other(format!(
+            "cannot create the database file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Store {
     /// The default database URL: an SQLite file inside the data directory.
     pub fn default_url(data_dir: &Path) -> String {
@@ -417,7 +437,9 @@ impl Store {
     /// Migrations take a database lock, so instances starting together are safe.
     pub async fn open(url: &str) -> Result<Self> {
         let (pool, sqlite_dedicated) = if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
+            let options = SqliteConnectOptions::from_str(url)?;
+            create_private(options.get_filename())?;
+            let options = options
                 .create_if_missing(true)
                 // WAL + NORMAL: a crash never corrupts the database; a committed
                 // transaction survives process crashes (fsync at checkpoints).
