@@ -509,7 +509,11 @@ async fn deleting_a_resource_leaves_look_alike_paths_alone() {
     store.delete_resource("/programs/a_b").await.unwrap();
     store.delete_resource("/programs/a%").await.unwrap();
     let left = store.list_resources().await.unwrap();
-    for kept in ["/programs/axb", "/programs/axb/projects/q", "/programs/abc/projects/q"] {
+    for kept in [
+        "/programs/axb",
+        "/programs/axb/projects/q",
+        "/programs/abc/projects/q",
+    ] {
         assert!(left.iter().any(|p| p == kept), "{kept} in {left:?}");
     }
     for gone in ["/programs/a_b", "/programs/a_b/projects/q", "/programs/a%"] {
@@ -531,7 +535,88 @@ async fn the_sqlite_database_is_created_private() {
         .await
         .unwrap();
     for file in ["commons.db", "commons.db-wal"] {
-        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
     }
+}
+
+/// #28.13: a name that reads like an existing one (the Kelvin sign `K`,
+/// full-width letters, another case) cannot become a second user sharing its
+/// grants; over-long names are refused.
+#[tokio::test]
+async fn look_alike_user_names_are_refused() {
+    let app = TestApp::new(None).await;
+    app.user("Kelvin", &["commons-admin"]).await;
+    for look_alike in ["\u{212A}elvin", "kelvin", "ＫＥＬＶＩＮ"] {
+        let made = commons::auth::add_user(&app.state.store, look_alike, None, false).await;
+        assert!(
+            matches!(made, Err(commons::store::StoreError::Conflict(_))),
+            "{look_alike}: {made:?}"
+        );
+        let reply = app
+            .send_json(
+                "POST",
+                "/authz/user",
+                Some(&app.admin_token),
+                &json!({"name": look_alike}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{look_alike}: {}",
+            reply.text()
+        );
+    }
+    let long = "n".repeat(commons::auth::MAX_USERNAME_BYTES + 1);
+    let reply = app
+        .send_json(
+            "POST",
+            "/authz/user",
+            Some(&app.admin_token),
+            &json!({"name": long}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+}
+
+/// #28.12: an entity given the id a future project would get does not block
+/// that project: it gets another id.
+#[tokio::test]
+async fn a_client_chosen_id_cannot_block_a_future_project() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let id_of = |code: &'static str| {
+        let app = &app;
+        async move {
+            let query = format!(r#"{{ project(code: "{code}") {{ id }} }}"#);
+            app.graphql(&app.admin_token, &query).await.json()["data"]["project"][0]["id"]
+                .as_str()
+                .map(str::to_string)
+        }
+    };
+    let derived = id_of("proj").await.unwrap();
+    let reply = app
+        .request(
+            "DELETE",
+            "/api/v0/submission/prog/proj",
+            Some(&app.admin_token),
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text());
+    app.project("prog", "other").await;
+    let squatter = json!({"type": "study", "submitter_id": "s", "id": derived,
+                          "projects": {"code": "other"}});
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/other", &squatter)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    app.project("prog", "proj").await;
+    let fresh = id_of("proj").await.unwrap();
+    assert_ne!(fresh, derived);
 }

@@ -33,7 +33,7 @@ pub fn hash_password(password: &str) -> String {
 }
 
 /// Longest user name and password a login may name: none is longer.
-pub const MAX_USERNAME_BYTES: usize = 256;
+pub use crate::store::MAX_USERNAME_BYTES;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// A hash no password matches, checked for unknown users so that a failed

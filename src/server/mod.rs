@@ -98,6 +98,7 @@ impl From<StoreError> for ApiError {
                     "Another request changed the same records at the same time; nothing was written. Send it again.",
                 )
             }
+            StoreError::Invalid(message) => ApiError::bad_request(message),
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 ApiError::new(500, "internal server error")

@@ -99,6 +99,18 @@ macro_rules! execute {
     };
 }
 
+/// Longest user name accepted.
+pub const MAX_USERNAME_BYTES: usize = 256;
+
+/// The form two user names share when they read the same: compatibility
+/// normalization (NFKC: the Kelvin sign `K` is `K`, full-width letters are
+/// letters) and Unicode lower case. Grants are keyed by lower case, so two
+/// users of one canonical form would share them; only one may exist.
+pub fn canonical_username(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfkc().collect::<String>().to_lowercase()
+}
+
 impl Store {
     pub async fn user_count(&self) -> Result<i64> {
         on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await?))
@@ -111,6 +123,20 @@ impl Store {
         is_admin: bool,
     ) -> Result<UserRow> {
         let _guard = self.write_lock.lock().await;
+        if username.is_empty() || username.len() > MAX_USERNAME_BYTES {
+            return Err(StoreError::Invalid(format!(
+                "a user name must have 1 to {MAX_USERNAME_BYTES} bytes"
+            )));
+        }
+        let canonical = canonical_username(username);
+        let names: Vec<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT username FROM users").fetch_all(pool).await?
+        });
+        if let Some(taken) = names.iter().find(|n| canonical_username(n) == canonical) {
+            return Err(StoreError::Conflict(format!(
+                "user '{username}' already exists, or one that reads the same: '{taken}'"
+            )));
+        }
         let sql = format!(
             "INSERT INTO users (username, password_hash, is_admin, created) VALUES ($1, $2, $3, $4) RETURNING {USER_COLUMNS}"
         );

@@ -31,7 +31,9 @@ pub use graph::{
     ChangeSet, Edge, EntityIds, KEPT_DOCUMENT_BYTES, LinkTarget, NodeRef, NodeRow, NodeWrite,
     TransactionDocument, TransactionRecord, WriteGuard, Writer,
 };
-pub use identity::{ApiKeyRow, PolicyRow, RoleRow, SigningKeyRow, UserRow};
+pub use identity::{
+    ApiKeyRow, MAX_USERNAME_BYTES, PolicyRow, RoleRow, SigningKeyRow, UserRow, canonical_username,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +42,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The value cannot be stored (a name too long, ...): the caller's mistake.
+    #[error("{0}")]
+    Invalid(String),
     #[error("database error: {0}")]
     Other(String),
 }

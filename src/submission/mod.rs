@@ -149,10 +149,13 @@ impl Submission<'_> {
         }
         self.schema_errors("program", &props, None)?;
         let existing = self.program(&name).await.ok();
-        let id = existing
-            .as_ref()
-            .map(|row| row.id.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v5(&PROGRAM_NAMESPACE, name.as_bytes()).to_string());
+        let id = match &existing {
+            Some(row) => row.id.clone(),
+            None => {
+                self.unused_id(uuid::Uuid::new_v5(&PROGRAM_NAMESPACE, name.as_bytes()))
+                    .await?
+            }
+        };
         let mut stored = existing
             .as_ref()
             .map(|r| r.props.clone())
@@ -250,10 +253,13 @@ impl Submission<'_> {
         }
         self.schema_errors("project", &props, Some(&program_row.id))?;
         let is_new = existing_code.is_none();
-        let id = existing_code
-            .as_ref()
-            .map(|r| r.id.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v5(&PROJECT_NAMESPACE, code.as_bytes()).to_string());
+        let id = match &existing_code {
+            Some(row) => row.id.clone(),
+            None => {
+                self.unused_id(uuid::Uuid::new_v5(&PROJECT_NAMESPACE, code.as_bytes()))
+                    .await?
+            }
+        };
         let change = ChangeSet {
             nodes: vec![NodeWrite {
                 id: id.clone(),
@@ -425,6 +431,23 @@ impl Submission<'_> {
             "Successfully transitioned project state to '{state}'"
         ));
         Ok(body)
+    }
+
+    /// A new program's or project's id: the one derived from its name, unless
+    /// a record took it already (submitters may choose entity ids, so one could
+    /// otherwise block a program or project forever); then a fresh one.
+    async fn unused_id(&self, derived: uuid::Uuid) -> Result<String, SubmissionError> {
+        let derived = derived.to_string();
+        if self
+            .store
+            .nodes_by_ids(std::slice::from_ref(&derived))
+            .await?
+            .is_empty()
+        {
+            Ok(derived)
+        } else {
+            Ok(uuid::Uuid::now_v7().to_string())
+        }
     }
 
     /// The log row of a successful change of one program or project node.
