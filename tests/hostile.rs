@@ -620,3 +620,54 @@ async fn a_client_chosen_id_cannot_block_a_future_project() {
     let fresh = id_of("proj").await.unwrap();
     assert_ne!(fresh, derived);
 }
+
+/// #28.14: over-long argument lists are refused with a message naming the
+/// argument; the database's own error text never reaches the client.
+#[tokio::test]
+async fn huge_argument_lists_get_a_clear_error_and_no_database_text() {
+    let app = TestApp::new(None).await;
+    let conditions =
+        |n: usize, form: &dyn Fn(usize) -> String| (0..n).map(form).collect::<Vec<_>>().join(",");
+    let path = |i: usize| format!(r#"{{type: "sample", submitter_id: "a{i}"}}"#);
+    let not = |i: usize| format!(r#"{{submitter_id: "a{i}"}}"#);
+    let link = |_: usize| r#""samples""#.to_string();
+    for (argument, form) in [
+        ("with_path_to", &path as &dyn Fn(usize) -> String),
+        ("not", &not),
+        ("with_links", &link),
+    ] {
+        let query = format!(
+            "{{ subject({argument}: [{}]) {{ id }} }}",
+            conditions(3000, form)
+        );
+        let reply = app.graphql(&app.admin_token, &query).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let text = reply.text();
+        assert!(
+            text.contains(argument) && text.contains("at most 100"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("database") && !text.contains("Expression"),
+            "{text}"
+        );
+        let query = format!(
+            "{{ subject({argument}: [{}]) {{ id }} }}",
+            conditions(100, form)
+        );
+        let reply = app.graphql(&app.admin_token, &query).await;
+        assert_eq!(reply.status, StatusCode::OK, "{argument}: {}", reply.text());
+    }
+    let ids = (0..20_000)
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let reply = app
+        .graphql(
+            &app.admin_token,
+            &format!("{{ subject(ids: [{ids}]) {{ id }} }}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.text().contains("at most 10000"), "{}", reply.text());
+}

@@ -42,10 +42,53 @@ impl RequestContext {
         query: impl std::future::Future<Output = crate::store::Result<T>>,
     ) -> async_graphql::Result<T> {
         match tokio::time::timeout(self.timeout, query).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => result.map_err(answerable),
             Err(_) => Err(async_graphql::Error::new(timeout_message(self.timeout))),
         }
     }
+}
+
+/// A store error as a GraphQL client may see it: what to do, never the
+/// database's own text (that goes to the log).
+fn answerable(error: crate::store::StoreError) -> async_graphql::Error {
+    use crate::store::StoreError;
+    match error {
+        StoreError::Unavailable(_) => {
+            async_graphql::Error::new("The database is unavailable; try again shortly.")
+        }
+        StoreError::Invalid(message) => async_graphql::Error::new(message),
+        other => {
+            tracing::error!(error = %other, "GraphQL statement failed");
+            async_graphql::Error::new("The query could not be run; the server logged why.")
+        }
+    }
+}
+
+/// Most conditions one filter argument may list (`with_path_to`, `not`,
+/// `with_links`...): each becomes its own test in the statement.
+pub const MAX_CONDITIONS: usize = 100;
+/// Most values one list argument may hold (`ids`, `submitter_id`...).
+pub const MAX_LIST_VALUES: usize = 10_000;
+
+/// Refuses argument lists past the limits above, naming the argument.
+fn check_argument_sizes(name: &str, value: &Value) -> async_graphql::Result<()> {
+    let Value::Array(items) = value else {
+        return Ok(());
+    };
+    let conditions = items.iter().any(|i| i.is_object())
+        || matches!(name, "with_links" | "with_links_any" | "without_links");
+    let limit = if conditions {
+        MAX_CONDITIONS
+    } else {
+        MAX_LIST_VALUES
+    };
+    if items.len() > limit {
+        return Err(async_graphql::Error::new(format!(
+            "Argument '{name}' lists {} values; at most {limit} are accepted",
+            items.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Gen3's message for a statement over the time limit, with what to do.
@@ -308,7 +351,11 @@ fn selection(field: SelectionField<'_>) -> async_graphql::Result<Selection> {
     let args = field
         .arguments()?
         .into_iter()
-        .map(|(name, value)| Ok((name.to_string(), value.into_json()?)))
+        .map(|(name, value)| {
+            let value = value.into_json()?;
+            check_argument_sizes(name.as_str(), &value)?;
+            Ok((name.to_string(), value))
+        })
         .collect::<async_graphql::Result<Vec<_>>>()?;
     Ok(Selection {
         key: field.alias().unwrap_or(field.name()).to_string(),
