@@ -146,7 +146,8 @@ const ROWS: &[Row] = &[
         [X; 9],
     ),
     // Logout always ends in a redirect, whoever calls.
-    row("GET", "/user/logout", "/user/logout", "", [302; 9]),
+    row("GET", "/user/logout", "/user/logout", "", [200; 9]),
+    row("POST", "/user/logout", "/user/logout", "", [302; 9]),
     row("GET", "/user/user", "/user/user", "", AUTHENTICATED),
     row("POST", "/user/user", "/user/user", "", AUTHENTICATED),
     row(

@@ -132,7 +132,9 @@ async fn logout_ends_the_session_token_everywhere() {
         StatusCode::OK
     );
 
-    let out = app
+    // A GET only asks (another site's link or image cannot log anyone out);
+    // a POST without the page's CSRF token is refused.
+    let asked = app
         .request_with_headers(
             "GET",
             "/user/logout?next=/%23/projects",
@@ -140,7 +142,37 @@ async fn logout_ends_the_session_token_everywhere() {
             Vec::new(),
         )
         .await;
-    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(asked.text().contains("Log out?"), "{}", asked.text());
+    assert_eq!(
+        app.get("/user/user", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    let forged = app
+        .request_with_headers(
+            "POST",
+            "/user/logout?next=/%23/projects",
+            &[("cookie", &cookies)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/user/user", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    // The page's form posts with the token in its action.
+    let action = asked
+        .text()
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let out = app
+        .request_with_headers("POST", &action, &[("cookie", &cookies)], Vec::new())
+        .await;
+    assert_eq!(out.status, StatusCode::FOUND, "{}", out.text());
     assert_eq!(out.headers["location"], "/#/projects");
     assert!(
         set_cookies(&out).iter().all(|c| c.ends_with('=')),
@@ -157,7 +189,15 @@ async fn logout_ends_the_session_token_everywhere() {
         "/\\evil.example",
         "https://evil.example",
     ] {
-        let elsewhere = app.get(&format!("/user/logout?next={next}"), None).await;
+        let elsewhere = app
+            .request(
+                "POST",
+                &format!("/user/logout?next={next}"),
+                None,
+                "text/plain",
+                Vec::new(),
+            )
+            .await;
         assert_eq!(elsewhere.headers["location"], "/", "next={next}");
     }
 }

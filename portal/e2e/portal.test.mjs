@@ -134,7 +134,7 @@ test("the bootstrap login link opens the portal as admin, once", async () => {
   await page.goto(loginLink);
   await page.getByRole("heading", { name: "Projects" }).waitFor();
   assert.equal(await page.locator("#who span").textContent(), "admin");
-  await page.getByRole("link", { name: "Log out" }).click();
+  await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in" }).waitFor();
   const again = await page.goto(loginLink);
   assert.equal(again.status(), 401, "a used link is refused");
@@ -307,6 +307,8 @@ test("create an API key, download credentials.json, use it, revoke it", async ()
 
 test("a reader sees no submit or delete controls, and logout ends the session", async () => {
   await page.goto(`${base}/user/logout?next=/`);
+  await page.getByRole("heading", { name: "Log out?" }).waitFor();
+  await page.getByRole("button", { name: "Log out" }).click();
   await login("rita");
   await page.goto(`${base}/#/browse/demo-lung/subject`);
   await page.locator("table.data caption").filter({ hasText: "subject records" }).waitFor();
@@ -314,7 +316,7 @@ test("a reader sees no submit or delete controls, and logout ends the session", 
   assert.equal(await page.getByRole("button", { name: /Delete selected/ }).count(), 0);
   assert.equal(await page.locator('.records input[type="checkbox"]').count(), 0);
   await shot("13-reader-browse");
-  await page.getByRole("link", { name: "Log out" }).click();
+  await page.getByRole("button", { name: "Log out" }).click();
   await page.getByRole("heading", { name: "Log in" }).waitFor();
   const status = await page.evaluate(async () => (await fetch("/user/user")).status);
   assert.equal(status, 401);

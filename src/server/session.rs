@@ -36,7 +36,7 @@ pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/login/local", post(login))
         .route("/login/link", get(login_link))
-        .route("/logout", get(logout))
+        .route("/logout", get(confirm_logout).post(logout))
 }
 
 /// The CSRF token that belongs to a session token. Another site can neither
@@ -77,12 +77,18 @@ pub async fn cookie_to_bearer(mut request: Request, next: Next) -> Response {
     );
     if !safe {
         let expected = csrf_token(&token);
+        // The logout confirmation page is a plain form: it sends the token
+        // in its action's query string, which only this server's page knows.
+        let in_query = (request.uri().path() == "/user/logout")
+            .then(|| query_value(request.uri().query().unwrap_or(""), "csrf_token"))
+            .flatten();
         let sent = request
             .headers()
             .get(CSRF_HEADER)
-            .map(HeaderValue::as_bytes)
+            .map(|v| v.as_bytes().to_vec())
+            .or(in_query.map(String::into_bytes))
             .unwrap_or_default();
-        if aws_lc_rs::constant_time::verify_slices_are_equal(sent, expected.as_bytes()).is_err() {
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&sent, expected.as_bytes()).is_err() {
             return ApiError::forbidden(
                 "the request was sent with the session cookie but without the page's CSRF token (X-CSRF-Token); reload the page and try again",
             )
@@ -98,6 +104,14 @@ pub async fn cookie_to_bearer(mut request: Request, next: Next) -> Response {
             ApiError::unauthorized("the session cookie is malformed; log in again").into_response()
         }
     }
+}
+
+fn query_value(query: &str, name: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
 }
 
 /// `Set-Cookie` headers (appended: a response sets both cookies).
@@ -250,8 +264,48 @@ fn local_path(next: &str) -> bool {
         && next.bytes().all(|b| b > b' ' && b != 0x7f && b != b'\\')
 }
 
-/// `GET /user/logout?next=/path`: end the session (its token stops working
+/// `GET /user/logout?next=/path`: a page that asks before logging out. A
+/// GET changes nothing, so a link or image on another site cannot log a
+/// browser out; the page's button posts with the session's CSRF token.
+async fn confirm_logout(
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let next = query
+        .get("next")
+        .filter(|n| local_path(n))
+        .map_or("/", String::as_str);
+    let csrf = cookie_value(&headers, SESSION_COOKIE)
+        .map(|token| csrf_token(&token))
+        .unwrap_or_default();
+    let action = format!(
+        "/user/logout?{}",
+        serde_urlencoded::to_string([("next", next), ("csrf_token", csrf.as_str())])
+            .unwrap_or_default()
+    );
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log out</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main>\
+         <h1>Log out?</h1><form method=\"post\" action=\"{}\">\
+         <button type=\"submit\">Log out</button> <a href=\"{}\">Stay logged in</a>\
+         </form></main></body></html>",
+        html_attribute(&action),
+        html_attribute(next),
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// Text safe inside a double-quoted HTML attribute.
+fn html_attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `POST /user/logout?next=/path`: end the session (its token stops working
 /// at once, wherever it was copied) and go to `next`, a path on this server.
+/// A cookie session needs its CSRF token, as every change does.
 async fn logout(
     State(state): State<SharedState>,
     Query(query): Query<HashMap<String, String>>,

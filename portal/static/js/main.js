@@ -97,8 +97,14 @@ function drawChrome(current) {
     who,
     h("span", {}, session.user.username),
     " ",
-    h("a", { href: "/user/logout?next=/", class: "button secondary" }, "Log out"),
+    h("button", { type: "button", class: "button secondary", onclick: logOut }, "Log out"),
   );
+}
+
+/** End the session (a POST with the CSRF token), then show the login page. */
+async function logOut() {
+  await request("POST", "/user/logout?next=/");
+  location.href = "/";
 }
 
 /** The page name and arguments of the current hash (`#/name/arg...`). */
