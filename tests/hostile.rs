@@ -671,3 +671,66 @@ async fn huge_argument_lists_get_a_clear_error_and_no_database_text() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.text().contains("at most 10000"), "{}", reply.text());
 }
+
+/// #28.16: refused (403) submissions and deletions leave a failed
+/// transaction of their caller in the audit trail.
+#[tokio::test]
+async fn refused_submissions_and_deletions_are_audited() {
+    use commons::store::{PolicyRow, TransactionQuery};
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    app.state
+        .store
+        .upsert_policy(&PolicyRow {
+            id: "proj-reader".into(),
+            role_ids: vec!["reader".into()],
+            resource_paths: vec!["/programs/prog/projects/proj".into()],
+        })
+        .await
+        .unwrap();
+    let (_, _, reader) = app.user("peeker", &["proj-reader"]).await;
+    let study = json!({"type": "study", "submitter_id": "s", "projects": {"code": "proj"}});
+    for method in ["PUT", "POST"] {
+        let reply = app
+            .send_json(
+                method,
+                "/api/v0/submission/prog/proj",
+                Some(&reader),
+                &study,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    }
+    let reply = app
+        .request(
+            "DELETE",
+            "/api/v0/submission/prog/proj/entities/00000000-0000-4000-8000-000000000000",
+            Some(&reader),
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    let logged = app
+        .state
+        .store
+        .transaction_logs(&TransactionQuery {
+            submitter: Some("peeker".into()),
+            ..TransactionQuery::default()
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, Option<String>)> = logged
+        .into_iter()
+        .map(|row| (row.role, row.state, row.project_id))
+        .collect();
+    let project = Some("prog-proj".to_string());
+    assert_eq!(
+        seen,
+        vec![
+            ("update".into(), "FAILED".into(), project.clone()),
+            ("create".into(), "FAILED".into(), project.clone()),
+            ("delete".into(), "FAILED".into(), project),
+        ]
+    );
+}

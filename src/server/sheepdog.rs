@@ -126,6 +126,29 @@ fn require_project(
     }
 }
 
+/// A submission or deletion the caller may not make: logged in the audit
+/// trail as a failed transaction of the caller, then refused with 403.
+async fn refused(
+    state: &SharedState,
+    principal: &Principal,
+    project: &Project,
+    role: &str,
+    dry_run: bool,
+) -> ApiError {
+    let mut record = crate::store::TransactionRecord::new(
+        &project.program,
+        Some(&project.code),
+        role,
+        &principal.user.username,
+    );
+    record.state = "FAILED".into();
+    record.is_dry_run = dry_run;
+    if let Err(e) = state.store.log_transaction(&record).await {
+        tracing::error!(error = %e, "could not log a refused request");
+    }
+    ApiError::forbidden("user is unauthorized")
+}
+
 fn envelope(status: u16, body: Value) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -563,7 +586,8 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
         Mode::Upsert => rights.create || rights.update,
     };
     if !allowed {
-        return Err(ApiError::forbidden("user is unauthorized"));
+        let role = if UPSERT { "update" } else { "create" };
+        return Err(refused(&state, &principal, &project, role, dry_run).await);
     }
     if project.state() != "open" {
         return Err(ApiError::bad_request(format!(
@@ -743,7 +767,16 @@ async fn remove(
     headers: HeaderMap,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
-    let (principal, project) = project_for(&state, &headers, &program, &code, &["delete"]).await?;
+    let principal = state.principal(&headers, None).await?;
+    let project = submission(&state, &principal)
+        .project(&program, &code)
+        .await?;
+    if !principal
+        .permissions
+        .allows_project(&program, &code, &["delete"])
+    {
+        return Err(refused(&state, &principal, &project, "delete", dry_run).await);
+    }
     if project.state() != "open" {
         return Err(ApiError::bad_request(format!(
             "Project is in state '{}', which prevents deletion. In order to perform this action, the project must be in state <open>.",
