@@ -734,3 +734,42 @@ async fn refused_submissions_and_deletions_are_audited() {
         ]
     );
 }
+
+/// #28.11: an id that belongs to another project's record is answered
+/// without its type or project, and linking to it as if it did not exist.
+#[tokio::test]
+async fn errors_tell_nothing_of_other_projects_records() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "open").await;
+    app.project("prog", "secretproj").await;
+    let hidden = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/secretproj",
+            &json!({"type": "study", "submitter_id": "hidden-study", "projects": {"code": "secretproj"}}),
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::OK, "{}", hidden.text());
+    let hidden_id = hidden.json()["entities"][0]["id"].as_str().unwrap().to_string();
+    for doc in [
+        json!({"type": "subject", "submitter_id": "x", "id": hidden_id,
+               "studies": {"submitter_id": "nothing"}}),
+        json!({"type": "study", "submitter_id": "y", "id": hidden_id, "projects": {"code": "open"}}),
+        json!({"type": "subject", "submitter_id": "z", "studies": {"id": hidden_id}}),
+    ] {
+        let reply = app
+            .admin_json("PUT", "/api/v0/submission/prog/open", &doc)
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        let text = reply.text();
+        assert!(!text.contains("secretproj") && !text.contains("owned"), "{text}");
+    }
+    let reply = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/open",
+            &json!({"type": "subject", "submitter_id": "z", "studies": {"id": hidden_id}}),
+        )
+        .await;
+    assert!(reply.text().contains("No link destination found"), "{}", reply.text());
+}

@@ -626,6 +626,19 @@ impl Submission<'_> {
             };
             match existing {
                 Some(row) => {
+                    // A record of another project: say nothing of its type or
+                    // project, which the caller may not be allowed to read.
+                    if row.project_id.as_deref() != Some(project.project_id.as_str()) {
+                        result.error(
+                            ErrorType::NotUnique,
+                            &["id"],
+                            format!(
+                                "id {} is already in use; submit the entity without an id or with another one",
+                                row.id
+                            ),
+                        );
+                        continue;
+                    }
                     if row.node_type != node.id {
                         result.error(
                             ErrorType::NotUnique,
@@ -633,18 +646,6 @@ impl Submission<'_> {
                             format!(
                                 "Existing {} entity found with type different from {}",
                                 row.node_type, node.id
-                            ),
-                        );
-                        continue;
-                    }
-                    if row.project_id.as_deref() != Some(project.project_id.as_str()) {
-                        result.error(
-                            ErrorType::InvalidPermissions,
-                            &["project_id"],
-                            format!(
-                                "Entity is owned by project {}, not {}",
-                                row.project_id.as_deref().unwrap_or_default(),
-                                project.project_id
                             ),
                         );
                         continue;
@@ -917,31 +918,20 @@ impl Submission<'_> {
         }
     }
 
+    /// A stored link target by id: only one of this project. One elsewhere is
+    /// answered as missing, so nothing tells of records the caller may not read.
     fn check_target_project(
         &self,
         project: &Project,
         link: &Link,
         row: &NodeRef,
     ) -> Result<String, (ErrorType, String)> {
-        let owner = row.project_id.as_deref().unwrap_or_default();
-        if owner == project.project_id {
+        if row.project_id.as_deref() == Some(project.project_id.as_str()) {
             return Ok(row.id.clone());
         }
-        if row.node_type == "project" {
-            return Err((
-                ErrorType::InvalidPermissions,
-                format!(
-                    "Cannot link entity to project {owner} under {} endpoint",
-                    project.code
-                ),
-            ));
-        }
         Err((
-            ErrorType::InvalidPermissions,
-            format!(
-                "Relationship to {} {} in project {owner} not allowed",
-                link.target_type, row.id
-            ),
+            ErrorType::InvalidLink,
+            format!("No link destination found for {}, id='{}'", link.name, row.id),
         ))
     }
 
