@@ -750,7 +750,10 @@ async fn errors_tell_nothing_of_other_projects_records() {
         )
         .await;
     assert_eq!(hidden.status, StatusCode::OK, "{}", hidden.text());
-    let hidden_id = hidden.json()["entities"][0]["id"].as_str().unwrap().to_string();
+    let hidden_id = hidden.json()["entities"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     for doc in [
         json!({"type": "subject", "submitter_id": "x", "id": hidden_id,
                "studies": {"submitter_id": "nothing"}}),
@@ -762,7 +765,10 @@ async fn errors_tell_nothing_of_other_projects_records() {
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
         let text = reply.text();
-        assert!(!text.contains("secretproj") && !text.contains("owned"), "{text}");
+        assert!(
+            !text.contains("secretproj") && !text.contains("owned"),
+            "{text}"
+        );
     }
     let reply = app
         .admin_json(
@@ -771,5 +777,9 @@ async fn errors_tell_nothing_of_other_projects_records() {
             &json!({"type": "subject", "submitter_id": "z", "studies": {"id": hidden_id}}),
         )
         .await;
-    assert!(reply.text().contains("No link destination found"), "{}", reply.text());
+    assert!(
+        reply.text().contains("No link destination found"),
+        "{}",
+        reply.text()
+    );
 }

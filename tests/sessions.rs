@@ -261,3 +261,106 @@ async fn bootstrap_login_link_works_once() {
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
     assert!(again.text().contains("already used"), "{}", again.text());
 }
+
+fn commons_cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+async fn status_of(app: &TestApp, token: &str) -> StatusCode {
+    app.get("/user/user", Some(token)).await.status
+}
+
+async fn log_in(app: &TestApp, name: &str, password: &str) -> String {
+    let login = app
+        .send_json(
+            "POST",
+            "/user/login/local",
+            None,
+            &json!({"username": name, "password": password}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text());
+    login.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// #28.5: a new password ends the user's sessions; an administrator can end
+/// them, disable and enable a user, and retire an old signing key.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_end_users_disable_and_old_signing_keys_retire() {
+    let app = TestApp::new(None).await;
+    let db = ["--database-url", app.database_url.as_str()];
+    let cli = |args: &[&str], stdin: &str| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(db);
+        commons_cli(&all, stdin)
+    };
+    password_user(&app, "carol").await;
+    // Session times are whole seconds: let each step start in a new one.
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(1100));
+    tick().await;
+    let session = log_in(&app, "carol", "correct horse").await;
+    assert_eq!(status_of(&app, &session).await, StatusCode::OK);
+    tick().await;
+    let passwd = cli(&["users", "passwd", "carol"], "a new password\n");
+    assert!(passwd.status.success(), "{passwd:?}");
+    assert_eq!(status_of(&app, &session).await, StatusCode::UNAUTHORIZED);
+    let session = log_in(&app, "carol", "a new password").await;
+    assert_eq!(status_of(&app, &session).await, StatusCode::OK);
+    tick().await;
+    assert!(
+        cli(&["users", "end-sessions", "carol"], "")
+            .status
+            .success()
+    );
+    assert_eq!(status_of(&app, &session).await, StatusCode::UNAUTHORIZED);
+
+    let (_, credentials, key_token) = app.user("dave", &[]).await;
+    assert!(cli(&["users", "disable", "dave"], "").status.success());
+    assert_eq!(status_of(&app, &key_token).await, StatusCode::UNAUTHORIZED);
+    let exchange = app
+        .send_json(
+            "POST",
+            "/user/credentials/api/access_token",
+            None,
+            &credentials,
+        )
+        .await;
+    assert_eq!(
+        exchange.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        exchange.text()
+    );
+    assert!(cli(&["users", "enable", "dave"], "").status.success());
+    assert_eq!(status_of(&app, &key_token).await, StatusCode::OK);
+
+    let first = app.state.store.signing_keys().await.unwrap()[0].kid.clone();
+    let newest = cli(&["keys", "retire", &first], "");
+    assert!(
+        !newest.status.success(),
+        "the signing key cannot be retired"
+    );
+    assert!(cli(&["keys", "rotate"], "").status.success());
+    assert!(cli(&["keys", "retire", &first], "").status.success());
+    app.state.tokens.reload(&app.state.store).await.unwrap();
+    assert_eq!(
+        status_of(&app, &app.admin_token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, _, fresh) = app.user("erin", &[]).await;
+    assert_eq!(status_of(&app, &fresh).await, StatusCode::OK);
+}

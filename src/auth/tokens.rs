@@ -169,7 +169,8 @@ impl TokenService {
         Ok(service)
     }
 
-    async fn reload(&self, store: &Store) -> Result<(), TokenError> {
+    /// Load the keys in use again: rotated keys join, retired ones go.
+    pub async fn reload(&self, store: &Store) -> Result<(), TokenError> {
         let rows = store.signing_keys().await?;
         let keys = rows
             .iter()

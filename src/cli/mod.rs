@@ -204,6 +204,24 @@ enum UsersCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Refuse a user everything (tokens, API keys, sessions, logins) until enabled.
+    Disable {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Let a disabled user in again.
+    Enable {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// End every login session of a user (its API keys stay; revoke them with `keys revoke`).
+    EndSessions {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +263,13 @@ enum KeysCommand {
     },
     /// Start signing tokens with a new key; tokens signed earlier stay valid.
     Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Stop accepting tokens and API keys signed with an older key (`kid`);
+    /// running servers drop it within a minute.
+    Retire {
+        kid: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -389,7 +414,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store
                 .set_password(user.id, &auth::hash_password(&password))
                 .await?;
-            eprintln!("password of '{name}' set");
+            eprintln!("password of '{name}' set; its sessions have ended");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Disable { name, database }) => {
+            let store = database.open().await?;
+            let user = named_user(&store, &name).await?;
+            store.set_active(user.id, false).await?;
+            eprintln!("user '{name}' disabled");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Enable { name, database }) => {
+            let store = database.open().await?;
+            let user = named_user(&store, &name).await?;
+            store.set_active(user.id, true).await?;
+            eprintln!("user '{name}' enabled");
+            Ok(())
+        }
+        Command::Users(UsersCommand::EndSessions { name, database }) => {
+            let store = database.open().await?;
+            let user = named_user(&store, &name).await?;
+            store.end_sessions(user.id).await?;
+            eprintln!("every session of '{name}' has ended");
             Ok(())
         }
         Command::Users(UsersCommand::List { database }) => {
@@ -472,6 +518,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("API key {key_id} revoked");
             Ok(())
         }
+        Command::Keys(KeysCommand::Retire { kid, database }) => {
+            let store = database.open().await?;
+            if !store.retire_signing_key(&kid).await? {
+                bail!("no signing key {kid} in use");
+            }
+            eprintln!("signing key {kid} retired; running servers drop it within a minute");
+            Ok(())
+        }
         Command::Keys(KeysCommand::Rotate { database }) => {
             let store = database.open().await?;
             let kid = auth::tokens::rotate(&store).await?;
@@ -481,6 +535,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How often a server reloads the signing keys in use.
+const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn named_user(store: &Store, name: &str) -> anyhow::Result<crate::store::UserRow> {
+    store
+        .user_by_name(name)
+        .await?
+        .with_context(|| format!("no user named '{name}'"))
 }
 
 /// A password from standard input (one line; the newline is not part of it).
@@ -594,6 +658,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             created.login_secret
         );
     }
+    // Keys retired by `commons keys retire` (on any instance) stop verifying
+    // here within a minute; unknown new keys load on first sight anyway.
+    let keys = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(KEY_REFRESH);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(e) = keys.tokens.reload(&keys.store).await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+            }
+        }
+    });
     let limits = server::HttpLimits {
         max_body_bytes: args.max_body_bytes,
         body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),

@@ -193,6 +193,11 @@ impl AppState {
         let user = user.filter(|u| u.active).ok_or_else(|| {
             ApiError::unauthorized("the token's user does not exist or is inactive")
         })?;
+        // A session opened before the user's sessions were ended (a new
+        // password, `commons users end-sessions`).
+        if claims.api_key_jti.is_none() && claims.iat < user.sessions_after {
+            return Err(ApiError::unauthorized(TokenError::Revoked));
+        }
         let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
         Ok(Principal {
             user,

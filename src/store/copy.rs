@@ -37,6 +37,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("is_admin", Kind::Bool),
             ("active", Kind::Bool),
             ("created", Kind::Int),
+            ("sessions_after", Kind::Int),
         ],
     ),
     (

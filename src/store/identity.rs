@@ -13,6 +13,8 @@ pub struct UserRow {
     pub password_hash: Option<String>,
     pub is_admin: bool,
     pub active: bool,
+    /// Session tokens issued before this time (Unix seconds) no longer work.
+    pub sessions_after: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +56,7 @@ macro_rules! user_from_row {
             password_hash: row.try_get("password_hash")?,
             is_admin: row.try_get("is_admin")?,
             active: row.try_get("active")?,
+            sessions_after: row.try_get("sessions_after")?,
         })
     }};
 }
@@ -87,7 +90,7 @@ fn string_list(text: &str) -> Result<Vec<String>> {
     Ok(serde_json::from_str(text)?)
 }
 
-const USER_COLUMNS: &str = "id, username, password_hash, is_admin, active";
+const USER_COLUMNS: &str = "id, username, password_hash, is_admin, active, sessions_after";
 
 /// Run one statement that changes rows; returns how many it changed.
 macro_rules! execute {
@@ -183,15 +186,66 @@ impl Store {
         })
     }
 
+    /// Set a password; the user's sessions end (a session must not outlive
+    /// the password that opened it).
     pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         execute!(
             self,
-            "UPDATE users SET password_hash = $2 WHERE id = $1",
+            "UPDATE users SET password_hash = $2, sessions_after = $3 WHERE id = $1",
             user_id,
-            password_hash
+            password_hash,
+            now_unix()
         )?;
         Ok(())
+    }
+
+    /// End every session of a user: session tokens issued until now stop
+    /// working (API keys are not sessions: revoke them on their own).
+    pub async fn end_sessions(&self, user_id: i64) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        execute!(
+            self,
+            "UPDATE users SET sessions_after = $2 WHERE id = $1",
+            user_id,
+            now_unix()
+        )?;
+        Ok(())
+    }
+
+    /// Disable (`false`) or enable a user: a disabled user's tokens, keys and
+    /// sessions are all refused, and it cannot log in.
+    pub async fn set_active(&self, user_id: i64, active: bool) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        execute!(
+            self,
+            "UPDATE users SET active = $2 WHERE id = $1",
+            user_id,
+            active
+        )?;
+        Ok(())
+    }
+
+    /// Stop verifying tokens signed with `kid`; false if there is no such
+    /// key still in use. The newest key, which signs, cannot be retired.
+    pub async fn retire_signing_key(&self, kid: &str) -> Result<bool> {
+        let _guard = self.write_lock.lock().await;
+        let keys = self.signing_keys().await?;
+        let in_use: Vec<&SigningKeyRow> = keys.iter().filter(|k| !k.retired).collect();
+        if in_use.last().is_some_and(|k| k.kid == kid) {
+            return Err(StoreError::Invalid(format!(
+                "{kid} is the newest signing key: rotate first (`commons keys rotate`), then retire it"
+            )));
+        }
+        if !in_use.iter().any(|k| k.kid == kid) {
+            return Ok(false);
+        }
+        execute!(
+            self,
+            "UPDATE signing_keys SET retired = TRUE WHERE kid = $1",
+            kid
+        )?;
+        Ok(true)
     }
 
     pub async fn insert_api_key(&self, jti: &str, user_id: i64, exp: i64) -> Result<()> {

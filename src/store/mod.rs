@@ -328,6 +328,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "transaction_documents",
         include_str!("../../migrations/sqlite/0010_transaction_documents.sql"),
     ),
+    (
+        11,
+        "user_sessions",
+        include_str!("../../migrations/sqlite/0011_user_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -384,6 +389,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "transaction_documents",
         include_str!("../../migrations/postgres/0011_transaction_documents.sql"),
+    ),
+    (
+        12,
+        "user_sessions",
+        include_str!("../../migrations/postgres/0012_user_sessions.sql"),
     ),
 ];
 

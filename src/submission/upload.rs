@@ -931,7 +931,10 @@ impl Submission<'_> {
         }
         Err((
             ErrorType::InvalidLink,
-            format!("No link destination found for {}, id='{}'", link.name, row.id),
+            format!(
+                "No link destination found for {}, id='{}'",
+                link.name, row.id
+            ),
         ))
     }
 
