@@ -783,3 +783,83 @@ async fn errors_tell_nothing_of_other_projects_records() {
         reply.text()
     );
 }
+
+/// Whether the server closes `stream` (or it errs) within `within`.
+fn closed_within(stream: &mut std::net::TcpStream, within: std::time::Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// #28.7: a request's headers have a deadline, which also ends kept-alive
+/// connections left idle; one client address gets only so many connections,
+/// and others still get in.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_hoarded_connections_are_bounded() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let app = TestApp::new(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let _server = common::serve_with(
+        &app.database_url,
+        dir.path(),
+        port,
+        &["--header-timeout", "1", "--max-connections-per-client", "8"],
+    );
+    let address = format!("127.0.0.1:{port}");
+    let mut idle = TcpStream::connect(&address).unwrap();
+    idle.write_all(b"GET /_status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut partial = TcpStream::connect(&address).unwrap();
+    partial
+        .write_all(b"GET /_status HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut silent = TcpStream::connect(&address).unwrap();
+    for stream in [&mut idle, &mut partial, &mut silent] {
+        assert!(
+            closed_within(stream, Duration::from_secs(5)),
+            "closed after the header deadline"
+        );
+    }
+    let answered = |stream: &mut TcpStream| {
+        use std::io::Read;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        if stream
+            .write_all(b"GET /_status HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 12];
+        stream.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
+    };
+    let mut hoard: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let served = hoard.iter_mut().map(answered).filter(|ok| *ok).count();
+    assert_eq!(served, 8, "one client address gets 8 connections");
+    drop(hoard);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut again = TcpStream::connect(&address).unwrap();
+    assert!(answered(&mut again), "closed connections free their places");
+}

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use axum::serve::ListenerExt;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::{self, Lifetimes, TokenService};
 use crate::dictionary::{self, Dictionary};
 use crate::graphql::{self, Limits};
+use crate::server::ConnectionLimits;
 use crate::server::{self, AppState};
 use crate::store::Store;
 use crate::validate::Validators;
@@ -168,6 +168,19 @@ struct ServeArgs {
     /// Longest a request body may stall between two pieces, in seconds.
     #[arg(long, env = "COMMONS_BODY_IDLE_TIMEOUT", default_value_t = 60)]
     body_idle_timeout: u64,
+    /// Most connections open at once; more wait in the kernel's queue or are closed.
+    #[arg(long, env = "COMMONS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Most connections open at once from one client address.
+    #[arg(long, env = "COMMONS_MAX_CONNECTIONS_PER_CLIENT", default_value_t = ConnectionLimits::default().max_per_client)]
+    max_connections_per_client: usize,
+    /// Longest wait for a request's headers (also how long a kept-alive
+    /// connection may stay idle), in seconds.
+    #[arg(long, env = "COMMONS_HEADER_TIMEOUT", default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    header_timeout: u64,
+    /// Longest a client may leave a response's bytes untaken, in seconds.
+    #[arg(long, env = "COMMONS_WRITE_TIMEOUT", default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
+    write_timeout: u64,
     /// Deepest GraphQL query accepted.
     #[arg(long, env = "COMMONS_GRAPHQL_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
     graphql_max_depth: usize,
@@ -678,26 +691,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = server::service(state, limits);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?
-        // Streamed replies go out in several writes; with Nagle's algorithm the
-        // last one waited for the client's delayed ACK (40 ms per GraphQL list).
-        .tap_io(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     eprintln!(
         "Commons listening on {} (public URL {public_url})",
         args.listen
     );
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-            std::net::SocketAddr,
-        >(app),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let connections = server::ConnectionLimits {
+        max_connections: args.max_connections,
+        max_per_client: args.max_connections_per_client,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        write_timeout: std::time::Duration::from_secs(args.write_timeout),
+    };
+    server::serve(listener, app, connections, shutdown_signal()).await;
     Ok(())
 }
 

@@ -5,11 +5,13 @@
 mod arborist;
 mod fence;
 mod graphql;
+mod listen;
 mod portal;
 mod session;
 mod sheepdog;
 mod throttle;
 
+pub use listen::{ConnectionLimits, serve};
 pub use throttle::Throttle;
 
 use std::sync::Arc;

@@ -374,6 +374,11 @@ pub fn free_port() -> u16 {
 /// database and issuer, and wait until it answers. Its warnings and errors
 /// are appended to `server.log` in the data directory.
 pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
+    serve_with(database_url, data_dir, port, &[])
+}
+
+/// [`serve`] with more `commons serve` arguments.
+pub fn serve_with(database_url: &str, data_dir: &Path, port: u16, extra: &[&str]) -> Server {
     let log_path = data_dir.join("server.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -397,6 +402,7 @@ pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
         .arg(database_url)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
