@@ -863,3 +863,75 @@ async fn idle_and_hoarded_connections_are_bounded() {
     let mut again = TcpStream::connect(&address).unwrap();
     assert!(answered(&mut again), "closed connections free their places");
 }
+
+/// #28.2: a writer who trickles a large body holds nothing shared while it
+/// arrives: other projects' submissions, key revocation and logout go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trickled_upload_holds_up_no_one_else() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let app = TestApp::new(None).await;
+    app.project("prog", "slow").await;
+    app.project("prog", "other").await;
+    let (_, victim_key, victim_token) = app.user("victim", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let server = common::serve(&app.database_url, dir.path(), port);
+    let token = app.admin_token.clone();
+    let trickle = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let head = format!(
+            "PUT /api/v0/submission/prog/slow HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {token}\r\n\
+             Content-Type: text/tab-separated-values\r\nContent-Length: 100000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut body = String::from("type\tsubmitter_id\tprojects.code\tstudy_title\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("study\ts-{i}\tslow\tA study\n"));
+        }
+        stream.write_all(body.as_bytes()).unwrap();
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            if stream.write_all(b"#").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let started = Instant::now();
+    let reply = common::http()
+        .put(format!("{}/api/v0/submission/prog/other", server.url))
+        .header("Authorization", &format!("bearer {}", app.admin_token))
+        .header("Content-Type", "application/json")
+        .send(r#"{"type": "study", "submitter_id": "quick", "projects": {"code": "other"}}"#)
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let revoke = std::process::Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "keys",
+            "revoke",
+            victim_key["key_id"].as_str().unwrap(),
+            "--database-url",
+        ])
+        .arg(&app.database_url)
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    let logout = common::http()
+        .post(format!("{}/user/logout", server.url))
+        .header("Authorization", &format!("bearer {victim_token}"))
+        .send_empty()
+        .unwrap();
+    assert!(logout.status().is_redirection() || logout.status() == 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "other requests waited {:?} behind the trickle",
+        started.elapsed()
+    );
+    trickle.join().unwrap();
+}

@@ -82,12 +82,12 @@ async fn exchange(
         "exchange:{}:{claimed_user}",
         peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string())
     );
-    state.throttle.attempt(&throttle_key)?;
+    state.throttle.check(&throttle_key)?;
     let result = exchange_key(&state, &query, &headers, &body).await;
     match &result {
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {}
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => state.throttle.failed(&throttle_key),
         Ok(_) => state.throttle.succeeded(&throttle_key),
-        Err(_) => state.throttle.not_a_guess(&throttle_key),
+        Err(_) => {}
     }
     result
 }

@@ -385,9 +385,10 @@ fn documents(
     }
 }
 
-/// The entity documents of a submission in chunks of [`UPLOAD_CHUNK`],
-/// parsed on a blocking thread while the body streams in (within the
-/// body-size limit) and while earlier chunks are validated and written.
+/// The documents of a submission body, parsed in chunks on a blocking
+/// thread. The body is first spooled to a temporary file: a client that sends
+/// it slowly then holds nothing shared (the write lock is taken when the
+/// first chunk is parsed), and the spool keeps memory flat however large it is.
 fn document_chunks(
     state: &SharedState,
     headers: &HeaderMap,
@@ -395,40 +396,73 @@ fn document_chunks(
     BodyLimit(limit): BodyLimit,
     capture: BodyCapture,
 ) -> mpsc::Receiver<Result<Vec<Value>, ApiError>> {
-    use futures::StreamExt;
-    let limited = http_body_util::Limited::new(body, limit);
-    let stream = http_body_util::BodyStream::new(limited).map(move |frame| {
-        let piece = frame
-            .map(|frame| frame.into_data().unwrap_or_default())
-            .map_err(std::io::Error::other)?;
-        capture.record(&piece);
-        Ok::<_, std::io::Error>(piece)
-    });
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let flavour = body_flavour(headers);
     let dictionary = state.dictionary.clone();
     let (sender, receiver) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        let mut chunks = ChunkSender {
-            sender,
-            chunk: Vec::with_capacity(UPLOAD_CHUNK),
+    tokio::spawn(async move {
+        let file = match spool_body(body, limit, &capture).await {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+                return;
+            }
         };
-        let parsed = match flavour {
-            Some(flavour) => read_delimited(&dictionary, reader, flavour)
-                .and_then(|docs| {
-                    for doc in docs {
-                        if !chunks.push(doc?) {
-                            break;
+        tokio::task::spawn_blocking(move || {
+            let reader = std::io::BufReader::new(file);
+            let mut chunks = ChunkSender {
+                sender,
+                chunk: Vec::with_capacity(UPLOAD_CHUNK),
+            };
+            let parsed = match flavour {
+                Some(flavour) => read_delimited(&dictionary, reader, flavour)
+                    .and_then(|docs| {
+                        for doc in docs {
+                            if !chunks.push(doc?) {
+                                break;
+                            }
                         }
-                    }
-                    Ok(())
-                })
-                .map_err(|e| delimited_error(e, limit)),
-            None => read_json_documents(reader, limit, |doc| chunks.push(doc)),
-        };
-        chunks.finish(parsed);
+                        Ok(())
+                    })
+                    .map_err(|e| delimited_error(e, limit)),
+                None => read_json_documents(reader, limit, |doc| chunks.push(doc)),
+            };
+            chunks.finish(parsed);
+        });
     });
     receiver
+}
+
+/// Copy a request body into an unnamed temporary file (at most `limit`
+/// bytes), recording it for the transaction log as it passes.
+async fn spool_body(
+    body: Body,
+    limit: usize,
+    capture: &BodyCapture,
+) -> Result<std::fs::File, ApiError> {
+    use futures::StreamExt;
+    use std::io::Seek;
+    use tokio::io::AsyncWriteExt;
+    let spool_error = |e: std::io::Error| {
+        tracing::error!(error = %e, "cannot spool a request body");
+        ApiError::new(
+            500,
+            "The server could not store the request body; try again later.",
+        )
+    };
+    let file = tempfile::tempfile().map_err(spool_error)?;
+    let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
+    let mut frames = http_body_util::BodyStream::new(http_body_util::Limited::new(body, limit));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| read_error(&std::io::Error::other(e), limit))?;
+        if let Ok(piece) = frame.into_data() {
+            capture.record(&piece);
+            out.write_all(&piece).await.map_err(spool_error)?;
+        }
+    }
+    out.flush().await.map_err(spool_error)?;
+    let mut file = out.into_inner().into_std().await;
+    file.rewind().map_err(spool_error)?;
+    Ok(file)
 }
 
 /// Hands parsed documents to the submission a chunk at a time.

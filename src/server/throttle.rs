@@ -2,9 +2,11 @@
 //! guessing is slow: after `limit` attempts for one key within `window` that
 //! did not succeed, that key is refused with 429 until the window has passed.
 //!
-//! Every attempt is counted before its credential is checked, in the same
-//! step as the test against the limit: concurrent guesses cannot all pass the
-//! test before any of them is counted. Keys are kept as SHA-256 digests, and
+//! A password attempt is counted before its password is checked, in the same
+//! step as the test against the limit ([`Throttle::attempt`]): concurrent
+//! guesses cannot all pass the test before any of them is counted. Key
+//! exchanges, which one right key may run many of at once, count failures
+//! after the check ([`Throttle::check`], [`Throttle::failed`]). Keys are kept as SHA-256 digests, and
 //! at most [`MAX_KEYS`] of them (the oldest go first), so memory stays bounded
 //! whatever names clients send.
 
@@ -75,12 +77,27 @@ impl Throttle {
         Ok(())
     }
 
-    /// The attempt was not a guess (the request was malformed): give it back.
-    pub fn not_a_guess(&self, key: &str) {
-        let mut attempts = self.attempts.lock().expect("throttle lock poisoned");
-        if let Some((count, _)) = attempts.get_mut(&Self::key(key)) {
-            *count = count.saturating_sub(1);
+    /// Refuse `key` while it has used up its attempts, without counting one:
+    /// for checks a right credential may run many of at once (one API key
+    /// shared by a hundred workers), counted by [`Throttle::failed`] after.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        let attempts = self.attempts.lock().expect("throttle lock poisoned");
+        match attempts.get(&Self::key(key)) {
+            Some((count, since)) if *count >= self.limit && since.elapsed() < self.window => {
+                let wait = self.window.saturating_sub(since.elapsed()).as_secs().max(1);
+                Err(ApiError::new(
+                    429,
+                    format!("Too many failed attempts; try again in {wait} seconds"),
+                ))
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// Count a failed check of `key` (see [`Throttle::check`]).
+    pub fn failed(&self, key: &str) {
+        // At the limit already, the refusal simply stands until the window ends.
+        let _ = self.attempt(key);
     }
 
     /// The credential was right: forget the key's attempts.
@@ -115,12 +132,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert!(throttle.attempt("alice").is_ok());
         throttle.succeeded("alice");
-        throttle.not_a_guess("bob");
         for _ in 0..3 {
-            assert!(throttle.attempt("alice").is_ok());
-            assert!(throttle.attempt("bob").is_ok());
+            assert!(throttle.check("carol").is_ok());
+            throttle.failed("carol");
         }
-        assert!(throttle.attempt("bob").is_err());
+        assert!(throttle.check("carol").is_err());
     }
 
     #[test]

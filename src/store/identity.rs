@@ -125,7 +125,7 @@ impl Store {
         password_hash: Option<&str>,
         is_admin: bool,
     ) -> Result<UserRow> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         if username.is_empty() || username.len() > MAX_USERNAME_BYTES {
             return Err(StoreError::Invalid(format!(
                 "a user name must have 1 to {MAX_USERNAME_BYTES} bytes"
@@ -189,7 +189,7 @@ impl Store {
     /// Set a password; the user's sessions end (a session must not outlive
     /// the password that opened it).
     pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "UPDATE users SET password_hash = $2, sessions_after = $3 WHERE id = $1",
@@ -203,7 +203,7 @@ impl Store {
     /// End every session of a user: session tokens issued until now stop
     /// working (API keys are not sessions: revoke them on their own).
     pub async fn end_sessions(&self, user_id: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "UPDATE users SET sessions_after = $2 WHERE id = $1",
@@ -216,7 +216,7 @@ impl Store {
     /// Disable (`false`) or enable a user: a disabled user's tokens, keys and
     /// sessions are all refused, and it cannot log in.
     pub async fn set_active(&self, user_id: i64, active: bool) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "UPDATE users SET active = $2 WHERE id = $1",
@@ -229,7 +229,7 @@ impl Store {
     /// Stop verifying tokens signed with `kid`; false if there is no such
     /// key still in use. The newest key, which signs, cannot be retired.
     pub async fn retire_signing_key(&self, kid: &str) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let keys = self.signing_keys().await?;
         let in_use: Vec<&SigningKeyRow> = keys.iter().filter(|k| !k.retired).collect();
         if in_use.last().is_some_and(|k| k.kid == kid) {
@@ -249,7 +249,7 @@ impl Store {
     }
 
     pub async fn insert_api_key(&self, jti: &str, user_id: i64, exp: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO api_keys (jti, user_id, exp, created) VALUES ($1, $2, $3, $4)",
@@ -288,7 +288,7 @@ impl Store {
 
     /// Revoke one of a user's keys; false when the user has no such key.
     pub async fn revoke_api_key(&self, jti: &str, user_id: i64) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let n = execute!(
             self,
             "UPDATE api_keys SET revoked = TRUE WHERE jti = $1 AND user_id = $2 AND revoked = FALSE",
@@ -300,7 +300,7 @@ impl Store {
 
     /// End a session token before its expiry (logout); expired entries are pruned.
     pub async fn revoke_session(&self, jti: &str, exp: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "DELETE FROM revoked_sessions WHERE exp < $1",
@@ -326,7 +326,7 @@ impl Store {
 
     /// Record a one-time login link by the hash of its secret.
     pub async fn insert_login_link(&self, token_hash: &str, user_id: i64, exp: i64) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO login_links (token_hash, user_id, exp) VALUES ($1, $2, $3)",
@@ -339,7 +339,7 @@ impl Store {
 
     /// Use up a login link: the user it logs in, if it exists and has not expired.
     pub async fn take_login_link(&self, token_hash: &str) -> Result<Option<i64>> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let link = on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
             "DELETE FROM login_links WHERE token_hash = $1 RETURNING user_id, exp",
         )
@@ -370,7 +370,7 @@ impl Store {
     }
 
     pub async fn insert_signing_key(&self, kid: &str, private_der: &[u8]) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO signing_keys (kid, private_der, created) VALUES ($1, $2, $3)",
@@ -384,7 +384,7 @@ impl Store {
     // ------------------------------------------------------------ authorization
 
     pub async fn upsert_resource(&self, path: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO authz_resources (path) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -394,7 +394,7 @@ impl Store {
     }
 
     pub async fn delete_resource(&self, path: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             // A prefix compared exactly: `LIKE` would read `_` and `%` in the path as wildcards.
@@ -410,7 +410,7 @@ impl Store {
 
     /// Create or replace a role; returns true when it is new.
     pub async fn upsert_role(&self, role: &RoleRow) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let new = !self.roles().await?.iter().any(|r| r.id == role.id);
         execute!(
             self,
@@ -423,7 +423,7 @@ impl Store {
     }
 
     pub async fn delete_role(&self, id: &str) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         Ok(execute!(self, "DELETE FROM authz_roles WHERE id = $1", id)? == 1)
     }
 
@@ -441,7 +441,7 @@ impl Store {
 
     /// Create or replace a policy; returns true when it is new.
     pub async fn upsert_policy(&self, policy: &PolicyRow) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let new = !self.policy_exists(&policy.id).await?;
         execute!(
             self,
@@ -455,7 +455,7 @@ impl Store {
     }
 
     pub async fn delete_policy(&self, id: &str) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM authz_user_policies WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
@@ -487,7 +487,7 @@ impl Store {
 
     /// Grants are stored by lower-cased user name: names compare case-insensitively.
     pub async fn grant_user_policy(&self, username: &str, policy_id: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO authz_user_policies (username, policy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -498,7 +498,7 @@ impl Store {
     }
 
     pub async fn revoke_user_policy(&self, username: &str, policy_id: &str) -> Result<bool> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         let n = execute!(
             self,
             "DELETE FROM authz_user_policies WHERE username = $1 AND policy_id = $2",
@@ -509,7 +509,7 @@ impl Store {
     }
 
     pub async fn grant_group_policy(&self, group: &str, policy_id: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO authz_group_policies (group_name, policy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -520,7 +520,7 @@ impl Store {
     }
 
     pub async fn add_group_user(&self, group: &str, username: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO authz_group_users (group_name, username) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -561,7 +561,7 @@ impl Store {
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.identity_lock.lock().await;
         execute!(
             self,
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -181,7 +181,11 @@ pub struct Store {
     pub(crate) pool: Pool,
     /// SQLite: the connections set apart from the shared readers.
     sqlite_dedicated: Option<SqliteDedicated>,
+    /// Graph writes, one at a time (see [`Store::lock_writes`]).
     write_lock: Mutex<()>,
+    /// Users, keys, sessions and grants: apart from graph writes, so a long
+    /// submission does not hold up a logout, a key revocation or a grant.
+    identity_lock: Mutex<()>,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
     /// What the database needs after many writes (see [`Upkeep`]).
@@ -521,6 +525,7 @@ impl Store {
             pool,
             sqlite_dedicated,
             write_lock: Mutex::new(()),
+            identity_lock: Mutex::new(()),
             graphql_statements: AtomicU64::new(0),
         })
     }
