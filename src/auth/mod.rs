@@ -57,7 +57,7 @@ pub fn loggable(value: &str) -> String {
         })
         .collect();
     if value.chars().nth(64).is_some() {
-        out.push_str("…");
+        out.push('…');
     }
     out
 }
