@@ -2,6 +2,7 @@
 //! export-template column order, produced page by page so memory stays flat.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures::{Stream, TryStreamExt};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -55,46 +56,70 @@ pub const PAGES_IN_FLIGHT: usize = 2;
 
 /// A project's nodes of one type, page by page in storage order: page bounds
 /// come from the index one after the other, the pages themselves are read
-/// [`PAGES_IN_FLIGHT`] at a time.
-pub fn pages<'a>(
-    store: &'a Store,
-    dictionary: &'a Dictionary,
-    node: &'a NodeType,
-    project_id: &'a str,
-) -> impl Stream<Item = Result<Page, StoreError>> + 'a {
-    let bounds = futures::stream::try_unfold(0, move |after| async move {
-        let end = store
-            .page_end(&node.id, project_id, after, PAGE_SIZE)
+/// [`PAGES_IN_FLIGHT`] at a time. Every statement runs on a task of its own,
+/// so it finishes and gives its connection back even while the consumer
+/// (a client that stopped reading) takes nothing.
+pub fn pages(
+    store: Arc<Store>,
+    dictionary: Arc<Dictionary>,
+    node_type: String,
+    project_id: String,
+) -> impl Stream<Item = Result<Page, StoreError>> + Send + 'static {
+    let target_keys = dictionary.node(&node_type).map_or_else(Map::new, |node| {
+        node.links
+            .iter()
+            .map(|link| {
+                let key = target_key(&dictionary, &link.target_type);
+                (link.target_type.clone(), Value::String(key))
+            })
+            .collect()
+    });
+    let target_keys = Arc::new(Value::Object(target_keys));
+    let (bounds_store, bounds_type, bounds_project) =
+        (store.clone(), node_type.clone(), project_id.clone());
+    let bounds = futures::stream::try_unfold(0, move |after| {
+        let (store, node_type, project_id) = (
+            bounds_store.clone(),
+            bounds_type.clone(),
+            bounds_project.clone(),
+        );
+        async move {
+            let end = detached(async move {
+                store
+                    .page_end(&node_type, &project_id, after, PAGE_SIZE)
+                    .await
+            })
             .await?;
-        Ok::<_, StoreError>(end.map(|end| ((after, end), end)))
+            Ok::<_, StoreError>(end.map(|end| ((after, end), end)))
+        }
     });
     bounds
-        .map_ok(move |range| page(store, dictionary, node, project_id, range))
+        .map_ok(move |range| {
+            let (store, node_type, project_id, target_keys) = (
+                store.clone(),
+                node_type.clone(),
+                project_id.clone(),
+                target_keys.clone(),
+            );
+            detached(async move {
+                store
+                    .export_page(&node_type, &project_id, range, &target_keys)
+                    .await
+            })
+        })
         .try_buffered(PAGES_IN_FLIGHT)
         // A range whose nodes were all deleted after its bounds were read.
         .try_filter(|page| std::future::ready(!page.is_empty()))
 }
 
-/// One page of a project's nodes of one type, in storage order, with their
-/// link targets (one statement: see [`Store::export_page`]).
-async fn page(
-    store: &Store,
-    dictionary: &Dictionary,
-    node: &NodeType,
-    project_id: &str,
-    seq_range: (i64, i64),
-) -> Result<Page, StoreError> {
-    let target_keys: Map<String, Value> = node
-        .links
-        .iter()
-        .map(|link| {
-            let key = target_key(dictionary, &link.target_type);
-            (link.target_type.clone(), Value::String(key))
-        })
-        .collect();
-    store
-        .export_page(&node.id, project_id, seq_range, &Value::Object(target_keys))
+/// Run a statement on a task of its own: it completes whether or not its
+/// result is awaited in time.
+async fn detached<T: Send + 'static>(
+    statement: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(statement)
         .await
+        .map_err(|e| StoreError::Other(format!("an export statement's task failed: {e}")))?
 }
 
 /// Any nodes with their links (export by ids): two batched queries.

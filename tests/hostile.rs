@@ -935,3 +935,53 @@ async fn a_trickled_upload_holds_up_no_one_else() {
     );
     trickle.join().unwrap();
 }
+
+/// #28.3: the database itself stops a GraphQL statement at the time limit
+/// (SQLite's progress handler, PostgreSQL's statement_timeout), and a
+/// streamed list cut by the limit ends in an error, never silently short.
+#[tokio::test]
+async fn statements_stop_at_the_time_limit_and_streams_end_in_an_error() {
+    use commons::store::{Dialect, StoreError};
+    use std::time::{Duration, Instant};
+    let app = TestApp::new(None).await;
+    let store = app.state.store.clone();
+    let (one, many) = match store.dialect() {
+        Dialect::Sqlite => (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) \
+             SELECT CAST(count(*) AS TEXT) FROM c",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) \
+             SELECT CAST(x AS TEXT) FROM c WHERE x % 1000000 = 0",
+        ),
+        Dialect::Postgres => (
+            "SELECT count(*)::text FROM generate_series(1, 2000000000)",
+            "SELECT x::text FROM generate_series(1, 2000000000) AS x WHERE x % 1000000 = 0",
+        ),
+    };
+    let started = Instant::now();
+    let outcome = store.query_json(one, &[], Duration::from_millis(300)).await;
+    assert!(matches!(outcome, Err(StoreError::TimedOut)), "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let (sink, mut rows) = tokio::sync::mpsc::channel(4);
+    let producer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .stream_json_rows(many, &[], Duration::from_millis(300), sink)
+                .await;
+        })
+    };
+    let mut last = None;
+    while let Some(row) = rows.recv().await {
+        last = Some(row);
+    }
+    producer.await.unwrap();
+    assert!(matches!(last, Some(Err(StoreError::TimedOut))), "{last:?}");
+    // The connection goes back to the pool without the deadline.
+    let reply = app.graphql(&app.admin_token, "{ _study_count }").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}

@@ -42,7 +42,7 @@ impl RequestContext {
         query: impl std::future::Future<Output = crate::store::Result<T>>,
     ) -> async_graphql::Result<T> {
         match tokio::time::timeout(self.timeout, query).await {
-            Ok(result) => result.map_err(answerable),
+            Ok(result) => result.map_err(|e| answerable(e, self.timeout)),
             Err(_) => Err(async_graphql::Error::new(timeout_message(self.timeout))),
         }
     }
@@ -50,13 +50,14 @@ impl RequestContext {
 
 /// A store error as a GraphQL client may see it: what to do, never the
 /// database's own text (that goes to the log).
-fn answerable(error: crate::store::StoreError) -> async_graphql::Error {
+fn answerable(error: crate::store::StoreError, limit: std::time::Duration) -> async_graphql::Error {
     use crate::store::StoreError;
     match error {
         StoreError::Unavailable(_) => {
             async_graphql::Error::new("The database is unavailable; try again shortly.")
         }
         StoreError::Invalid(message) => async_graphql::Error::new(message),
+        StoreError::TimedOut => async_graphql::Error::new(timeout_message(limit)),
         other => {
             tracing::error!(error = %other, "GraphQL statement failed");
             async_graphql::Error::new("The query could not be run; the server logged why.")
@@ -416,7 +417,11 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                 &sel,
             )?;
             let text = request
-                .within_limit(request.store.query_json(&statement.sql, &statement.binds))
+                .within_limit(request.store.query_json(
+                    &statement.sql,
+                    &statement.binds,
+                    request.timeout,
+                ))
                 .await?;
             let rows: Vec<Value> = serde_json::from_str(&text)?;
             Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
@@ -519,7 +524,11 @@ fn root_count_field(node: &NodeType) -> Field {
                     &sel.args,
                 )?;
                 let n = request
-                    .within_limit(request.store.query_count(&statement.sql, &statement.binds))
+                    .within_limit(request.store.query_count(
+                        &statement.sql,
+                        &statement.binds,
+                        request.timeout,
+                    ))
                     .await?;
                 Ok(Some(FieldValue::value(GqlValue::from(n))))
             })

@@ -141,7 +141,8 @@ fn json_answer(status: u16, body: Value) -> Response {
 
 /// `{"data": {<key>: [rows]}}` written as the rows arrive. A statement that
 /// produces no row within the time limit gets Gen3's timeout error; one that
-/// runs past it after its first rows has its body cut short.
+/// fails or runs past it after its first rows ends the body with an error, so
+/// the client sees a broken response, never a short list that looks whole.
 async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
     let key = deferred.key.clone();
     let mut rows = Box::pin(
@@ -154,9 +155,14 @@ async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
             let message = timeout_message(state.graphql_timeout);
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
+        Ok(Some(Err(StoreError::TimedOut))) => {
+            let message = timeout_message(state.graphql_timeout);
+            return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
+        }
         Ok(Some(Err(e))) => {
             tracing::error!(error = %e, "streamed GraphQL statement failed");
-            return json_answer(400, json!({"data": {key: null}, "errors": [e.to_string()]}));
+            let message = "The query could not be run; the server logged why.";
+            return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
         Ok(first) => first.map(|row| row.expect("errors are answered above")),
     };

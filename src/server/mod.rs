@@ -101,6 +101,10 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Invalid(message) => ApiError::bad_request(message),
+            StoreError::TimedOut => ApiError::new(
+                503,
+                "The database took too long to answer; narrow the request or try again later.",
+            ),
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "database error");
                 ApiError::new(500, "internal server error")

@@ -969,10 +969,12 @@ fn export_stream(
     let producer = Arc::clone(&state);
     let producer_label = label.clone();
     tokio::spawn(async move {
-        let Some(node) = producer.dictionary.node(&producer_label) else {
-            return;
-        };
-        let pages = export::pages(&producer.store, &producer.dictionary, node, &project_id);
+        let pages = export::pages(
+            producer.store.clone(),
+            producer.dictionary.clone(),
+            producer_label,
+            project_id,
+        );
         futures::pin_mut!(pages);
         loop {
             // An empty page marks the end; an error ends the stream after it.

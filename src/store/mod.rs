@@ -45,6 +45,9 @@ pub enum StoreError {
     /// The value cannot be stored (a name too long, ...): the caller's mistake.
     #[error("{0}")]
     Invalid(String),
+    /// A read statement ran past its time limit and was stopped.
+    #[error("the statement ran past its time limit")]
+    TimedOut,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -125,6 +128,68 @@ macro_rules! bind_all {
         }
         query
     }};
+}
+
+/// Run `$body` (a read whose executor is `&mut *$conn`) with its statement
+/// stopped by the database itself at `$limit`: a progress handler on SQLite,
+/// `statement_timeout` on PostgreSQL. A caller that gives up waiting (the
+/// request's own timeout) must not leave the statement running.
+macro_rules! within_deadline {
+    ($store:expr, $limit:expr, $conn:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite(pool) => {
+                let mut $conn = pool.acquire().await?;
+                let _armed = arm_deadline(&mut $conn, $limit).await?;
+                $body
+            }
+            $crate::store::Pool::Postgres(pool) => {
+                let mut $conn = pool.begin().await?;
+                sqlx::query(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    $limit.as_millis().clamp(1, i32::MAX as u128)
+                ))
+                .execute(&mut *$conn)
+                .await?;
+                let result = $body;
+                if result.is_ok() {
+                    $conn.commit().await?;
+                }
+                result
+            }
+        }
+    };
+}
+
+/// Stops a SQLite connection's statements once `limit` has passed, until the
+/// returned guard is dropped (a connection back in the pool runs unlimited).
+async fn arm_deadline(conn: &mut sqlx::SqliteConnection, limit: Duration) -> Result<DeadlineGuard> {
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let deadline = std::time::Instant::now() + limit;
+    let flag = armed.clone();
+    conn.lock_handle()
+        .await?
+        .set_progress_handler(1000, move || {
+            !flag.load(Ordering::Relaxed) || std::time::Instant::now() < deadline
+        });
+    Ok(DeadlineGuard(armed))
+}
+
+struct DeadlineGuard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DeadlineGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// A read's error: a statement stopped at its deadline is [`StoreError::TimedOut`].
+fn read_error(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && (db.code().as_deref() == Some("57014") || db.message().contains("interrupted"))
+    {
+        return StoreError::TimedOut;
+    }
+    StoreError::from(e)
 }
 
 macro_rules! on_pool {
@@ -561,48 +626,104 @@ impl Store {
         self.graphql_statements.load(Ordering::Relaxed)
     }
 
-    /// Run a read-only query that returns one JSON text value (GraphQL).
-    pub async fn query_json(&self, sql: &str, binds: &[BindValue]) -> Result<String> {
+    /// Run a read-only query that returns one JSON text value (GraphQL),
+    /// stopped at `limit`.
+    pub async fn query_json(
+        &self,
+        sql: &str,
+        binds: &[BindValue],
+        limit: Duration,
+    ) -> Result<String> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
         let sql = match self.dialect() {
             Dialect::Sqlite => sql.to_string(),
             Dialect::Postgres => format!("SELECT ({sql})::text"),
         };
-        on_pool!(self, pool => {
-            let query = bind_all!(sqlx::query_scalar::<_, String>(&sql), binds);
-            Ok(query.fetch_one(pool).await?)
+        within_deadline!(self, limit, conn => {
+            bind_all!(sqlx::query_scalar::<_, String>(&sql), binds)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(read_error)
         })
     }
 
     /// Run a read-only query that returns one JSON text per row, sending the
     /// rows to `sink` as the database produces them (GraphQL streaming). It
     /// stops at the first error, which it sends, or when the receiver is gone.
+    ///
+    /// The statement never waits on the receiver: rows the receiver has no
+    /// room for go to a temporary file, and are sent from there once the
+    /// statement is done and its connection is back in the pool. A client
+    /// that reads slowly, or not at all, holds a file, not the database.
     pub async fn stream_json_rows(
         &self,
         sql: &str,
         binds: &[BindValue],
+        limit: Duration,
         sink: tokio::sync::mpsc::Sender<Result<String>>,
     ) {
         use futures::StreamExt;
+        use tokio::sync::mpsc::error::TrySendError;
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
-        on_pool!(self, pool => {
-            let query = bind_all!(sqlx::query_scalar::<_, String>(sql), binds);
-            let mut rows = query.fetch(pool);
-            while let Some(row) = rows.next().await {
-                let failed = row.is_err();
-                if sink.send(row.map_err(StoreError::from)).await.is_err() || failed {
-                    break;
+        let mut spool: Option<RowSpool> = None;
+        let statement: Result<()> = async {
+            within_deadline!(self, limit, conn => {
+                let query = bind_all!(sqlx::query_scalar::<_, String>(sql), binds);
+                let mut rows = query.fetch(&mut *conn);
+                while let Some(row) = rows.next().await {
+                    let row = row.map_err(read_error);
+                    let failed = row.is_err();
+                    match spool.as_mut() {
+                        Some(spool) => spool.push(row),
+                        None => match sink.try_send(row) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(row)) => {
+                                let mut rest = RowSpool::default();
+                                rest.push(row);
+                                spool = Some(rest);
+                            }
+                            Err(TrySendError::Closed(_)) => break,
+                        },
+                    }
+                    if failed {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+        }
+        .await;
+        if let Err(e) = statement {
+            match spool.as_mut() {
+                Some(spool) => spool.push(Err(e)),
+                None => {
+                    let _ = sink.send(Err(e)).await;
+                    return;
                 }
             }
-        })
+        }
+        if let Some(spool) = spool {
+            for row in spool.rows() {
+                if sink.send(row).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// Run a read-only query that returns one integer (GraphQL counts).
-    pub async fn query_count(&self, sql: &str, binds: &[BindValue]) -> Result<i64> {
+    pub async fn query_count(
+        &self,
+        sql: &str,
+        binds: &[BindValue],
+        limit: Duration,
+    ) -> Result<i64> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
-        on_pool!(self, pool => {
-            let query = bind_all!(sqlx::query_scalar::<_, i64>(sql), binds);
-            Ok(query.fetch_one(pool).await?)
+        within_deadline!(self, limit, conn => {
+            bind_all!(sqlx::query_scalar::<_, i64>(sql), binds)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(read_error)
         })
     }
 }
@@ -635,6 +756,78 @@ pub enum BindValue {
 /// Current time as UNIX seconds.
 pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// Rows of a streamed statement kept on disk while their receiver lags
+/// (see [`Store::stream_json_rows`]): length-prefixed texts in an unnamed
+/// temporary file, and the error that ended the statement, if one did.
+#[derive(Default)]
+struct RowSpool {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    failure: Option<StoreError>,
+}
+
+impl RowSpool {
+    fn push(&mut self, row: Result<String>) {
+        use std::io::Write;
+        let text = match row {
+            Ok(text) => text,
+            Err(e) => {
+                self.failure = Some(e);
+                return;
+            }
+        };
+        let written = (|| {
+            let file = match &mut self.file {
+                Some(file) => file,
+                None => self
+                    .file
+                    .insert(std::io::BufWriter::new(tempfile::tempfile()?)),
+            };
+            file.write_all(&(text.len() as u64).to_le_bytes())?;
+            file.write_all(text.as_bytes())
+        })();
+        if let Err(e) = written {
+            self.failure = Some(StoreError::Other(format!(
+                "cannot spool streamed rows: {e}"
+            )));
+        }
+    }
+
+    /// The spooled rows in order, then the failure, if any.
+    fn rows(self) -> impl Iterator<Item = Result<String>> {
+        use std::io::{Read, Seek};
+        let mut failure = self.failure;
+        let mut reader = self.file.and_then(|file| {
+            let mut file = match file.into_inner() {
+                Ok(file) => file,
+                Err(e) => {
+                    failure = Some(StoreError::Other(format!(
+                        "cannot spool streamed rows: {e}"
+                    )));
+                    return None;
+                }
+            };
+            file.rewind().ok()?;
+            Some(std::io::BufReader::new(file))
+        });
+        let rows = std::iter::from_fn(move || {
+            let reader = reader.as_mut()?;
+            let mut length = [0u8; 8];
+            reader.read_exact(&mut length).ok()?;
+            let mut text = vec![0u8; u64::from_le_bytes(length) as usize];
+            Some(
+                reader
+                    .read_exact(&mut text)
+                    .map_err(|e| StoreError::Other(format!("cannot read spooled rows: {e}")))
+                    .and_then(|()| {
+                        String::from_utf8(text)
+                            .map_err(|e| StoreError::Other(format!("a spooled row: {e}")))
+                    }),
+            )
+        });
+        rows.chain(failure.map(Err))
+    }
 }
 
 #[cfg(test)]
