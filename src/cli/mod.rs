@@ -190,6 +190,14 @@ struct ServeArgs {
     /// Longest a GraphQL statement may run, in seconds.
     #[arg(long, env = "COMMONS_GRAPHQL_TIMEOUT", default_value_t = Limits::default().timeout.as_secs())]
     graphql_timeout: u64,
+    /// Most rows a GraphQL request's lists may return by estimate, from the
+    /// `first` of every level (`first: 0` counts as 10,000); checked before running.
+    #[arg(long, env = "COMMONS_GRAPHQL_MAX_ROWS", default_value_t = Limits::default().max_estimated_rows)]
+    graphql_max_rows: u64,
+    /// Most bytes of answer a GraphQL request may build in memory (a request
+    /// of one root list is streamed and not limited).
+    #[arg(long, env = "COMMONS_GRAPHQL_MAX_ANSWER_BYTES", default_value_t = Limits::default().max_answer_bytes)]
+    graphql_max_answer_bytes: u64,
 }
 
 #[derive(Subcommand)]
@@ -621,7 +629,7 @@ pub async fn app_state(
         tokens,
         schema,
         introspection_gzip,
-        graphql_timeout: limits.timeout,
+        graphql_limits: limits,
         throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         version: env!("CARGO_PKG_VERSION"),
     })
@@ -652,6 +660,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_depth: args.graphql_max_depth,
         max_complexity: args.graphql_max_complexity,
         timeout: std::time::Duration::from_secs(args.graphql_timeout),
+        max_estimated_rows: args.graphql_max_rows,
+        max_answer_bytes: args.graphql_max_answer_bytes,
     };
     let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
     release_start_up_memory();

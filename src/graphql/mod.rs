@@ -33,6 +33,104 @@ pub struct RequestContext {
     pub timeout: std::time::Duration,
     /// Set when the request may stream its one root list (see [`answer`]).
     pub stream: Option<Slot>,
+    /// What the request's answer may cost in all.
+    pub budget: Budget,
+}
+
+/// Rows a list with `first: 0` (all) is counted as, in cost estimates.
+pub const UNBOUNDED_ROWS: u64 = 10_000;
+
+/// The cost limits of one request: estimated rows before anything runs, and
+/// bytes of answer built in memory (a streamed list is exempt: it never sits
+/// in memory whole). Depth and complexity limits count fields of the query,
+/// not rows of the answer: `subjects { studies { subjects ... } } }` with
+/// `first: 0` at every hop is a short query with a huge answer.
+pub struct Budget {
+    max_rows: u64,
+    max_bytes: u64,
+    rows: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            max_rows: limits.max_estimated_rows,
+            max_bytes: limits.max_answer_bytes,
+            rows: Default::default(),
+            bytes: Default::default(),
+        }
+    }
+
+    /// Take `rows` (estimated) out of the budget, or refuse the field.
+    fn spend_rows(&self, rows: u64) -> async_graphql::Result<()> {
+        use std::sync::atomic::Ordering;
+        let total = self
+            .rows
+            .fetch_add(rows, Ordering::Relaxed)
+            .saturating_add(rows);
+        if total > self.max_rows {
+            return Err(async_graphql::Error::new(format!(
+                "The query could return about {total} rows, more than this server answers at once \
+                 ({} rows, --graphql-max-rows; first: 0 counts as {UNBOUNDED_ROWS}). Set a smaller \
+                 `first` on nested lists, page with `offset`, or ask for one list at a time \
+                 (a single root list is streamed and not limited).",
+                self.max_rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// Take an answer's `bytes` out of the budget, or refuse the field.
+    fn spend_bytes(&self, bytes: usize) -> async_graphql::Result<()> {
+        use std::sync::atomic::Ordering;
+        let bytes = bytes as u64;
+        let total = self
+            .bytes
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if total > self.max_bytes {
+            return Err(async_graphql::Error::new(format!(
+                "The answer is larger than this server builds in memory ({} bytes, \
+                 --graphql-max-answer-bytes). Ask for fewer fields or rows, page with `offset`, \
+                 or ask for one list at a time (a single root list is streamed and not limited).",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Rows a list selection of `node_type` may produce: its page size times
+/// one plus the rows of the lists nested in each of its rows.
+fn estimated_rows(shapes: &Shapes, node_type: Option<&str>, selection: &Selection) -> u64 {
+    let first = selection
+        .args
+        .iter()
+        .find(|(name, _)| name == "first")
+        .and_then(|(_, v)| v.as_i64())
+        .unwrap_or(plan::DEFAULT_FIRST);
+    let page = if first > 0 {
+        first as u64
+    } else {
+        UNBOUNDED_ROWS
+    };
+    let nested: u64 = selection
+        .children
+        .iter()
+        .map(|child| {
+            let shape = node_type.and_then(|t| shapes.get(t, &child.name));
+            match shape {
+                Some(Shape::List(target)) => estimated_rows(shapes, Some(target), child),
+                Some(Shape::Links) => estimated_rows(shapes, None, child),
+                // Inline fragments (`... on case`) of `node`/`datanode`
+                // rows: their lists count too.
+                None if !child.children.is_empty() => estimated_rows(shapes, None, child),
+                _ => 0,
+            }
+        })
+        .fold(0u64, u64::saturating_add);
+    page.saturating_mul(nested.saturating_add(1))
 }
 
 impl RequestContext {
@@ -108,6 +206,10 @@ pub struct Limits {
     pub max_complexity: usize,
     /// Statement time limit per root field (Gen3's GRAPHQL_TIMEOUT, 600 s).
     pub timeout: std::time::Duration,
+    /// Most rows a request's lists may return by estimate (see [`Budget`]).
+    pub max_estimated_rows: u64,
+    /// Most bytes of answer a request may build in memory.
+    pub max_answer_bytes: u64,
 }
 
 impl Default for Limits {
@@ -116,6 +218,10 @@ impl Default for Limits {
             max_depth: 24,
             max_complexity: 10_000,
             timeout: std::time::Duration::from_secs(600),
+            // Two levels of `first: 0` (10,000 x 10,000 rows) and a page
+            // of 10 below them pass; three levels of `first: 0` do not.
+            max_estimated_rows: 10_000_000_000,
+            max_answer_bytes: 256 << 20,
         }
     }
 }
@@ -384,8 +490,15 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
         FieldFuture::new(async move {
             let request = ctx.data::<RequestContext>()?;
             let sel = selection(ctx.field())?;
+            let shapes = ctx.data::<Arc<Shapes>>()?;
+            let node_type = match &kind {
+                ListKind::Type(t) => Some(t.as_str()),
+                ListKind::Node | ListKind::DataNode => None,
+            };
+            request
+                .budget
+                .spend_rows(estimated_rows(shapes, node_type, &sel))?;
             if let (ListKind::Type(node_type), Some(slot)) = (&kind, &request.stream) {
-                let shapes = ctx.data::<Arc<Shapes>>()?;
                 if shapes.streamable(node_type, &sel) {
                     let statement = plan::root_rows(
                         &request.dictionary,
@@ -423,6 +536,7 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                     request.timeout,
                 ))
                 .await?;
+            request.budget.spend_bytes(text.len())?;
             let rows: Vec<Value> = serde_json::from_str(&text)?;
             Ok(Some(FieldValue::list(rows.into_iter().map(|row| {
                 if !interface {
@@ -1277,6 +1391,7 @@ mod tests {
             scope: ReadScope::All,
             timeout: std::time::Duration::from_millis(20),
             stream: None,
+            budget: Budget::new(&Limits::default()),
         };
         let slow = std::future::pending::<crate::store::Result<()>>();
         let error = context.within_limit(slow).await.unwrap_err();

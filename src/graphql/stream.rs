@@ -45,7 +45,7 @@ impl Shapes {
             .insert(field.to_string(), shape);
     }
 
-    fn get(&self, node_type: &str, field: &str) -> Option<&Shape> {
+    pub(super) fn get(&self, node_type: &str, field: &str) -> Option<&Shape> {
         self.0.get(node_type).and_then(|fields| fields.get(field))
     }
 

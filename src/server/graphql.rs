@@ -122,8 +122,9 @@ async fn query(
         store: state.store.clone(),
         dictionary: state.dictionary.clone(),
         scope: principal.permissions.read_scope(&projects),
-        timeout: state.graphql_timeout,
+        timeout: state.graphql_limits.timeout,
         stream: None,
+        budget: crate::graphql::Budget::new(&state.graphql_limits),
     };
     match answer(&state.schema, context, query, variables, operation).await {
         Answer::Json(status, body) => Ok(json_answer(status, body)),
@@ -147,16 +148,16 @@ async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
     let key = deferred.key.clone();
     let mut rows = Box::pin(
         deferred
-            .rows(state.store.clone(), state.graphql_timeout)
+            .rows(state.store.clone(), state.graphql_limits.timeout)
             .fuse(),
     );
-    let first = match tokio::time::timeout(state.graphql_timeout, rows.next()).await {
+    let first = match tokio::time::timeout(state.graphql_limits.timeout, rows.next()).await {
         Err(_) => {
-            let message = timeout_message(state.graphql_timeout);
+            let message = timeout_message(state.graphql_limits.timeout);
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
         Ok(Some(Err(StoreError::TimedOut))) => {
-            let message = timeout_message(state.graphql_timeout);
+            let message = timeout_message(state.graphql_limits.timeout);
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
         Ok(Some(Err(e))) => {

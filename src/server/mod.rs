@@ -41,7 +41,8 @@ pub struct AppState {
     /// JSON text (as a value it took tens of megabytes with the largest
     /// dictionaries; as text, 2.3 MB with bdcat_gtex; compressed, a tenth).
     pub introspection_gzip: axum::body::Bytes,
-    pub graphql_timeout: std::time::Duration,
+    /// Time, depth, complexity and answer-size limits of GraphQL requests.
+    pub graphql_limits: crate::graphql::Limits,
     /// Failed logins per user name, failed key exchanges per key.
     pub throttle: Throttle,
     pub version: &'static str,
