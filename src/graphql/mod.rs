@@ -7,6 +7,7 @@ mod paths;
 pub mod plan;
 mod stream;
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -63,18 +64,18 @@ impl Budget {
     }
 
     /// Take `rows` (estimated) out of the budget, or refuse the field.
-    fn spend_rows(&self, rows: u64) -> async_graphql::Result<()> {
+    fn spend_rows(&self, rows: f64) -> async_graphql::Result<()> {
         use std::sync::atomic::Ordering;
+        let rows = rows.min(u64::MAX as f64) as u64;
         let total = self
             .rows
             .fetch_add(rows, Ordering::Relaxed)
             .saturating_add(rows);
         if total > self.max_rows {
             return Err(async_graphql::Error::new(format!(
-                "The query could return about {total} rows, more than this server answers at once \
-                 ({} rows, --graphql-max-rows; first: 0 counts as {UNBOUNDED_ROWS}). Set a smaller \
-                 `first` on nested lists, page with `offset`, or ask for one list at a time \
-                 (a single root list is streamed and not limited).",
+                "The query could return about {total} rows by estimate, more than this server \
+                 answers at once ({} rows, --graphql-max-rows). Set a smaller `first` on nested \
+                 lists, page with `offset`, or ask for fewer nested levels.",
                 self.max_rows
             )));
         }
@@ -101,9 +102,18 @@ impl Budget {
     }
 }
 
-/// Rows a list selection of `node_type` may produce: its page size times
-/// one plus the rows of the lists nested in each of its rows.
-fn estimated_rows(shapes: &Shapes, node_type: Option<&str>, selection: &Selection) -> u64 {
+/// Rows the lists of a root selection may return, estimated before anything
+/// runs: at each level, a page of `first` rows (or, for `first: 0`, all of
+/// them), where a nested list has as many rows per parent row as its type
+/// has per row of the parent's type on average (`totals`: rows per type);
+/// `first: 0` of a type of unknown size counts as [`UNBOUNDED_ROWS`].
+fn estimated_rows(
+    shapes: &Shapes,
+    totals: &HashMap<String, i64>,
+    node_type: Option<&str>,
+    per_parent: f64,
+    selection: &Selection,
+) -> f64 {
     let first = selection
         .args
         .iter()
@@ -111,26 +121,40 @@ fn estimated_rows(shapes: &Shapes, node_type: Option<&str>, selection: &Selectio
         .and_then(|(_, v)| v.as_i64())
         .unwrap_or(plan::DEFAULT_FIRST);
     let page = if first > 0 {
-        first as u64
+        (first as f64).min(per_parent)
     } else {
-        UNBOUNDED_ROWS
+        per_parent
     };
-    let nested: u64 = selection
+    let total = |t: &str| totals.get(t).copied().unwrap_or(0).max(1) as f64;
+    let nested: f64 = selection
         .children
         .iter()
         .map(|child| {
             let shape = node_type.and_then(|t| shapes.get(t, &child.name));
-            match shape {
-                Some(Shape::List(target)) => estimated_rows(shapes, Some(target), child),
-                Some(Shape::Links) => estimated_rows(shapes, None, child),
+            match (shape, node_type) {
+                (Some(Shape::List(target)), Some(parent)) => {
+                    let fan_out = (total(target) / total(parent)).max(1.0);
+                    estimated_rows(shapes, totals, Some(target), fan_out, child)
+                }
+                (Some(Shape::Links), _) => {
+                    estimated_rows(shapes, totals, None, UNBOUNDED_ROWS as f64, child)
+                }
                 // Inline fragments (`... on case`) of `node`/`datanode`
                 // rows: their lists count too.
-                None if !child.children.is_empty() => estimated_rows(shapes, None, child),
-                _ => 0,
+                (None, _) if !child.children.is_empty() => {
+                    estimated_rows(shapes, totals, None, UNBOUNDED_ROWS as f64, child)
+                }
+                _ => 0.0,
             }
         })
-        .fold(0u64, u64::saturating_add);
-    page.saturating_mul(nested.saturating_add(1))
+        .sum();
+    page * (1.0 + nested)
+}
+
+/// Whether a list selection nests other lists (only those are estimated:
+/// a flat list is streamed, or bounded by the answer's byte limit).
+fn has_nested_lists(selection: &Selection) -> bool {
+    selection.children.iter().any(|c| !c.children.is_empty())
 }
 
 impl RequestContext {
@@ -218,9 +242,8 @@ impl Default for Limits {
             max_depth: 24,
             max_complexity: 10_000,
             timeout: std::time::Duration::from_secs(600),
-            // Two levels of `first: 0` (10,000 x 10,000 rows) and a page
-            // of 10 below them pass; three levels of `first: 0` do not.
-            max_estimated_rows: 10_000_000_000,
+            // About half a gigabyte of answer at a hundred bytes a row.
+            max_estimated_rows: 5_000_000,
             max_answer_bytes: 256 << 20,
         }
     }
@@ -495,27 +518,33 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                 ListKind::Type(t) => Some(t.as_str()),
                 ListKind::Node | ListKind::DataNode => None,
             };
-            request
-                .budget
-                .spend_rows(estimated_rows(shapes, node_type, &sel))?;
-            if let (ListKind::Type(node_type), Some(slot)) = (&kind, &request.stream) {
-                if shapes.streamable(node_type, &sel) {
-                    let statement = plan::root_rows(
-                        &request.dictionary,
-                        request.store.dialect(),
-                        &request.scope,
-                        node_type,
-                        &sel,
-                    )?;
-                    *slot.lock().expect("stream slot poisoned") = Some(Deferred {
-                        key: sel.key.clone(),
-                        node_type: node_type.clone(),
-                        statement,
-                        selection: sel,
-                        shapes: shapes.clone(),
-                    });
-                    return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
-                }
+            if has_nested_lists(&sel) {
+                let totals = request.within_limit(request.store.node_totals()).await?;
+                let root_rows = node_type.map_or(UNBOUNDED_ROWS as f64, |t| {
+                    totals.get(t).copied().unwrap_or(0).max(1) as f64
+                });
+                request
+                    .budget
+                    .spend_rows(estimated_rows(shapes, &totals, node_type, root_rows, &sel))?;
+            }
+            if let (ListKind::Type(node_type), Some(slot)) = (&kind, &request.stream)
+                && shapes.streamable(node_type, &sel)
+            {
+                let statement = plan::root_rows(
+                    &request.dictionary,
+                    request.store.dialect(),
+                    &request.scope,
+                    node_type,
+                    &sel,
+                )?;
+                *slot.lock().expect("stream slot poisoned") = Some(Deferred {
+                    key: sel.key.clone(),
+                    node_type: node_type.clone(),
+                    statement,
+                    selection: sel,
+                    shapes: shapes.clone(),
+                });
+                return Ok(Some(FieldValue::list(Vec::<FieldValue>::new())));
             }
             let list = match &kind {
                 ListKind::Type(t) => plan::RootList::Type(t),

@@ -13,6 +13,7 @@ mod graph;
 mod identity;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -255,7 +256,16 @@ pub struct Store {
     graphql_statements: AtomicU64,
     /// What the database needs after many writes (see [`Upkeep`]).
     upkeep: Upkeep,
+    /// Rows per node type, read at most every [`TOTALS_MAX_AGE`] (see
+    /// [`Store::node_totals`]).
+    totals: std::sync::Mutex<Option<(std::time::Instant, NodeTotals)>>,
 }
+
+/// Rows per node type.
+pub type NodeTotals = Arc<HashMap<String, i64>>;
+
+/// How old the cached rows per node type may be: they only size estimates.
+const TOTALS_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// SQLite connections set apart from the shared readers, each pool for one
 /// kind of work, so that its pages fill only its own connections' caches
@@ -591,6 +601,7 @@ impl Store {
             sqlite_dedicated,
             write_lock: Mutex::new(()),
             identity_lock: Mutex::new(()),
+            totals: std::sync::Mutex::new(None),
             graphql_statements: AtomicU64::new(0),
         })
     }
@@ -709,6 +720,27 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// Rows per node type in the whole store (every project), at most
+    /// [`TOTALS_MAX_AGE`] old: for estimates of how large an answer can be.
+    pub async fn node_totals(&self) -> Result<NodeTotals> {
+        if let Some((at, totals)) = &*self.totals.lock().expect("totals lock poisoned")
+            && at.elapsed() < TOTALS_MAX_AGE
+        {
+            return Ok(totals.clone());
+        }
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT node_type, CAST(sum(delta) AS BIGINT) FROM node_counts GROUP BY node_type",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        let totals = Arc::new(rows.into_iter().collect::<HashMap<_, _>>());
+        *self.totals.lock().expect("totals lock poisoned") =
+            Some((std::time::Instant::now(), totals.clone()));
+        Ok(totals)
     }
 
     /// Run a read-only query that returns one integer (GraphQL counts).
