@@ -985,3 +985,124 @@ async fn statements_stop_at_the_time_limit_and_streams_end_in_an_error() {
     let reply = app.graphql(&app.admin_token, "{ _study_count }").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
+
+/// Sends `request` on a new connection and reads only the start of the
+/// answer, as a client that stops reading does.
+fn stalled_reader(address: &str, request: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut start = [0u8; 64];
+    stream.read_exact(&mut start).unwrap();
+    assert!(
+        start.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&start)
+    );
+    stream
+}
+
+/// #28.1: clients that stop reading streamed GraphQL lists and exports hold
+/// no database connection: everyone else's lists and exports go on, and the
+/// stalled responses end after the write deadline without looking whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_that_stop_reading_hold_no_database_connection() {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let padding = "p".repeat(1000);
+    let mut tsv = String::from("type\tsubmitter_id\tstudies.submitter_id\tcohort\n");
+    for i in 0..12_000 {
+        tsv.push_str(&format!("subject\tsubj-{i}\tst\t{padding}\n"));
+    }
+    let study = json!({"type": "study", "submitter_id": "st", "projects": {"code": "proj"}});
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &study)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = app
+        .request(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            Some(&app.admin_token),
+            "text/tab-separated-values",
+            tsv.into_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let server = common::serve_with(
+        &app.database_url,
+        dir.path(),
+        port,
+        &["--write-timeout", "4"],
+    );
+    let address = format!("127.0.0.1:{port}");
+    let token = &app.admin_token;
+    let export = format!(
+        "GET /api/v0/submission/prog/proj/export/?node_label=subject&format=tsv HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: bearer {token}\r\n\r\n"
+    );
+    let query = r#"{"query": "{ subject(first: 0) { submitter_id cohort } }"}"#;
+    let graphql = format!(
+        "POST /api/v0/submission/graphql HTTP/1.1\r\nHost: x\r\nAuthorization: bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{query}",
+        query.len()
+    );
+    let mut stalled: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..6 {
+        stalled.push(stalled_reader(&address, &export));
+    }
+    for _ in 0..12 {
+        stalled.push(stalled_reader(&address, &graphql));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+
+    let started = Instant::now();
+    let whole = common::http()
+        .get(format!(
+            "{}/api/v0/submission/prog/proj/export/?node_label=subject&format=tsv",
+            server.url
+        ))
+        .header("Authorization", &format!("bearer {token}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .with_config()
+        .limit(100 << 20)
+        .read_to_string()
+        .unwrap();
+    assert_eq!(
+        whole.lines().count(),
+        12_001,
+        "a whole export for another client"
+    );
+    let reply = common::http()
+        .post(format!("{}/api/v0/submission/graphql", server.url))
+        .header("Authorization", &format!("bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(r#"{"query": "{ _subject_count study { submitter_id } }"}"#)
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "others waited {:?} behind readers that stopped reading",
+        started.elapsed()
+    );
+    // The write deadline ends the stalled responses; none ends as if whole.
+    std::thread::sleep(Duration::from_secs(5));
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(
+            !rest.ends_with(b"0\r\n\r\n"),
+            "a stalled response ended as if whole"
+        );
+    }
+}
