@@ -49,6 +49,114 @@ pub enum DelimitedError {
     /// The text is not a valid document; completes `Unable to parse document: ...`.
     #[error("{0}")]
     Syntax(String),
+    /// A row or one of its cells is larger than [`DocumentLimits`] allow.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// How large one submitted document (a TSV/CSV row, a JSON object) and one
+/// value in it may be (`--max-document-bytes`, `--max-cell-bytes`): a
+/// submission's memory then follows its chunk of documents, not its largest
+/// value, and replies never echo huge values.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentLimits {
+    pub max_document_bytes: usize,
+    pub max_cell_bytes: usize,
+}
+
+impl Default for DocumentLimits {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 16 << 20,
+            max_cell_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The message for a document past [`DocumentLimits::max_document_bytes`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "A document (a row or a JSON object) is larger than this server accepts ({0} bytes, --max-document-bytes)"
+)]
+pub struct DocumentTooLarge(pub usize);
+
+/// A reader that refuses to read further than one document's limit past the
+/// start of the current document, so a parser never buffers a huge one. Its
+/// [`DocumentBound`] handle moves the start as documents are taken.
+pub struct BoundedReader<R> {
+    inner: R,
+    bound: DocumentBound,
+}
+
+/// Shared between a [`BoundedReader`] and the code that takes documents.
+#[derive(Clone)]
+pub struct DocumentBound {
+    state: std::rc::Rc<std::cell::Cell<(u64, u64)>>,
+    max: usize,
+}
+
+impl DocumentBound {
+    /// Bytes read so far.
+    pub fn consumed(&self) -> u64 {
+        self.state.get().0
+    }
+
+    /// A document ends here: the next may read `max` bytes (plus a read
+    /// buffer's worth, which the parser may hold ahead) past what is consumed.
+    pub fn next_document(&self) {
+        let (consumed, _) = self.state.get();
+        self.state
+            .set((consumed, consumed + self.max as u64 + READ_AHEAD));
+    }
+}
+
+/// What a parser may have read ahead of the document it is in.
+const READ_AHEAD: u64 = 64 << 10;
+
+impl<R> BoundedReader<R> {
+    pub fn new(inner: R, max_document_bytes: usize) -> (Self, DocumentBound) {
+        let bound = DocumentBound {
+            state: std::rc::Rc::new(std::cell::Cell::new((0, 0))),
+            max: max_document_bytes,
+        };
+        bound.next_document();
+        (
+            Self {
+                inner,
+                bound: bound.clone(),
+            },
+            bound,
+        )
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for BoundedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (consumed, until) = self.bound.state.get();
+        if consumed >= until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                DocumentTooLarge(self.bound.max),
+            ));
+        }
+        let room = (until - consumed).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..room])?;
+        self.bound.state.set((consumed + n as u64, until));
+        Ok(n)
+    }
+}
+
+/// The first string value longer than `max_cell_bytes` in a document.
+pub fn oversized_value(doc: &Value, max_cell_bytes: usize) -> Option<(String, usize)> {
+    let Value::Object(map) = doc else { return None };
+    map.iter().find_map(|(key, value)| {
+        let size = match value {
+            Value::String(s) => s.len(),
+            Value::Array(_) | Value::Object(_) => value.to_string().len(),
+            _ => 0,
+        };
+        (size > max_cell_bytes).then(|| (key.clone(), size))
+    })
 }
 
 impl From<csv::Error> for DelimitedError {
@@ -70,7 +178,7 @@ pub fn parse_delimited(
     input: impl std::io::Read,
     flavour: Delimited,
 ) -> Result<Vec<Value>, DelimitedError> {
-    read_delimited(dictionary, input, flavour)?.collect()
+    read_delimited(dictionary, input, flavour, DocumentLimits::default())?.collect()
 }
 
 /// Read a TSV/CSV document as entity documents, one row at a time, so a
@@ -79,7 +187,9 @@ pub fn read_delimited<R: std::io::Read>(
     dictionary: &Dictionary,
     input: R,
     flavour: Delimited,
-) -> Result<DelimitedDocuments<'_, R>, DelimitedError> {
+    limits: DocumentLimits,
+) -> Result<DelimitedDocuments<'_, BoundedReader<R>>, DelimitedError> {
+    let (input, bound) = BoundedReader::new(input, limits.max_document_bytes);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(flavour.delimiter())
         .flexible(true)
@@ -115,6 +225,8 @@ pub fn read_delimited<R: std::io::Read>(
         type_index,
         flavour,
         record: csv::StringRecord::new(),
+        bound,
+        limits,
     })
 }
 
@@ -127,6 +239,15 @@ pub struct DelimitedDocuments<'d, R> {
     type_index: Option<usize>,
     flavour: Delimited,
     record: csv::StringRecord,
+    bound: DocumentBound,
+    limits: DocumentLimits,
+}
+
+impl<R> DelimitedDocuments<'_, R> {
+    /// Bytes of input read so far (to size chunks of documents).
+    pub fn consumed(&self) -> u64 {
+        self.bound.consumed()
+    }
 }
 
 impl<R: std::io::Read> Iterator for DelimitedDocuments<'_, R> {
@@ -138,6 +259,17 @@ impl<R: std::io::Read> Iterator for DelimitedDocuments<'_, R> {
                 Err(e) => return Some(Err(e.into())),
                 Ok(false) => return None,
                 Ok(true) => {
+                    self.bound.next_document();
+                    let max = self.limits.max_cell_bytes;
+                    if let Some(column) = self.record.iter().position(|cell| cell.len() > max) {
+                        let line = self.record.position().map_or(0, csv::Position::line);
+                        return Some(Err(DelimitedError::TooLarge(format!(
+                            "Row {line}, column {}: the value has {} bytes, more than this server \
+                             accepts in one value ({max} bytes, --max-cell-bytes)",
+                            column + 1,
+                            self.record[column].len()
+                        ))));
+                    }
                     if let Some(doc) = self.document() {
                         return Some(Ok(doc));
                     }

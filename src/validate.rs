@@ -74,6 +74,21 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> SchemaError {
     };
     SchemaError {
         keys,
-        message: error.to_string(),
+        message: shortened(error.to_string()),
+    }
+}
+
+/// Longest validation message kept whole: messages quote the value, and a
+/// reply must not echo a megabyte back for each invalid entity.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+fn shortened(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message,
+        Some((cut, _)) => format!(
+            "{}… ({} more characters)",
+            &message[..cut],
+            message[cut..].chars().count()
+        ),
     }
 }

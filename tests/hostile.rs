@@ -1106,3 +1106,76 @@ async fn readers_that_stop_reading_hold_no_database_connection() {
         );
     }
 }
+
+/// #28.8: one value or one document past its limit is refused with the limit
+/// named, nothing is written, and replies do not echo huge values.
+#[tokio::test]
+async fn oversized_values_and_documents_are_refused_by_name() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let big = "v".repeat(3 << 20);
+    let tsv = format!(
+        "type\tsubmitter_id\tprojects.code\tstudy_title\nstudy\ts1\tproj\tshort\nstudy\ts2\tproj\t{big}\n"
+    );
+    let reply = app
+        .request(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            Some(&app.admin_token),
+            "text/tab-separated-values",
+            tsv.into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        &reply.text()[..200.min(reply.text().len())]
+    );
+    assert!(
+        reply.text().contains("--max-cell-bytes") && reply.text().contains("Row 3"),
+        "{}",
+        reply.text()
+    );
+    let doc = json!([{"type": "study", "submitter_id": "s3", "projects": {"code": "proj"}, "study_title": big}]);
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &doc)
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        reply.text().contains("--max-cell-bytes") && reply.text().len() < 1000,
+        "{}",
+        reply.text()
+    );
+    let pieces: serde_json::Map<String, Value> = (0..40)
+        .map(|i| (format!("extra_{i}"), Value::String("x".repeat(500_000))))
+        .collect();
+    let mut huge = json!({"type": "study", "submitter_id": "s4", "projects": {"code": "proj"}});
+    huge.as_object_mut().unwrap().extend(pieces);
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &json!([huge]))
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        reply.text().contains("--max-document-bytes"),
+        "{}",
+        reply.text()
+    );
+    // A value under the limit that is invalid is not echoed whole.
+    let wrong = json!([{"type": "subject", "submitter_id": "x", "studies": {"submitter_id": "s1"},
+                        "age_at_enrollment": "n".repeat(900_000)}]);
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &wrong)
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.text().len() < 10_000,
+        "{} bytes of reply",
+        reply.text().len()
+    );
+    assert_eq!(
+        app.count("study", "prog-proj").await,
+        0,
+        "nothing was written"
+    );
+}

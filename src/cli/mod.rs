@@ -168,6 +168,12 @@ struct ServeArgs {
     /// Longest a request body may stall between two pieces, in seconds.
     #[arg(long, env = "COMMONS_BODY_IDLE_TIMEOUT", default_value_t = 60)]
     body_idle_timeout: u64,
+    /// Largest submitted document (a TSV/CSV row or a JSON object), in bytes.
+    #[arg(long, env = "COMMONS_MAX_DOCUMENT_BYTES", default_value_t = crate::formats::DocumentLimits::default().max_document_bytes)]
+    max_document_bytes: usize,
+    /// Largest value in a submitted document, in bytes.
+    #[arg(long, env = "COMMONS_MAX_CELL_BYTES", default_value_t = crate::formats::DocumentLimits::default().max_cell_bytes)]
+    max_cell_bytes: usize,
     /// Most connections open at once; more wait in the kernel's queue or are closed.
     #[arg(long, env = "COMMONS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
     max_connections: usize,
@@ -697,6 +703,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let limits = server::HttpLimits {
         max_body_bytes: args.max_body_bytes,
         body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),
+        documents: crate::formats::DocumentLimits {
+            max_document_bytes: args.max_document_bytes,
+            max_cell_bytes: args.max_cell_bytes,
+        },
     };
     let app = server::service(state, limits);
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -235,6 +235,8 @@ pub struct BodyLimit(pub usize);
 pub struct HttpLimits {
     pub max_body_bytes: usize,
     pub body_idle_timeout: std::time::Duration,
+    /// How large one submitted document and one value in it may be.
+    pub documents: crate::formats::DocumentLimits,
 }
 
 impl Default for HttpLimits {
@@ -242,6 +244,7 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 1 << 30,
             body_idle_timeout: std::time::Duration::from_secs(60),
+            documents: crate::formats::DocumentLimits::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
         .layer(axum::middleware::from_fn(session::cookie_to_bearer))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(BodyLimit(max_body_bytes)))
+        .layer(axum::Extension(limits.documents))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             limits.body_idle_timeout,
         ))

@@ -20,8 +20,8 @@ use super::{ApiError, BodyLimit, SharedState, parse_json_body};
 use crate::auth::Principal;
 use crate::export::{self, Exporter, Format};
 use crate::formats::{
-    Delimited, DelimitedError, delimited_line, parse_delimited, read_delimited, template_headers,
-    template_json,
+    BoundedReader, Delimited, DelimitedError, DocumentLimits, delimited_line, oversized_value,
+    parse_delimited, read_delimited, template_headers, template_json,
 };
 use crate::store::{NodeRow, StoreError};
 use crate::submission::envelope::EnvelopeText;
@@ -314,6 +314,7 @@ fn body_flavour(headers: &HeaderMap) -> Option<Delimited> {
 /// `Unable to parse document` / `UnicodeDecodeError` / 413 for a failed TSV/CSV read.
 fn delimited_error(e: DelimitedError, max_body_bytes: usize) -> ApiError {
     match e {
+        DelimitedError::TooLarge(message) => ApiError::new(413, message),
         DelimitedError::Encoding(detail) => {
             ApiError::bad_request(format!("UnicodeDecodeError: {detail}"))
         }
@@ -339,6 +340,12 @@ fn read_error(io: &std::io::Error, max_body_bytes: usize) -> ApiError {
     let too_large = causes
         .iter()
         .any(|e| e.is::<http_body_util::LengthLimitError>());
+    if let Some(document) = causes
+        .iter()
+        .find_map(|e| e.downcast_ref::<crate::formats::DocumentTooLarge>())
+    {
+        return ApiError::new(413, document.to_string());
+    }
     if timed_out {
         ApiError::new(
             408,
@@ -394,6 +401,7 @@ fn document_chunks(
     headers: &HeaderMap,
     body: Body,
     BodyLimit(limit): BodyLimit,
+    documents: DocumentLimits,
     capture: BodyCapture,
 ) -> mpsc::Receiver<Result<Vec<Value>, ApiError>> {
     let flavour = body_flavour(headers);
@@ -412,19 +420,25 @@ fn document_chunks(
             let mut chunks = ChunkSender {
                 sender,
                 chunk: Vec::with_capacity(UPLOAD_CHUNK),
+                bytes: 0,
             };
             let parsed = match flavour {
-                Some(flavour) => read_delimited(&dictionary, reader, flavour)
-                    .and_then(|docs| {
-                        for doc in docs {
-                            if !chunks.push(doc?) {
+                Some(flavour) => read_delimited(&dictionary, reader, flavour, documents)
+                    .and_then(|mut docs| {
+                        let mut before = 0;
+                        while let Some(doc) = docs.next() {
+                            let consumed = docs.consumed();
+                            if !chunks.push(doc?, consumed - before) {
                                 break;
                             }
+                            before = consumed;
                         }
                         Ok(())
                     })
                     .map_err(|e| delimited_error(e, limit)),
-                None => read_json_documents(reader, limit, |doc| chunks.push(doc)),
+                None => read_json_documents(reader, limit, documents, |doc, bytes| {
+                    chunks.push(doc, bytes)
+                }),
             };
             chunks.finish(parsed);
         });
@@ -469,15 +483,24 @@ async fn spool_body(
 struct ChunkSender {
     sender: mpsc::Sender<Result<Vec<Value>, ApiError>>,
     chunk: Vec<Value>,
+    /// Input bytes of the documents in `chunk`.
+    bytes: u64,
 }
 
+/// Input bytes after which a chunk is sent even if it holds fewer than
+/// [`UPLOAD_CHUNK`] documents: memory follows bytes, not document counts.
+const CHUNK_INPUT_BYTES: u64 = 32 << 20;
+
 impl ChunkSender {
-    /// Add a document; false once the submission has stopped listening.
-    fn push(&mut self, doc: Value) -> bool {
+    /// Add a document read from `bytes` of input; false once the submission
+    /// has stopped listening.
+    fn push(&mut self, doc: Value, bytes: u64) -> bool {
         self.chunk.push(doc);
-        if self.chunk.len() < UPLOAD_CHUNK {
+        self.bytes += bytes;
+        if self.chunk.len() < UPLOAD_CHUNK && self.bytes < CHUNK_INPUT_BYTES {
             return true;
         }
+        self.bytes = 0;
         let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(UPLOAD_CHUNK));
         self.sender.blocking_send(Ok(full)).is_ok()
     }
@@ -505,17 +528,41 @@ impl ChunkSender {
 fn read_json_documents(
     reader: impl std::io::Read,
     limit: usize,
-    emit: impl FnMut(Value) -> bool,
+    documents: DocumentLimits,
+    mut emit: impl FnMut(Value, u64) -> bool,
 ) -> Result<(), ApiError> {
     use serde::Deserializer as _;
+    let (reader, bound) = BoundedReader::new(reader, documents.max_document_bytes);
     let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
     let parse_error = |e: serde_json::Error| match e.io_error_kind() {
         Some(_) => read_error(&std::io::Error::from(e), limit),
         None => ApiError::bad_request(format!("Unable to parse json: {e}")),
     };
-    let outcome = deserializer
-        .deserialize_any(JsonDocuments(emit))
-        .map_err(parse_error)?;
+    let mut oversized = None;
+    let mut before = 0;
+    let checked = |doc: Value| {
+        bound.next_document();
+        let consumed = bound.consumed();
+        if let Some((key, size)) = oversized_value(&doc, documents.max_cell_bytes) {
+            oversized = Some(ApiError::new(
+                413,
+                format!(
+                    "Key '{key}': the value has {size} bytes, more than this server accepts \
+                     in one value ({} bytes, --max-cell-bytes)",
+                    documents.max_cell_bytes
+                ),
+            ));
+            return false;
+        }
+        let bytes = consumed - before;
+        before = consumed;
+        emit(doc, bytes)
+    };
+    let outcome = deserializer.deserialize_any(JsonDocuments(checked));
+    if let Some(error) = oversized {
+        return Err(error);
+    }
+    let outcome = outcome.map_err(parse_error)?;
     if let Some(kind) = outcome {
         return Err(ApiError::bad_request(format!(
             "JSON parsed from request is an invalid type: {kind}"
@@ -601,6 +648,7 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
     Extension(limit): Extension<BodyLimit>,
+    Extension(documents): Extension<DocumentLimits>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (mode, dry_run) = (if UPSERT { Mode::Upsert } else { Mode::Create }, DRY_RUN);
@@ -635,7 +683,7 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
         Some(Delimited::Csv) => "CSV",
         None => "JSON",
     });
-    let chunks = document_chunks(&state, &headers, body, limit, capture.clone());
+    let chunks = document_chunks(&state, &headers, body, limit, documents, capture.clone());
     let (status, body) = sub
         .upload(&project, chunks, mode, rights, dry_run, capture)
         .await?;
