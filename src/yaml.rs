@@ -33,6 +33,8 @@ pub fn from_str(text: &str) -> Result<Value, YamlError> {
     let mut reader = Reader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        depth: 0,
+        values: 0,
     };
     let mut document = None;
     loop {
@@ -61,6 +63,25 @@ const CORE: &str = "tag:yaml.org,2002:";
 struct Reader<'a> {
     parser: Parser<'a, StrInput<'a>>,
     anchors: HashMap<usize, Value>,
+    /// Collections open around the current node.
+    depth: usize,
+    /// Values built so far, aliases counted in full (a "billion laughs"
+    /// document of nested aliases stops at [`MAX_VALUES`]).
+    values: usize,
+}
+
+/// Deepest nesting of collections read.
+const MAX_DEPTH: usize = 256;
+/// Most values one document may expand to.
+const MAX_VALUES: usize = 10_000_000;
+
+/// How many values `value` holds, itself included.
+fn value_count(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(value_count).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(value_count).sum::<usize>(),
+        _ => 1,
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -77,6 +98,25 @@ impl<'a> Reader<'a> {
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Value, YamlError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(error(span, "the document expands to too many values"));
+        }
+        let collection = matches!(event, Event::SequenceStart(..) | Event::MappingStart(..));
+        if collection {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(error(span, "collections nested too deeply"));
+            }
+        }
+        let built = self.build(event, span);
+        if collection {
+            self.depth -= 1;
+        }
+        built
+    }
+
+    fn build(&mut self, event: Event<'a>, span: Span) -> Result<Value, YamlError> {
         let (value, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 (scalar(&text, style, tag.as_deref(), span)?, anchor)
@@ -98,11 +138,15 @@ impl<'a> Reader<'a> {
                 (self.mapping(set)?, anchor)
             }
             Event::Alias(id) => {
-                return self
+                let value = self
                     .anchors
                     .get(&id)
-                    .cloned()
-                    .ok_or_else(|| error(span, "found undefined alias"));
+                    .ok_or_else(|| error(span, "found undefined alias"))?;
+                self.values += value_count(value);
+                if self.values > MAX_VALUES {
+                    return Err(error(span, "the document expands to too many values"));
+                }
+                return Ok(value.clone());
             }
             _ => return Err(error(span, "expected a node")),
         };
@@ -344,7 +388,14 @@ fn integer(text: &str) -> Option<Value> {
     } else if digits.starts_with('0') {
         i128::from_str_radix(&digits, 8).ok()?
     } else if digits.contains(':') {
-        sexagesimal(&digits, |part| part.parse::<i128>().ok())?
+        match sexagesimal_integer(&digits) {
+            Some(value) => value,
+            // Past i128, as a number JSON can hold.
+            None => {
+                let value = sexagesimal(&digits)?;
+                return Some(finite(if negative { -value } else { value }));
+            }
+        }
     } else {
         digits.parse().ok()?
     };
@@ -361,7 +412,7 @@ fn float(text: &str) -> Option<Value> {
     let magnitude = match digits.as_str() {
         ".inf" => f64::INFINITY,
         ".nan" => return Some(Value::Null),
-        _ if digits.contains(':') => sexagesimal(&digits, parse_float)?,
+        _ if digits.contains(':') => sexagesimal(&digits)?,
         _ => parse_float(&digits)?,
     };
     Some(finite(if negative { -magnitude } else { magnitude }))
@@ -374,15 +425,23 @@ fn parse_float(text: &str) -> Option<f64> {
 
 /// `a:b:c` in base 60, summed from the least significant part up as PyYAML
 /// does (the order matters for floats).
-fn sexagesimal<T>(digits: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T>
-where
-    T: std::ops::Mul<Output = T> + std::ops::Add<Output = T> + From<u8> + Copy,
-{
-    let mut total = T::from(0);
-    let mut base = T::from(1);
+fn sexagesimal(digits: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut base = 1.0;
     for part in digits.rsplit(':') {
-        total = total + parse(part)? * base;
-        base = base * T::from(60);
+        total += parse_float(part)? * base;
+        base *= 60.0;
+    }
+    Some(total)
+}
+
+/// [`sexagesimal`] in integers; None past i128's range.
+fn sexagesimal_integer(digits: &str) -> Option<i128> {
+    let mut total: i128 = 0;
+    let mut base: i128 = 1;
+    for part in digits.rsplit(':') {
+        total = total.checked_add(part.parse::<i128>().ok()?.checked_mul(base)?)?;
+        base = base.checked_mul(60)?;
     }
     Some(total)
 }
@@ -532,6 +591,29 @@ mod tests {
         assert_eq!(doc["one"], json!({"x": 0, "y": 1}));
         assert_eq!(doc["list"], json!({"y": 1, "z": 2, "x": 1}));
         assert_eq!(doc["keys"], json!({"1": "a", "true": "b", "null": "c"}));
+    }
+
+    #[test]
+    fn nesting_alias_bombs_and_huge_numbers_are_bounded() {
+        let deep = format!("{}1", "- ".repeat(300));
+        let refused = from_str(&deep).unwrap_err();
+        assert!(refused.message.contains("nested too deeply"), "{refused}");
+        // Flow collections: the parser's own limit may come first.
+        assert!(from_str(&format!("{}1{}", "[".repeat(3000), "]".repeat(3000))).is_err());
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..12 {
+            let prev = (b'a' + level - 1) as char;
+            let name = (b'a' + level) as char;
+            bomb.push_str(&format!("{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        assert!(
+            from_str(&bomb)
+                .unwrap_err()
+                .message
+                .contains("too many values")
+        );
+        let long = vec!["59"; 40].join(":");
+        assert!(load(&long).as_f64().is_some_and(|v| v > 1e60), "{long}");
     }
 
     #[test]

@@ -476,7 +476,7 @@ async fn login_names_are_bounded_and_unknown_names_cost_a_hash_check() {
                     .await;
                 spent.push(started.elapsed());
                 assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-                app.state.throttle.succeeded(&format!("login:{name}"));
+                app.state.login_throttle.succeeded(&format!("login:{name}"));
             }
             spent.sort();
             spent[2]

@@ -148,6 +148,8 @@ pub struct TokenService {
     pub lifetimes: Lifetimes,
     /// Verification keys, newest last; the newest signs.
     keys: RwLock<Vec<SigningKey>>,
+    /// When an unknown key id last made the keys reload.
+    last_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl TokenService {
@@ -161,12 +163,25 @@ impl TokenService {
             issuer: format!("{}/user", public_url.trim_end_matches('/')),
             lifetimes,
             keys: RwLock::new(Vec::new()),
+            last_reload: std::sync::Mutex::new(None),
         };
         if store.signing_keys().await?.iter().all(|k| k.retired) {
             rotate(store).await?;
         }
         service.reload(store).await?;
         Ok(service)
+    }
+
+    /// Whether an unknown key id may reload the keys now: at most once a
+    /// second, so tokens with made-up or retired key ids cannot make every
+    /// request read the key table.
+    fn may_reload(&self) -> bool {
+        let mut last = self.last_reload.lock().expect("reload lock poisoned");
+        if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     /// Load the keys in use again: rotated keys join, retired ones go.
@@ -269,7 +284,7 @@ impl TokenService {
         let kid = header
             .kid
             .ok_or_else(|| TokenError::Malformed("token header has no kid".into()))?;
-        if !self.has_key(&kid) {
+        if !self.has_key(&kid) && self.may_reload() {
             // Another instance may have rotated keys since we loaded ours.
             self.reload(store).await?;
         }

@@ -175,17 +175,17 @@ struct ServeArgs {
     #[arg(long, env = "COMMONS_MAX_CELL_BYTES", default_value_t = crate::formats::DocumentLimits::default().max_cell_bytes)]
     max_cell_bytes: usize,
     /// Most connections open at once; more wait in the kernel's queue or are closed.
-    #[arg(long, env = "COMMONS_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
-    max_connections: usize,
+    #[arg(long, env = "COMMONS_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ConnectionLimits::default().max_connections as u64)]
+    max_connections: u64,
     /// Most connections open at once from one client address.
-    #[arg(long, env = "COMMONS_MAX_CONNECTIONS_PER_CLIENT", default_value_t = ConnectionLimits::default().max_per_client)]
-    max_connections_per_client: usize,
+    #[arg(long, env = "COMMONS_MAX_CONNECTIONS_PER_CLIENT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ConnectionLimits::default().max_per_client as u64)]
+    max_connections_per_client: u64,
     /// Longest wait for a request's headers (also how long a kept-alive
     /// connection may stay idle), in seconds.
-    #[arg(long, env = "COMMONS_HEADER_TIMEOUT", default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    #[arg(long, env = "COMMONS_HEADER_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
     header_timeout: u64,
     /// Longest a client may leave a response's bytes untaken, in seconds.
-    #[arg(long, env = "COMMONS_WRITE_TIMEOUT", default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
+    #[arg(long, env = "COMMONS_WRITE_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ConnectionLimits::default().write_timeout.as_secs())]
     write_timeout: u64,
     /// Deepest GraphQL query accepted.
     #[arg(long, env = "COMMONS_GRAPHQL_MAX_DEPTH", default_value_t = Limits::default().max_depth)]
@@ -636,7 +636,9 @@ pub async fn app_state(
         schema,
         introspection_gzip,
         graphql_limits: limits,
-        throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        login_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        key_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        refusal_log: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -717,8 +719,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.listen
     );
     let connections = server::ConnectionLimits {
-        max_connections: args.max_connections,
-        max_per_client: args.max_connections_per_client,
+        max_connections: args.max_connections as usize,
+        max_per_client: args.max_connections_per_client as usize,
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         write_timeout: std::time::Duration::from_secs(args.write_timeout),
     };

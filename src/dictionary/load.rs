@@ -140,12 +140,25 @@ const GEN3_NODES: [(&str, &str); 2] = [
 ];
 
 fn build(mut sources: Sources) -> Result<Dictionary, DictionaryError> {
-    let mut added = Vec::new();
+    // The dictionary's own node of the same file name or id replaces a
+    // built-in one (which then needs none of its references).
+    let own_ids: Vec<&str> = sources
+        .iter()
+        .filter(|(file, _)| !SHARED_FILES.contains(&file.as_str()))
+        .filter_map(|(_, raw)| raw.get("id").and_then(Value::as_str))
+        .collect();
+    let mut builtins = Vec::new();
     for (file, text) in GEN3_NODES {
-        if !sources.contains_key(file) {
-            sources.insert(file.to_string(), parse_yaml(file, text)?);
-            added.push(file);
+        let raw = parse_yaml(file, text)?;
+        let id = raw.get("id").and_then(Value::as_str).unwrap_or_default();
+        if !sources.contains_key(file) && !own_ids.contains(&id) {
+            builtins.push((file, raw));
         }
+    }
+    let mut added = Vec::new();
+    for (file, raw) in builtins {
+        sources.insert(file.to_string(), raw);
+        added.push(file);
     }
     // A node's resolved document is kept once, as its `schema`.
     let mut documents = Map::new();
@@ -170,14 +183,7 @@ fn build(mut sources: Sources) -> Result<Dictionary, DictionaryError> {
             parsed.push((base, node_type(file, resolved)?, builtin));
         }
     }
-    // The dictionary's own node of the same id replaces a built-in one.
-    let own_ids: Vec<String> = parsed
-        .iter()
-        .filter(|(_, _, builtin)| !builtin)
-        .map(|(_, node, _)| node.id.clone())
-        .collect();
-    parsed.retain(|(_, node, builtin)| !builtin || !own_ids.contains(&node.id));
-    if own_ids.is_empty() {
+    if parsed.iter().all(|(_, _, builtin)| *builtin) {
         return Err(DictionaryError(
             "the dictionary defines no node types".into(),
         ));

@@ -328,3 +328,16 @@ fn yaml_errors_name_the_file_line_and_reason() {
         );
     }
 }
+
+#[test]
+fn a_dictionary_of_its_own_data_release_needs_none_of_the_built_in_references() {
+    let mut bundle = small_bundle();
+    bundle["_definitions.yaml"]
+        .as_object_mut()
+        .unwrap()
+        .remove("datetime");
+    bundle["release.yaml"] = json!({"id": "data_release", "category": "internal", "type": "object",
+        "title": "Ours", "links": [], "properties": {}});
+    let d = load_bundle_value("bundle", bundle).unwrap();
+    assert_eq!(d.node("data_release").unwrap().title, "Ours");
+}

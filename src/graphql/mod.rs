@@ -73,9 +73,10 @@ impl Budget {
             .saturating_add(rows);
         if total > self.max_rows {
             return Err(async_graphql::Error::new(format!(
-                "The query could return about {total} rows by estimate, more than this server \
-                 answers at once ({} rows, --graphql-max-rows). Set a smaller `first` on nested \
-                 lists, page with `offset`, or ask for fewer nested levels.",
+                "The query could return more rows by estimate than this server answers at once \
+                 ({} rows, --graphql-max-rows). Set a smaller `first` on nested lists, page with \
+                 `offset`, ask for fewer nested levels, or ask for one flat list at a time \
+                 (it is streamed).",
                 self.max_rows
             )));
         }
@@ -151,8 +152,7 @@ fn estimated_rows(
     page * (1.0 + nested)
 }
 
-/// Whether a list selection nests other lists (only those are estimated:
-/// a flat list is streamed, or bounded by the answer's byte limit).
+/// Whether a list selection nests other lists.
 fn has_nested_lists(selection: &Selection) -> bool {
     selection.children.iter().any(|c| !c.children.is_empty())
 }
@@ -163,7 +163,9 @@ impl RequestContext {
         &self,
         query: impl std::future::Future<Output = crate::store::Result<T>>,
     ) -> async_graphql::Result<T> {
-        match tokio::time::timeout(self.timeout, query).await {
+        // The database stops a statement at the limit itself (a clearer end
+        // than dropping it); this wait covers the rest, such as a busy pool.
+        match tokio::time::timeout(self.timeout + STATEMENT_SLACK, query).await {
             Ok(result) => result.map_err(|e| answerable(e, self.timeout)),
             Err(_) => Err(async_graphql::Error::new(timeout_message(self.timeout))),
         }
@@ -195,9 +197,20 @@ pub const MAX_LIST_VALUES: usize = 10_000;
 
 /// Refuses argument lists past the limits above, naming the argument.
 fn check_argument_sizes(name: &str, value: &Value) -> async_graphql::Result<()> {
-    let Value::Array(items) = value else {
-        return Ok(());
+    let items = match value {
+        Value::Array(items) => items,
+        // The fields of a condition (`with_path_to: {type: ..., id: [...]}`).
+        Value::Object(fields) => {
+            for (field, inner) in fields {
+                check_argument_sizes(field, inner)?;
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
+    for item in items.iter().filter(|i| i.is_object()) {
+        check_argument_sizes(name, item)?;
+    }
     let conditions = items.iter().any(|i| i.is_object())
         || matches!(name, "with_links" | "with_links_any" | "without_links");
     let limit = if conditions {
@@ -213,6 +226,9 @@ fn check_argument_sizes(name: &str, value: &Value) -> async_graphql::Result<()> 
     }
     Ok(())
 }
+
+/// How much longer a request waits than its statements may run.
+pub const STATEMENT_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Gen3's message for a statement over the time limit, with what to do.
 pub fn timeout_message(limit: std::time::Duration) -> String {
@@ -518,7 +534,13 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
                 ListKind::Type(t) => Some(t.as_str()),
                 ListKind::Node | ListKind::DataNode => None,
             };
-            if has_nested_lists(&sel) {
+            let streams = matches!(
+                (&kind, &request.stream),
+                (ListKind::Type(t), Some(_)) if shapes.streamable(t, &sel)
+            );
+            // A flat list that streams never sits in memory: only its rows'
+            // count bounds it. Every other list is estimated before it runs.
+            if !streams || has_nested_lists(&sel) {
                 let totals = request.within_limit(request.store.node_totals()).await?;
                 let root_rows = node_type.map_or(UNBOUNDED_ROWS as f64, |t| {
                     totals.get(t).copied().unwrap_or(0).max(1) as f64

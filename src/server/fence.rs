@@ -82,11 +82,11 @@ async fn exchange(
         "exchange:{}:{claimed_user}",
         peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string())
     );
-    state.throttle.check(&throttle_key)?;
+    state.key_throttle.check(&throttle_key)?;
     let result = exchange_key(&state, &query, &headers, &body).await;
     match &result {
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => state.throttle.failed(&throttle_key),
-        Ok(_) => state.throttle.succeeded(&throttle_key),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => state.key_throttle.failed(&throttle_key),
+        Ok(_) => state.key_throttle.succeeded(&throttle_key),
         Err(_) => {}
     }
     result

@@ -151,7 +151,8 @@ async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
             .rows(state.store.clone(), state.graphql_limits.timeout)
             .fuse(),
     );
-    let first = match tokio::time::timeout(state.graphql_limits.timeout, rows.next()).await {
+    let wait = state.graphql_limits.timeout + crate::graphql::STATEMENT_SLACK;
+    let first = match tokio::time::timeout(wait, rows.next()).await {
         Err(_) => {
             let message = timeout_message(state.graphql_limits.timeout);
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));

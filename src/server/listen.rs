@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+/// How long a shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// The limits on connections (`commons serve` flags).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -39,7 +42,10 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             max_per_client: 256,
             header_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(60),
+            // A slow but steady reader may see no room in its socket for a
+            // while after a fast start (Linux wakes writers only when a third
+            // of the send buffer is free): five minutes is generous for that.
+            write_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -149,7 +155,13 @@ pub async fn serve<S>(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in flight may finish; long streams do not hold the exit for ever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
 }
 
 /// A stream whose writes fail once the peer has taken nothing for `limit`.

@@ -43,8 +43,13 @@ pub struct AppState {
     pub introspection_gzip: axum::body::Bytes,
     /// Time, depth, complexity and answer-size limits of GraphQL requests.
     pub graphql_limits: crate::graphql::Limits,
-    /// Failed logins per user name, failed key exchanges per key.
-    pub throttle: Throttle,
+    /// Password attempts per user name.
+    pub login_throttle: Throttle,
+    /// Failed key exchanges per client address and claimed user.
+    pub key_throttle: Throttle,
+    /// Refused submissions logged per caller and project (the rest go to
+    /// the server log only, so refusals cannot flood a project's audit trail).
+    pub refusal_log: Throttle,
     pub version: &'static str,
 }
 

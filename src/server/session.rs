@@ -191,7 +191,7 @@ async fn login(
         return Err(refused());
     }
     let throttle_key = format!("login:{}", username.to_lowercase());
-    state.throttle.attempt(&throttle_key)?;
+    state.login_throttle.attempt(&throttle_key)?;
     let user = state.store.user_by_name(username).await?;
     // An unknown name costs one hash check too, so timing does not tell
     // which names exist.
@@ -204,7 +204,7 @@ async fn login(
         tracing::warn!(username = %crate::auth::loggable(username), "failed login");
         return Err(refused());
     };
-    state.throttle.succeeded(&throttle_key);
+    state.login_throttle.succeeded(&throttle_key);
     let (token, cookies) = start_session(&state, &user);
     let body = json!({
         "access_token": token,
@@ -292,7 +292,15 @@ async fn confirm_logout(
         html_attribute(&action),
         html_attribute(next),
     );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page holds the session's CSRF token.
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 /// Text safe inside a double-quoted HTML attribute.

@@ -143,7 +143,16 @@ async fn refused(
     );
     record.state = "FAILED".into();
     record.is_dry_run = dry_run;
-    if let Err(e) = state.store.log_transaction(&record).await {
+    let user = &principal.user.username;
+    let key = format!("{user}\u{1e}{}", project.project_id);
+    if state.refusal_log.attempt(&key).is_err() {
+        tracing::warn!(
+            user = %crate::auth::loggable(user),
+            project = %project.project_id,
+            role,
+            "refused request not added to the audit trail: too many from this caller"
+        );
+    } else if let Err(e) = state.store.log_transaction(&record).await {
         tracing::error!(error = %e, "could not log a refused request");
     }
     ApiError::forbidden("user is unauthorized")

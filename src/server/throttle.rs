@@ -6,7 +6,9 @@
 //! step as the test against the limit ([`Throttle::attempt`]): concurrent
 //! guesses cannot all pass the test before any of them is counted. Key
 //! exchanges, which one right key may run many of at once, count failures
-//! after the check ([`Throttle::check`], [`Throttle::failed`]). Keys are kept as SHA-256 digests, and
+//! after the check ([`Throttle::check`], [`Throttle::failed`]). Logins and key
+//! exchanges have a throttle each, so keys made up for one cannot crowd out
+//! the other's. Keys are kept as SHA-256 digests, and
 //! at most [`MAX_KEYS`] of them (the oldest go first), so memory stays bounded
 //! whatever names clients send.
 
@@ -67,11 +69,25 @@ impl Throttle {
         if attempts.len() >= MAX_KEYS {
             attempts.retain(|_, (_, since)| now.duration_since(*since) < self.window);
         }
-        if attempts.len() >= MAX_KEYS
-            && let Some(oldest) = attempts.iter().min_by_key(|(_, (_, since))| *since)
-        {
-            let oldest = *oldest.0;
-            attempts.remove(&oldest);
+        if attempts.len() >= MAX_KEYS {
+            // The oldest key still under its limit goes; a locked key stays
+            // locked, so flooding with new keys cannot unlock one.
+            let oldest = attempts
+                .iter()
+                .filter(|(_, (count, _))| *count < self.limit)
+                .min_by_key(|(_, (_, since))| *since)
+                .map(|(key, _)| *key);
+            match oldest {
+                Some(oldest) => {
+                    attempts.remove(&oldest);
+                }
+                None => {
+                    return Err(ApiError::new(
+                        429,
+                        "Too many clients are failing to log in at once; try again later",
+                    ));
+                }
+            }
         }
         attempts.insert(key, (1, now));
         Ok(())

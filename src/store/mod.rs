@@ -161,21 +161,24 @@ macro_rules! within_deadline {
     };
 }
 
-/// Stops a SQLite connection's statements once `limit` has passed, until the
-/// returned guard is dropped (a connection back in the pool runs unlimited).
+/// Stops a SQLite connection's statement once `limit` has passed, or as soon
+/// as the returned guard is dropped: a request that gives up (its own timeout,
+/// a client gone) must not leave the statement running on the connection's
+/// worker. The handler goes when the connection returns to the pool
+/// (`after_release` in [`Store::open`]), so later users run unlimited.
 async fn arm_deadline(conn: &mut sqlx::SqliteConnection, limit: Duration) -> Result<DeadlineGuard> {
-    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let running = std::sync::Arc::new(AtomicBool::new(true));
     let deadline = std::time::Instant::now() + limit;
-    let flag = armed.clone();
+    let flag = running.clone();
     conn.lock_handle()
         .await?
         .set_progress_handler(1000, move || {
-            !flag.load(Ordering::Relaxed) || std::time::Instant::now() < deadline
+            flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline
         });
-    Ok(DeadlineGuard(armed))
+    Ok(DeadlineGuard(running))
 }
 
-struct DeadlineGuard(std::sync::Arc<std::sync::atomic::AtomicBool>);
+struct DeadlineGuard(std::sync::Arc<AtomicBool>);
 
 impl Drop for DeadlineGuard {
     fn drop(&mut self) {
@@ -546,6 +549,13 @@ impl Store {
                 .pragma("cache_size", "-16384");
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                // A GraphQL statement's deadline (`arm_deadline`) ends with its use.
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        conn.lock_handle().await?.remove_progress_handler();
+                        Ok(true)
+                    })
+                })
                 .connect_with(options.clone())
                 .await?;
             migrate(&pool, SQLITE_MIGRATIONS).await?;
@@ -685,13 +695,22 @@ impl Store {
                     let row = row.map_err(read_error);
                     let failed = row.is_err();
                     match spool.as_mut() {
-                        Some(spool) => spool.push(row),
+                        // A client gone, or one so far behind that its rows fill
+                        // the spool: the statement stops (the latter in an error).
+                        Some(spool) => {
+                            if !spool.push(row) || sink.is_closed() {
+                                break;
+                            }
+                        }
                         None => match sink.try_send(row) {
                             Ok(()) => {}
                             Err(TrySendError::Full(row)) => {
                                 let mut rest = RowSpool::default();
-                                rest.push(row);
+                                let more = rest.push(row);
                                 spool = Some(rest);
+                                if !more {
+                                    break;
+                                }
                             }
                             Err(TrySendError::Closed(_)) => break,
                         },
@@ -706,7 +725,9 @@ impl Store {
         .await;
         if let Err(e) = statement {
             match spool.as_mut() {
-                Some(spool) => spool.push(Err(e)),
+                Some(spool) => {
+                    spool.push(Err(e));
+                }
                 None => {
                     let _ = sink.send(Err(e)).await;
                     return;
@@ -792,23 +813,39 @@ pub fn now_unix() -> i64 {
 
 /// Rows of a streamed statement kept on disk while their receiver lags
 /// (see [`Store::stream_json_rows`]): length-prefixed texts in an unnamed
-/// temporary file, and the error that ended the statement, if one did.
+/// temporary file (in `TMPDIR`), at most [`MAX_SPOOL_BYTES`], and the error
+/// that ended the statement, if one did.
 #[derive(Default)]
 struct RowSpool {
     file: Option<std::io::BufWriter<std::fs::File>>,
+    bytes: u64,
     failure: Option<StoreError>,
 }
 
+/// Most bytes one streamed answer may keep on disk for a client that lags.
+const MAX_SPOOL_BYTES: u64 = 256 << 20;
+
 impl RowSpool {
-    fn push(&mut self, row: Result<String>) {
+    /// Keep a row; false once nothing more is kept (a failure, or full).
+    fn push(&mut self, row: Result<String>) -> bool {
         use std::io::Write;
+        if self.failure.is_some() {
+            return false;
+        }
         let text = match row {
             Ok(text) => text,
             Err(e) => {
                 self.failure = Some(e);
-                return;
+                return false;
             }
         };
+        self.bytes += text.len() as u64 + 8;
+        if self.bytes > MAX_SPOOL_BYTES {
+            self.failure = Some(StoreError::Other(
+                "the client read the answer too slowly: more than 256 MiB waited for it".into(),
+            ));
+            return false;
+        }
         let written = (|| {
             let file = match &mut self.file {
                 Some(file) => file,
@@ -819,10 +856,14 @@ impl RowSpool {
             file.write_all(&(text.len() as u64).to_le_bytes())?;
             file.write_all(text.as_bytes())
         })();
-        if let Err(e) = written {
-            self.failure = Some(StoreError::Other(format!(
-                "cannot spool streamed rows: {e}"
-            )));
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                self.failure = Some(StoreError::Other(format!(
+                    "cannot spool streamed rows: {e}"
+                )));
+                false
+            }
         }
     }
 
@@ -847,7 +888,8 @@ impl RowSpool {
             let reader = reader.as_mut()?;
             let mut length = [0u8; 8];
             reader.read_exact(&mut length).ok()?;
-            let mut text = vec![0u8; u64::from_le_bytes(length) as usize];
+            let length = u64::from_le_bytes(length).min(MAX_SPOOL_BYTES);
+            let mut text = vec![0u8; length as usize];
             Some(
                 reader
                     .read_exact(&mut text)
