@@ -144,13 +144,13 @@ macro_rules! within_deadline {
                 $body
             }
             $crate::store::Pool::Postgres(pool) => {
-                let mut $conn = pool.begin().await?;
-                sqlx::query(&format!(
-                    "SET LOCAL statement_timeout = {}",
-                    $limit.as_millis().clamp(1, i32::MAX as u128)
-                ))
-                .execute(&mut *$conn)
-                .await?;
+                // One round trip opens the transaction and sets its timeout.
+                let mut $conn = pool
+                    .begin_with(format!(
+                        "BEGIN; SET LOCAL statement_timeout = {}",
+                        $limit.as_millis().clamp(1, i32::MAX as u128)
+                    ))
+                    .await?;
                 let result = $body;
                 if result.is_ok() {
                     $conn.commit().await?;
