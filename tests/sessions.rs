@@ -25,9 +25,7 @@ async fn key_count(app: &TestApp, name: &str) -> usize {
 }
 
 async fn password_user(app: &TestApp, name: &str) {
-    let (user, _, _) = app.user(name, &[]).await;
-    let hash = commons::auth::hash_password("correct horse");
-    app.state.store.set_password(user.id, &hash).await.unwrap();
+    app.password_user(name, "correct horse").await;
 }
 
 #[tokio::test]

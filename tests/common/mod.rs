@@ -294,6 +294,17 @@ impl TestApp {
         (user, credentials, token)
     }
 
+    /// A user with `password` and no grants.
+    pub async fn password_user(&self, name: &str, password: &str) -> UserRow {
+        let (user, _, _) = self.user(name, &[]).await;
+        self.state
+            .store
+            .set_password(user.id, &auth::hash_password(password))
+            .await
+            .unwrap();
+        user
+    }
+
     /// Program `program` with project `code`, created by the administrator.
     pub async fn project(&self, program: &str, code: &str) {
         let reply = self
