@@ -146,17 +146,25 @@ impl<R: std::io::Read> std::io::Read for BoundedReader<R> {
     }
 }
 
-/// The first string value longer than `max_cell_bytes` in a document.
+/// The first top-level value of a document larger than `max_cell_bytes`
+/// (its strings counted, a list or object with all it holds), and its size.
 pub fn oversized_value(doc: &Value, max_cell_bytes: usize) -> Option<(String, usize)> {
     let Value::Object(map) = doc else { return None };
     map.iter().find_map(|(key, value)| {
-        let size = match value {
-            Value::String(s) => s.len(),
-            Value::Array(_) | Value::Object(_) => value.to_string().len(),
-            _ => 0,
-        };
+        let size = text_size(value);
         (size > max_cell_bytes).then(|| (key.clone(), size))
     })
+}
+
+/// The bytes of the strings and keys in `value`: a bound to check per
+/// document without serializing it again.
+fn text_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(text_size).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl From<csv::Error> for DelimitedError {

@@ -1009,13 +1009,7 @@ async fn readers_that_stop_reading_hold_no_database_connection() {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let reply = app
-        .request(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            Some(&app.admin_token),
-            "text/tab-separated-values",
-            tsv.into_bytes(),
-        )
+        .admin_tsv("PUT", "/api/v0/submission/prog/proj", &tsv)
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 
@@ -1105,13 +1099,7 @@ async fn oversized_values_and_documents_are_refused_by_name() {
         "type\tsubmitter_id\tprojects.code\tstudy_title\nstudy\ts1\tproj\tshort\nstudy\ts2\tproj\t{big}\n"
     );
     let reply = app
-        .request(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            Some(&app.admin_token),
-            "text/tab-separated-values",
-            tsv.into_bytes(),
-        )
+        .admin_tsv("PUT", "/api/v0/submission/prog/proj", &tsv)
         .await;
     assert_eq!(
         reply.status,

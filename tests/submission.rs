@@ -491,15 +491,7 @@ async fn yaml_lookalike_values_round_trip_exactly() {
     let tsv = "type\tsubmitter_id\tsamples.submitter_id\tanalyte_type_id\tsource_center\n\
                aliquot\ttsv-1\tsample-1\tY\ton\n\
                aliquot\ttsv-2\tsample-1\tX\t0777\n";
-    let reply = app
-        .request(
-            "PUT",
-            &path(),
-            Some(&app.admin_token),
-            "text/tab-separated-values",
-            tsv.into(),
-        )
-        .await;
+    let reply = app.admin_tsv("PUT", &path(), tsv).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let reply = app
         .admin_json(

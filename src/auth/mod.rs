@@ -44,18 +44,14 @@ pub static DUMMY_HASH: std::sync::LazyLock<String> =
 /// A client-supplied value as it may appear in a log line: at most 64
 /// characters, control characters escaped (no forged lines).
 pub fn loggable(value: &str) -> String {
-    let mut out: String = value
-        .chars()
-        .take(64)
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let mut out = String::new();
+    for c in value.chars().take(64) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if value.chars().nth(64).is_some() {
         out.push('…');
     }

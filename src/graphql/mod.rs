@@ -38,7 +38,8 @@ pub struct RequestContext {
     pub budget: Budget,
 }
 
-/// Rows a list with `first: 0` (all) is counted as, in cost estimates.
+/// Rows a list with `first: 0` counts as in estimates when its type is not
+/// known (`node`, `datanode`, `_links`).
 pub const UNBOUNDED_ROWS: u64 = 10_000;
 
 /// The cost limits of one request: estimated rows before anything runs, and
@@ -65,42 +66,36 @@ impl Budget {
 
     /// Take `rows` (estimated) out of the budget, or refuse the field.
     fn spend_rows(&self, rows: f64) -> async_graphql::Result<()> {
-        use std::sync::atomic::Ordering;
-        let rows = rows.min(u64::MAX as f64) as u64;
-        let total = self
-            .rows
-            .fetch_add(rows, Ordering::Relaxed)
-            .saturating_add(rows);
-        if total > self.max_rows {
-            return Err(async_graphql::Error::new(format!(
-                "The query could return more rows by estimate than this server answers at once \
-                 ({} rows, --graphql-max-rows). Set a smaller `first` on nested lists, page with \
-                 `offset`, ask for fewer nested levels, or ask for one flat list at a time \
-                 (it is streamed).",
-                self.max_rows
-            )));
+        if spend(&self.rows, rows.min(u64::MAX as f64) as u64, self.max_rows) {
+            return Ok(());
         }
-        Ok(())
+        Err(async_graphql::Error::new(format!(
+            "The query could return more rows by estimate than this server answers at once \
+             ({} rows, --graphql-max-rows). Set a smaller `first` on nested lists, page with \
+             `offset`, ask for fewer nested levels, or ask for one flat list at a time \
+             (it is streamed).",
+            self.max_rows
+        )))
     }
 
     /// Take an answer's `bytes` out of the budget, or refuse the field.
     fn spend_bytes(&self, bytes: usize) -> async_graphql::Result<()> {
-        use std::sync::atomic::Ordering;
-        let bytes = bytes as u64;
-        let total = self
-            .bytes
-            .fetch_add(bytes, Ordering::Relaxed)
-            .saturating_add(bytes);
-        if total > self.max_bytes {
-            return Err(async_graphql::Error::new(format!(
-                "The answer is larger than this server builds in memory ({} bytes, \
-                 --graphql-max-answer-bytes). Ask for fewer fields or rows, page with `offset`, \
-                 or ask for one list at a time (a single root list is streamed and not limited).",
-                self.max_bytes
-            )));
+        if spend(&self.bytes, bytes as u64, self.max_bytes) {
+            return Ok(());
         }
-        Ok(())
+        Err(async_graphql::Error::new(format!(
+            "The answer is larger than this server builds in memory ({} bytes, \
+             --graphql-max-answer-bytes). Ask for fewer fields or rows, page with `offset`, \
+             or ask for one list at a time (a single root list is streamed and not limited).",
+            self.max_bytes
+        )))
     }
+}
+
+/// Add `amount` to `spent`; whether the total stays within `max`.
+fn spend(spent: &std::sync::atomic::AtomicU64, amount: u64, max: u64) -> bool {
+    let before = spent.fetch_add(amount, std::sync::atomic::Ordering::Relaxed);
+    before.saturating_add(amount) <= max
 }
 
 /// Rows the lists of a root selection may return, estimated before anything
@@ -174,7 +169,10 @@ impl RequestContext {
 
 /// A store error as a GraphQL client may see it: what to do, never the
 /// database's own text (that goes to the log).
-fn answerable(error: crate::store::StoreError, limit: std::time::Duration) -> async_graphql::Error {
+pub fn answerable(
+    error: crate::store::StoreError,
+    limit: std::time::Duration,
+) -> async_graphql::Error {
     use crate::store::StoreError;
     match error {
         StoreError::Unavailable(_) => {

@@ -157,13 +157,8 @@ async fn streamed(state: &SharedState, deferred: Deferred) -> Response {
             let message = timeout_message(state.graphql_limits.timeout);
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
-        Ok(Some(Err(StoreError::TimedOut))) => {
-            let message = timeout_message(state.graphql_limits.timeout);
-            return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
-        }
         Ok(Some(Err(e))) => {
-            tracing::error!(error = %e, "streamed GraphQL statement failed");
-            let message = "The query could not be run; the server logged why.";
+            let message = crate::graphql::answerable(e, state.graphql_limits.timeout).message;
             return json_answer(400, json!({"data": {key: null}, "errors": [message]}));
         }
         Ok(first) => first.map(|row| row.expect("errors are answered above")),

@@ -285,7 +285,7 @@ async fn confirm_logout(
     );
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Log out</title>\
-         <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main>\
+         <link rel=\"stylesheet\" href=\"/portal/style.css\"></head><body><main>\
          <h1>Log out?</h1><form method=\"post\" action=\"{}\">\
          <button type=\"submit\">Log out</button> <a href=\"{}\">Stay logged in</a>\
          </form></main></body></html>",

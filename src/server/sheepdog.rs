@@ -405,15 +405,21 @@ fn documents(
 /// thread. The body is first spooled to a temporary file: a client that sends
 /// it slowly then holds nothing shared (the write lock is taken when the
 /// first chunk is parsed), and the spool keeps memory flat however large it is.
+/// Also returns the body as the transaction log keeps it.
 fn document_chunks(
     state: &SharedState,
     headers: &HeaderMap,
     body: Body,
     BodyLimit(limit): BodyLimit,
     documents: DocumentLimits,
-    capture: BodyCapture,
-) -> mpsc::Receiver<Result<Vec<Value>, ApiError>> {
+) -> (mpsc::Receiver<Result<Vec<Value>, ApiError>>, BodyCapture) {
     let flavour = body_flavour(headers);
+    let capture = BodyCapture::new(match flavour {
+        Some(Delimited::Tsv) => "TSV",
+        Some(Delimited::Csv) => "CSV",
+        None => "JSON",
+    });
+    let kept = capture.clone();
     let dictionary = state.dictionary.clone();
     let (sender, receiver) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -452,7 +458,7 @@ fn document_chunks(
             chunks.finish(parsed);
         });
     });
-    receiver
+    (receiver, kept)
 }
 
 /// Copy a request body into an unnamed temporary file (at most `limit`
@@ -687,12 +693,7 @@ async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
             project.project_id
         )));
     }
-    let capture = BodyCapture::new(match body_flavour(&headers) {
-        Some(Delimited::Tsv) => "TSV",
-        Some(Delimited::Csv) => "CSV",
-        None => "JSON",
-    });
-    let chunks = document_chunks(&state, &headers, body, limit, documents, capture.clone());
+    let (chunks, capture) = document_chunks(&state, &headers, body, limit, documents);
     let (status, body) = sub
         .upload(&project, chunks, mode, rights, dry_run, capture)
         .await?;

@@ -46,7 +46,6 @@ pub struct TransactionRecord {
     pub program: String,
     /// The project's code; None for a program's own changes.
     pub project: Option<String>,
-    pub project_id: Option<String>,
     pub role: String,
     pub is_dry_run: bool,
     pub state: String,
@@ -63,7 +62,6 @@ impl TransactionRecord {
         Self {
             program: program.to_string(),
             project: project.map(str::to_string),
-            project_id: project.map(|code| format!("{program}-{code}")),
             role: role.to_string(),
             is_dry_run: false,
             state: "SUCCEEDED".into(),
@@ -71,6 +69,13 @@ impl TransactionRecord {
             entity_ids: EntityIds::default(),
             document: None,
         }
+    }
+
+    /// `<program>-<project>`, or None for a program's own changes.
+    pub fn project_id(&self) -> Option<String> {
+        self.project
+            .as_ref()
+            .map(|code| format!("{}-{code}", self.program))
     }
 }
 
@@ -198,7 +203,7 @@ macro_rules! insert_transaction_row {
         let record = $record;
         let document = record.document.as_ref();
         let id: i64 = sqlx::query_scalar(INSERT_TRANSACTION)
-            .bind(&record.project_id)
+            .bind(record.project_id())
             .bind(&record.role)
             .bind(record.is_dry_run)
             .bind(&record.state)

@@ -255,6 +255,19 @@ impl TestApp {
         self.send_json(method, path, Some(&token), body).await
     }
 
+    /// A TSV body sent by the administrator.
+    pub async fn admin_tsv(&self, method: &str, path: &str, tsv: &str) -> Reply {
+        let token = self.admin_token.clone();
+        self.request(
+            method,
+            path,
+            Some(&token),
+            "text/tab-separated-values",
+            tsv.as_bytes().to_vec(),
+        )
+        .await
+    }
+
     /// Exchange credentials.json for an access token.
     pub async fn exchange(&self, credentials: &Value) -> String {
         let reply = self
