@@ -52,7 +52,7 @@ pub type Page = Vec<NodeWithLinks>;
 
 /// Pages read at once: each is one statement on its own connection, so the
 /// database works on two cores while the service renders.
-pub const PAGES_IN_FLIGHT: usize = 2;
+pub const PAGES_IN_FLIGHT: usize = crate::store::EXPORT_READERS;
 
 /// A project's nodes of one type, page by page in storage order: page bounds
 /// come from the index one after the other, the pages themselves are read

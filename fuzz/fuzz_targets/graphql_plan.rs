@@ -6,10 +6,10 @@
 use std::sync::OnceLock;
 
 use async_graphql_parser::types::{DocumentOperations, Selection as AstSelection, SelectionSet};
-use commons::auth::ReadScope;
+use commons::plan::ReadScope;
 use commons::dictionary::Dictionary;
-use commons::graphql::plan::{RootList, Selection, root_count, root_list};
-use commons::store::Dialect;
+use commons::plan::{RootList, Selection, root_count, root_list};
+use commons::sql::Dialect;
 use libfuzzer_sys::fuzz_target;
 
 

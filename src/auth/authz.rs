@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
+use crate::plan::ReadScope;
 use crate::store::{Result, Store};
 
 /// One permission a caller holds.
@@ -19,22 +20,6 @@ pub struct Grant {
 #[derive(Debug, Clone, Default)]
 pub struct Permissions {
     grants: Vec<Grant>,
-}
-
-/// Which projects a caller may read through GraphQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadScope {
-    All,
-    Projects(BTreeSet<String>),
-}
-
-impl ReadScope {
-    pub fn allows(&self, project_id: &str) -> bool {
-        match self {
-            ReadScope::All => true,
-            ReadScope::Projects(set) => set.contains(project_id),
-        }
-    }
 }
 
 /// `path` equals `ancestor` or lies below it.

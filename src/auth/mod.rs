@@ -11,7 +11,7 @@ use argon2::password_hash::{PasswordHasher, SaltString};
 use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
-pub use authz::{Permissions, ReadScope};
+pub use authz::Permissions;
 pub use import::{ImportError, ImportSummary, import_user_yaml};
 pub use tokens::{Claims, Lifetimes, TokenError, TokenService};
 

@@ -3,8 +3,6 @@
 //! and nested fields that only read the JSON that statement returned.
 
 mod node_types;
-mod paths;
-pub mod plan;
 mod stream;
 
 use std::collections::HashMap;
@@ -18,10 +16,10 @@ use async_graphql::dynamic::{
 use async_graphql::{SelectionField, Value as GqlValue};
 use serde_json::{Value, json};
 
-use crate::auth::ReadScope;
 use crate::dictionary::{Dictionary, NodeType, PropKind};
+use crate::plan::args::{self, ArgSpec, ArgType};
+use crate::plan::{self, ReadScope, Selection, TYPE_KEY};
 use crate::store::Store;
-use plan::{Selection, TYPE_KEY};
 pub use stream::Deferred;
 use stream::{Shape, Shapes, Slot};
 
@@ -110,12 +108,7 @@ fn estimated_rows(
     per_parent: f64,
     selection: &Selection,
 ) -> f64 {
-    let first = selection
-        .args
-        .iter()
-        .find(|(name, _)| name == "first")
-        .and_then(|(_, v)| v.as_i64())
-        .unwrap_or(plan::DEFAULT_FIRST);
+    let first = args::first(&selection.args).unwrap_or(plan::DEFAULT_FIRST);
     let page = if first > 0 {
         (first as f64).min(per_parent)
     } else {
@@ -282,105 +275,55 @@ fn field_type(kind: PropKind) -> TypeRef {
 /// Properties exposed as GraphQL fields: valid names other than `id`/`type`.
 fn exposed(node: &NodeType) -> impl Iterator<Item = &crate::dictionary::Property> {
     node.properties.iter().filter(|p| {
-        plan::is_identifier(&p.name) && !p.name.starts_with("__") && p.name != "project_id"
+        crate::sql::is_identifier(&p.name) && !p.name.starts_with("__") && p.name != "project_id"
     })
 }
 
-const LIST_ARGS: [&str; 13] = [
-    "id",
-    "ids",
-    "quick_search",
-    "first",
-    "offset",
-    "order_by_asc",
-    "order_by_desc",
-    "created_after",
-    "created_before",
-    "updated_after",
-    "updated_before",
-    "with_links",
-    "not",
-];
-
-/// Arguments every list takes: identity, search, paging, ordering, time ranges.
-fn base_arguments(field: Field) -> Field {
-    let mut field = paging_arguments(field)
-        .argument(InputValue::new("ids", TypeRef::named_list(TypeRef::STRING)));
-    for name in [
-        "id",
-        "quick_search",
-        "created_after",
-        "created_before",
-        "updated_after",
-        "updated_before",
-    ] {
-        field = field.argument(InputValue::new(name, TypeRef::named(TypeRef::STRING)));
+/// Declares the arguments of `set` (see [`plan::args`]) on `field`; `node`
+/// names the `not` input of a type's list.
+fn declare(mut field: Field, set: &[ArgSpec], node: Option<&NodeType>) -> Field {
+    for (name, ty) in set {
+        let name = name.as_str();
+        let input = match ty {
+            ArgType::Int { default } => {
+                InputValue::new(name, TypeRef::named(TypeRef::INT)).default_value(*default)
+            }
+            ArgType::String => InputValue::new(name, TypeRef::named(TypeRef::STRING)),
+            ArgType::StringList => InputValue::new(name, TypeRef::named_list(TypeRef::STRING)),
+            ArgType::PathToList => InputValue::new(name, TypeRef::named_list("WithPathToInput")),
+            ArgType::NotList => {
+                let node = node.expect("only a type's list declares `not`");
+                InputValue::new(
+                    name,
+                    TypeRef::named_list(format!("NotPropertiesInput_{}", node.id)),
+                )
+            }
+        };
+        field = field.argument(input);
     }
     field
 }
 
+/// Arguments every node list takes: paging, ordering, identity, search, time ranges.
+fn base_arguments(field: Field) -> Field {
+    declare(paging_arguments(field), args::BASE, None)
+}
+
 /// `first` (default 10), `offset` and the two orderings: every list has them.
 fn paging_arguments(field: Field) -> Field {
-    ordering_arguments(
-        field
-            .argument(
-                InputValue::new("first", TypeRef::named(TypeRef::INT))
-                    .default_value(plan::DEFAULT_FIRST),
-            )
-            .argument(InputValue::new("offset", TypeRef::named(TypeRef::INT)).default_value(0)),
-    )
+    ordering_arguments(declare(field, args::PAGING, None))
 }
 
 /// `order_by_asc` / `order_by_desc`, each naming the field to sort by.
 fn ordering_arguments(field: Field) -> Field {
-    field
-        .argument(InputValue::new(
-            "order_by_asc",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "order_by_desc",
-            TypeRef::named(TypeRef::STRING),
-        ))
+    declare(field, args::ORDERING, None)
 }
 
 /// Node-list arguments of `node` (GRAPHQL.md §3).
 fn list_arguments(field: Field, node: &NodeType) -> Field {
-    let mut field = base_arguments(field)
-        .argument(InputValue::new(
-            "with_links",
-            TypeRef::named_list(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "with_links_any",
-            TypeRef::named_list(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "without_links",
-            TypeRef::named_list(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "with_path_to",
-            TypeRef::named_list("WithPathToInput"),
-        ))
-        .argument(InputValue::new(
-            "with_path_to_any",
-            TypeRef::named_list("WithPathToInput"),
-        ))
-        .argument(InputValue::new(
-            "without_path_to",
-            TypeRef::named_list("WithPathToInput"),
-        ))
-        .argument(InputValue::new(
-            "not",
-            TypeRef::named_list(format!("NotPropertiesInput_{}", node.id)),
-        ))
-        .argument(InputValue::new(
-            "project_id",
-            TypeRef::named_list(TypeRef::STRING),
-        ));
+    let mut field = declare(base_arguments(field), args::TYPE_LIST, Some(node));
     for property in exposed(node) {
-        if LIST_ARGS.contains(&property.name.as_str()) || property.name.starts_with("with") {
+        if args::shadows_property(&property.name) {
             continue;
         }
         field = field.argument(InputValue::new(
@@ -604,23 +547,12 @@ fn root_list_field(name: &str, output: &str, kind: ListKind) -> Field {
 
 /// Arguments shared by `node`, `datanode` and `_links`.
 fn generic_arguments(field: Field) -> Field {
-    base_arguments(field)
-        .argument(InputValue::new(
-            "submitter_id",
-            TypeRef::named(TypeRef::STRING),
-        ))
-        .argument(InputValue::new(
-            "project_id",
-            TypeRef::named(TypeRef::STRING),
-        ))
+    declare(base_arguments(field), args::GENERIC, None)
 }
 
 /// `of_type`, for `node` and `datanode` (not `_links`).
 fn of_type(field: Field) -> Field {
-    field.argument(InputValue::new(
-        "of_type",
-        TypeRef::named_list(TypeRef::STRING),
-    ))
+    declare(field, args::OF_TYPE, None)
 }
 
 /// Non-link properties of every data-file type, system properties included,
@@ -1254,14 +1186,15 @@ fn graph_root_fields(dictionary: &Dictionary, data_fields: &[(String, PropKind)]
         ));
         fields.push(root_count_field(node));
     }
-    fields.push(
+    fields.push(declare(
         of_type(generic_arguments(root_list_field(
             "node",
             "Node",
             ListKind::Node,
-        )))
-        .argument(InputValue::new("category", TypeRef::named(TypeRef::STRING))),
-    );
+        ))),
+        args::CATEGORY,
+        None,
+    ));
     if dictionary.nodes().iter().any(NodeType::is_data_file) {
         let mut datanode = of_type(generic_arguments(root_list_field(
             "datanode",

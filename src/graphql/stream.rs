@@ -14,9 +14,9 @@ use bytes::Bytes;
 use futures::Stream;
 use serde_json::Value;
 
-use super::plan::{Selection, Statement};
 use super::to_scalar;
 use crate::dictionary::PropKind;
+use crate::plan::{Selection, Statement};
 use crate::store::{Store, StoreError};
 
 /// What a field of a node object returns, for shaping streamed rows.

@@ -124,12 +124,7 @@ impl TransactionQuery {
         }
         if let Some(entities) = &self.entities {
             let p = bind(BindValue::Text(list(entities)), binds);
-            conditions.push(match dialect {
-                Dialect::Sqlite => format!(
-                    "EXISTS (SELECT 1 FROM json_each(entity_ids) WHERE value IN (SELECT value FROM json_each({p})))"
-                ),
-                Dialect::Postgres => format!("entity_ids::jsonb ?| ARRAY(SELECT jsonb_array_elements_text({p}::jsonb))"),
-            });
+            conditions.push(dialect.json_list_overlaps("entity_ids", &p));
         }
         conditions.join(" AND ")
     }
@@ -182,7 +177,7 @@ impl Store {
              FROM transactions WHERE {filter} ORDER BY {order}"
         );
         // SQLite has no OFFSET without LIMIT; -1 means none.
-        let limit = limit.or((self.dialect() == Dialect::Sqlite).then_some(-1));
+        let limit = limit.or(self.dialect().no_limit());
         if let Some(limit) = limit {
             binds.push(BindValue::Int(limit));
             sql.push_str(&format!(" LIMIT ${}", binds.len()));

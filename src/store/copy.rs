@@ -155,8 +155,8 @@ pub type CopySummary = Vec<(&'static str, usize)>;
 fn select_sql(dialect: Dialect, table: &str, columns: &[(&str, Kind)]) -> String {
     let list: Vec<String> = columns
         .iter()
-        .map(|(name, kind)| match (kind, dialect) {
-            (Kind::Json, Dialect::Postgres) => format!("{name}::text AS {name}"),
+        .map(|(name, kind)| match kind {
+            Kind::Json => dialect.json_column_as_text(name),
             _ => name.to_string(),
         })
         .collect();
@@ -172,16 +172,15 @@ fn insert_sql(dialect: Dialect, table: &str, columns: &[(&str, Kind)]) -> String
     let params: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, (_, kind))| match (kind, dialect) {
-            (Kind::Json, Dialect::Postgres) => format!("${}::jsonb", i + 1),
+        .map(|(i, (_, kind))| match kind {
+            Kind::Json => dialect.json_param(i + 1),
             _ => format!("${}", i + 1),
         })
         .collect();
-    let overriding = match dialect {
-        Dialect::Postgres if IDENTITIES.iter().any(|(t, _)| *t == table) => {
-            " OVERRIDING SYSTEM VALUE"
-        }
-        _ => "",
+    let overriding = if IDENTITIES.iter().any(|(t, _)| *t == table) {
+        dialect.overriding_identity()
+    } else {
+        ""
     };
     format!(
         "INSERT INTO {table} ({}){overriding} VALUES ({})",

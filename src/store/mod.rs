@@ -26,6 +26,8 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
+use crate::sql::{BindValue, Dialect};
+
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use graph::{
@@ -206,45 +208,9 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// The SQL dialect of a store, for the few places where the two differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    /// `expr IN <list>` where parameter `param` holds a JSON array of strings.
-    pub fn in_text_list(self, expr: &str, param: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("{expr} IN (SELECT value FROM json_each({param}))"),
-            Dialect::Postgres => {
-                format!("{expr} IN (SELECT jsonb_array_elements_text({param}::jsonb))")
-            }
-        }
-    }
-
-    /// `SELECT natural_key, <columns>` of the nodes whose natural key is in
-    /// the JSON list `$1`, of whatever type: the caller keeps its own type's.
-    /// Naming the type as well let PostgreSQL, when its statistics had not
-    /// yet seen a type written since they were last refreshed, walk every
-    /// node of that type once per key; the keys alone fit only
-    /// `nodes_natural_key`, which leads with the key.
-    pub fn natural_key_lookup(self, columns: &str) -> String {
-        format!(
-            "SELECT natural_key, {columns} FROM nodes WHERE {}",
-            self.in_text_list("natural_key", "$1")
-        )
-    }
-
-    /// The `props` column as JSON text.
-    pub fn props_text(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "props",
-            Dialect::Postgres => "props::text",
-        }
-    }
-}
+/// Statements an export may run at once: on SQLite, the connections set
+/// apart for exports (export reads this; the store knows nothing of export).
+pub const EXPORT_READERS: usize = 2;
 
 pub struct Store {
     pub(crate) pool: Pool,
@@ -580,7 +546,7 @@ impl Store {
             // and pushed out the pages GraphQL reads keep hot. Exports have two
             // connections of their own: the pages they read at once.
             let exports = SqlitePoolOptions::new()
-                .max_connections(crate::export::PAGES_IN_FLIGHT as u32)
+                .max_connections(EXPORT_READERS as u32)
                 .connect_lazy_with(options);
             (
                 Pool::Sqlite(pool),
@@ -656,10 +622,7 @@ impl Store {
         limit: Duration,
     ) -> Result<String> {
         self.graphql_statements.fetch_add(1, Ordering::Relaxed);
-        let sql = match self.dialect() {
-            Dialect::Sqlite => sql.to_string(),
-            Dialect::Postgres => format!("SELECT ({sql})::text"),
-        };
+        let sql = self.dialect().json_as_text(sql);
         within_deadline!(self, limit, conn => {
             bind_all!(sqlx::query_scalar::<_, String>(&sql), binds)
                 .fetch_one(&mut *conn)
@@ -796,14 +759,6 @@ where
         .run(pool)
         .await
         .map_err(|e| StoreError::Other(format!("migrations: {e}")))
-}
-
-/// A bind parameter of a generated query.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BindValue {
-    Text(String),
-    Int(i64),
-    Float(f64),
 }
 
 /// Current time as UNIX seconds.
