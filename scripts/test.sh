@@ -26,19 +26,23 @@ if ! psql "$pg_url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
     postgres=false
 fi
 
-# cargo-nextest (on the machine, or `cargo install cargo-nextest`) runs the
-# test binaries side by side; plain `cargo test` runs them one after another.
-# tests/database_restart.rs stops the PostgreSQL server, so nextest runs it
-# alone, after the others. `--tests` leaves out the benchmark (clippy checks it).
+# cargo-nextest (on the machine, or `cargo install cargo-nextest`) runs each
+# test in a process of its own, side by side; plain `cargo test` runs them as
+# threads of one process.
+# tests/it/database_restart.rs stops the PostgreSQL server, so nextest runs
+# its tests alone, after the others. `--tests` leaves out the benchmark (clippy checks it).
 if cargo nextest --version >/dev/null 2>&1; then
     runner="cargo nextest run"
     run_tests() {
-        cargo nextest run --tests -E 'not binary(database_restart)'
-        cargo nextest run --tests -E 'binary(database_restart)'
+        cargo nextest run --tests -E 'not test(/^database_restart::/)'
+        cargo nextest run --tests -E 'test(/^database_restart::/)'
     }
 else
     runner="cargo test"
-    run_tests() { cargo test --tests; }
+    run_tests() {
+        cargo test --tests -- --skip database_restart::
+        cargo test --tests database_restart::
+    }
 fi
 
 section "format: cargo fmt --check"

@@ -3,7 +3,7 @@
 //! submissions through both never duplicate an entity or lose an
 //! acknowledged one. Runs on the backend under test (SQLite or PostgreSQL).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! server runs: the restored commons holds every record and still accepts
 //! the keys and tokens of the original.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

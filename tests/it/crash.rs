@@ -3,7 +3,7 @@
 //! acknowledged request is fully present, no request is half-applied,
 //! natural keys stay unique and the database passes an integrity check.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

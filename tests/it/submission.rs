@@ -2,7 +2,7 @@
 //! bundled dictionary and every reference dictionary, using records generated
 //! from each dictionary itself.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The profile-page flow: log in with a password, create an API key through
 //! the fence API, use it, list it, revoke it.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::TestApp;

@@ -4,7 +4,7 @@
 //! PostgreSQL pass of the test matrix (`COMMONS_TEST_BACKEND=postgres`) and
 //! stops and starts the local cluster with pg_ctlcluster (as root in CI).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! status of the contract, leaks nothing it must not, and changes nothing it
 //! must not. An endpoint added to the server without a row here fails the test.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

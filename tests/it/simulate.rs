@@ -1,7 +1,7 @@
 //! `commons simulate` output for every dictionary is accepted by the server
 //! file by file in the order it lists, and each planted bad record is refused.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

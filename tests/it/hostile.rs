@@ -2,7 +2,7 @@
 //! SQL injection through every kind of argument, path and header injection
 //! through names, forged tokens, oversized and malformed bodies, brute force.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -928,7 +928,8 @@ async fn a_trickled_upload_holds_up_no_one_else() {
 /// streamed list cut by the limit ends in an error, never silently short.
 #[tokio::test]
 async fn statements_stop_at_the_time_limit_and_streams_end_in_an_error() {
-    use commons::store::{Dialect, StoreError};
+    use commons::sql::Dialect;
+    use commons::store::StoreError;
     use std::time::{Duration, Instant};
     let app = TestApp::new(None).await;
     let store = app.state.store.clone();

@@ -4,7 +4,7 @@
 //! nothing written, and the reply lists every entity. Exports name hundreds
 //! of ids in one GET or POST; a whole type streams out in order, page by page.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{Reply, TestApp};
@@ -190,7 +190,7 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
 
     // A bulk write on PostgreSQL refreshes the planner's statistics and the
     // visibility map at once, rather than whenever autovacuum gets there.
-    if app.state.store.dialect() == commons::store::Dialect::Postgres {
+    if app.state.store.dialect() == commons::sql::Dialect::Postgres {
         assert!(
             nodes_vacuumed(&app).await,
             "nodes was not vacuumed after a bulk write"
@@ -201,7 +201,7 @@ async fn a_reply_larger_than_its_memory_spool_arrives_whole() {
 #[tokio::test]
 async fn small_uploads_add_up_to_a_statistics_refresh() {
     let app = app().await;
-    if app.state.store.dialect() != commons::store::Dialect::Postgres {
+    if app.state.store.dialect() != commons::sql::Dialect::Postgres {
         return;
     }
     app.admin_json("PUT", &path(), &study()).await;
@@ -250,7 +250,7 @@ async fn sqlite_uploads_reach_the_database_file_after_the_reply() {
 /// key's index whatever the statistics say.
 #[tokio::test]
 async fn natural_key_lookups_go_through_the_key_index_whatever_the_statistics() {
-    use commons::store::Dialect;
+    use commons::sql::Dialect;
     let app = app().await;
     app.admin_json("PUT", &path(), &study()).await;
     let reply = put_subjects_tsv(&app, 1_000, |_| "study-1").await;

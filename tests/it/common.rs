@@ -1,8 +1,6 @@
 //! Test plumbing: a Commons instance on a temporary SQLite database, driven
 //! in-process through the same HTTP service `commons serve` runs.
 
-#![allow(dead_code)] // each test binary uses a different part of this module
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -133,7 +131,7 @@ impl TestApp {
         let (database, url) = TestDatabase::create(dir.path()).await;
         let store = Store::open(&url).await.unwrap();
         if matches!(database, TestDatabase::Postgres { .. }) {
-            assert_eq!(store.dialect(), commons::store::Dialect::Postgres);
+            assert_eq!(store.dialect(), commons::sql::Dialect::Postgres);
         }
         let state = commons::cli::app_state(
             dictionary,

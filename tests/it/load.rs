@@ -5,7 +5,7 @@
 //! Latency percentiles per kind of request are printed. Also: the server
 //! process runs without transparent huge pages (its idle memory depends on it).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! `commons authz import`: a Gen3 user.yaml adds grants and never removes others.
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use commons::auth::{Permissions, import_user_yaml};

@@ -2,14 +2,14 @@
 //! compared with expectations computed in the test from the submitted
 //! records (not by the same SQL), and every root field runs one statement.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use common::TestApp;
-use commons::store::Dialect;
+use commons::sql::Dialect;
 use serde_json::{Value, json};
 
 const PID: &str = "prog-proj";
@@ -268,7 +268,7 @@ async fn streamed_lists_match_the_resolved_ones() {
     let context = || RequestContext {
         store: state.store.clone(),
         dictionary: state.dictionary.clone(),
-        scope: commons::auth::ReadScope::All,
+        scope: commons::plan::ReadScope::All,
         timeout: std::time::Duration::from_secs(60),
         stream: None,
         budget: commons::graphql::Budget::new(&commons::graphql::Limits::default()),
@@ -576,7 +576,7 @@ async fn introspection_is_served_without_credentials() {
 #[test]
 fn generated_sql_is_pinned() {
     let dictionary = commons::dictionary::load_path(&gdc()).unwrap();
-    let selection = commons::graphql::plan::Selection {
+    let selection = commons::plan::Selection {
         key: "case".into(),
         name: "case".into(),
         args: vec![
@@ -584,17 +584,17 @@ fn generated_sql_is_pinned() {
             ("order_by_asc".into(), json!("submitter_id")),
         ],
         children: vec![
-            commons::graphql::plan::Selection {
+            commons::plan::Selection {
                 key: "id".into(),
                 name: "id".into(),
                 args: vec![],
                 children: vec![],
             },
-            commons::graphql::plan::Selection {
+            commons::plan::Selection {
                 key: "samples".into(),
                 name: "samples".into(),
                 args: vec![("first".into(), json!(0))],
-                children: vec![commons::graphql::plan::Selection {
+                children: vec![commons::plan::Selection {
                     key: "submitter_id".into(),
                     name: "submitter_id".into(),
                     args: vec![],
@@ -603,13 +603,13 @@ fn generated_sql_is_pinned() {
             },
         ],
     };
-    let scope = commons::auth::ReadScope::Projects(BTreeSet::from(["prog-proj".to_string()]));
+    let scope = commons::plan::ReadScope::Projects(BTreeSet::from(["prog-proj".to_string()]));
     for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-        let statement = commons::graphql::plan::root_list(
+        let statement = commons::plan::root_list(
             &dictionary,
             dialect,
             &scope,
-            commons::graphql::plan::RootList::Type("case"),
+            commons::plan::RootList::Type("case"),
             &selection,
         )
         .unwrap();
@@ -828,9 +828,9 @@ async fn maintained_counts_follow_every_write_and_respect_read_access() {
 /// list of every project should use.
 #[tokio::test]
 async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
-    use commons::auth::ReadScope;
-    use commons::graphql::plan::{RootList, Selection, root_list};
-    use commons::store::BindValue;
+    use commons::plan::ReadScope;
+    use commons::plan::{RootList, Selection, root_list};
+    use commons::sql::BindValue;
 
     let dictionary = commons::dictionary::load_path(&gdc()).unwrap();
     let field = |name: &str, args: Vec<(String, Value)>, children: Vec<Selection>| Selection {
@@ -938,9 +938,9 @@ async fn sqlite_walks_a_whole_type_only_for_root_lists_of_every_project() {
 /// executed plan must run the nested list once per row of the page.
 #[tokio::test]
 async fn an_offset_page_shapes_only_its_own_rows() {
-    use commons::auth::ReadScope;
-    use commons::graphql::plan::{RootList, Selection, root_list};
-    use commons::store::BindValue;
+    use commons::plan::ReadScope;
+    use commons::plan::{RootList, Selection, root_list};
+    use commons::sql::BindValue;
 
     let (app, _) = fixture().await;
     let query = "{ case(first: 2, offset: 1) { submitter_id samples(first: 2, offset: 1) { submitter_id } } }";
@@ -1168,7 +1168,7 @@ async fn answers_are_bounded_by_estimated_rows_and_bytes() {
         let context = RequestContext {
             store: app.state.store.clone(),
             dictionary: app.state.dictionary.clone(),
-            scope: commons::auth::ReadScope::All,
+            scope: commons::plan::ReadScope::All,
             timeout: std::time::Duration::from_secs(60),
             stream: None,
             budget: Budget::new(&limits),

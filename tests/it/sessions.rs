@@ -2,7 +2,7 @@
 //! state-changing requests need the session's CSRF token, logout ends the
 //! session everywhere, and a bootstrap login link works exactly once.
 
-mod common;
+use crate::common;
 
 use axum::http::StatusCode;
 use common::{Reply, TestApp};

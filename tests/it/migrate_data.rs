@@ -2,7 +2,7 @@
 //! (of the other backend when the tests run on PostgreSQL) answers exactly as
 //! the original: same records, links, ids, users and valid tokens.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,0 +1,20 @@
+//! The integration tests, one module per area, in one binary: one link of
+//! the dependency graph instead of one per area. `common` is the plumbing.
+
+mod authorization;
+mod authz_import;
+mod backup;
+mod common;
+mod crash;
+mod database_restart;
+mod dictionary_sources;
+mod graphql;
+mod hostile;
+mod keys;
+mod large_uploads;
+mod load;
+mod migrate_data;
+mod scale_out;
+mod sessions;
+mod simulate;
+mod submission;
