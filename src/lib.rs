@@ -1,31 +1,41 @@
 //! Commons: a Gen3-compatible data commons in one binary.
 //!
-//! A data dictionary ([`dictionary`]) drives validation ([`validate`]),
-//! submission ([`submission`]), export ([`export`], [`formats`]) and the
-//! GraphQL API ([`graphql`]) over one store ([`store`]); [`auth`] decides who
-//! may do what, [`server`] speaks Gen3's HTTP API, and [`cli`] wires it up.
+//! The modules, in the order data flows through them (ARCHITECTURE.md has
+//! the map):
+//! - the model: [`yaml`] reads a dictionary as Gen3 does, [`dictionary`]
+//!   resolves it, [`validate`] checks documents against it;
+//! - bodies: [`formats`] turns TSV and JSON into documents and back;
+//! - writes: [`submission`] (sheepdog's write side) into the [`store`];
+//! - reads: [`graphql`] (peregrine) asks [`plan`] for one statement per root
+//!   field, written in the [`sql`] of the store's dialect; [`export`] pages
+//!   through a project;
+//! - who may do what: [`auth`] (fence and arborist, without HTTP);
+//! - the edges: [`server`] speaks Gen3's HTTP API, [`cli`] wires it all up;
+//!   [`simulate`] makes records, [`time`] stamps them.
 
-pub mod auth;
-pub mod cli;
+// The model
 pub mod dictionary;
-pub mod export;
-pub mod formats;
-pub mod graphql;
-pub mod plan;
-pub mod server;
-pub mod simulate;
-pub mod sql;
-pub mod store;
-pub mod submission;
 pub mod validate;
 pub mod yaml;
 
-/// A timestamp in the stored form: ISO-8601 with `T` and a UTC offset.
-pub fn format_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
-}
+// Bodies
+pub mod formats;
 
-/// Now, in the stored timestamp form.
-pub fn timestamp() -> String {
-    format_timestamp(chrono::Utc::now())
-}
+// Writes and storage
+pub mod sql;
+pub mod store;
+pub mod submission;
+pub mod time;
+
+// Reads
+pub mod export;
+pub mod graphql;
+pub mod plan;
+
+// Who may do what
+pub mod auth;
+
+// The edges
+pub mod cli;
+pub mod server;
+pub mod simulate;

@@ -1,3 +1,5 @@
+//! Unit tests of the dictionary loader, against the reference dictionaries.
+
 use serde_json::json;
 
 use super::*;

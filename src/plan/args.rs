@@ -363,5 +363,5 @@ fn normalize_datetime(input: &str) -> Option<String> {
                 .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
         })
         .ok()?;
-    Some(crate::format_timestamp(parsed))
+    Some(crate::time::format_timestamp(parsed))
 }

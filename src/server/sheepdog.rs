@@ -1143,7 +1143,7 @@ async fn export_ids(
     }
     let digest = {
         let mut hasher = sha2::Sha512::new();
-        hasher.update(crate::timestamp().as_bytes());
+        hasher.update(crate::time::timestamp().as_bytes());
         for id in &params.ids {
             hasher.update(id.as_bytes());
         }

@@ -208,7 +208,7 @@ macro_rules! insert_transaction_row {
             .bind(record.is_dry_run)
             .bind(&record.state)
             .bind(&record.submitter)
-            .bind(crate::timestamp())
+            .bind(crate::time::timestamp())
             .bind(record.entity_ids.count as i64)
             .bind(record.entity_ids.to_json())
             .bind(&record.program)

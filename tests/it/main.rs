@@ -18,3 +18,4 @@ mod scale_out;
 mod sessions;
 mod simulate;
 mod submission;
+mod tidy;

@@ -265,7 +265,7 @@ impl<'a> Upload<'a> {
             .identify(self.project, &mut staged, self.mode, self.rights)
             .await?;
         // One time for the chunk: formatting it took 2% of a large upload.
-        let now = Value::String(crate::timestamp());
+        let now = Value::String(crate::time::timestamp());
         for entity in staged.iter_mut() {
             submission.set_properties(self.project, entity, &now);
         }
