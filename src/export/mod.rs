@@ -1,6 +1,12 @@
 //! Export of stored entities (API.md §2.12): rows and JSON objects in the
 //! export-template column order, produced page by page so memory stays flat.
 
+mod bundle;
+mod stream;
+
+pub use bundle::tar_gz;
+pub use stream::stream;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

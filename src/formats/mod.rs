@@ -2,6 +2,10 @@
 //! (API.md §2.6, §2.12, §2.13): `*` marks on headers, `<link>.<key>` columns,
 //! comma-separated arrays, empty cells meaning "no value".
 
+mod json;
+
+pub use json::{JsonBodyError, read_json_documents};
+
 use serde_json::{Map, Value};
 
 use crate::dictionary::{Dictionary, ItemKind, NodeType, PropKind};

@@ -3,6 +3,7 @@
 //! commits only when all of it is valid, so a request either lands whole or
 //! leaves nothing behind.
 
+mod chunks;
 mod delete;
 pub mod envelope;
 mod upload;
@@ -14,6 +15,7 @@ use crate::store::{
     ChangeSet, Edge, EntityIds, NodeRow, NodeWrite, Store, StoreError, TransactionRecord,
 };
 use crate::validate::Validators;
+pub use chunks::ChunkSender;
 use envelope::EntityResult;
 pub use upload::{BodyCapture, Mode, Rights, UPLOAD_CHUNK};
 

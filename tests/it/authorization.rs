@@ -501,15 +501,17 @@ fn registered_routes() -> BTreeSet<String> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
     let route = regex::Regex::new(r#"\.route\(\s*"([^"]+)""#).unwrap();
     let mut out = BTreeSet::new();
+    let mut scanned = BTreeSet::new();
     for (file, prefixes) in [
         ("mod.rs", vec![""]),
         ("portal.rs", vec![""]),
         ("fence.rs", vec!["/user"]),
         ("session.rs", vec!["/user"]),
         ("arborist.rs", vec!["/authz"]),
-        ("sheepdog.rs", vec!["/api/v0/submission"]),
+        ("sheepdog/mod.rs", vec!["/api/v0/submission"]),
         ("graphql.rs", vec!["/api/v0/submission"]),
     ] {
+        scanned.insert(dir.join(file));
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         for cap in route.captures_iter(&text) {
             for prefix in &prefixes {
@@ -519,6 +521,22 @@ fn registered_routes() -> BTreeSet<String> {
                     format!("{prefix}{}", &cap[1])
                 };
                 out.insert(path);
+            }
+        }
+    }
+    // A file that registers routes must be one of those read above.
+    let mut pending = vec![dir];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read_to_string(&path).unwrap().contains(".route(") {
+                assert!(
+                    scanned.contains(&path),
+                    "{} registers routes the test does not read",
+                    path.display()
+                );
             }
         }
     }
