@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::{Pool, Result, Store, StoreError, Upkeep, on_pool};
+use super::{Pool, Result, Store, StoreError, Upkeep, on_pool, postgres, sqlite};
 
 /// Proof that the caller holds the store's write lock.
 pub struct WriteGuard<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
@@ -233,7 +233,7 @@ macro_rules! edge_from_row {
     }};
 }
 
-fn json_list(items: &[String]) -> String {
+pub(super) fn json_list(items: &[String]) -> String {
     serde_json::to_string(items).expect("a list of strings serializes")
 }
 
@@ -378,82 +378,25 @@ impl Store {
         let target_keys = target_keys.to_string();
         let (mut page, keys) = match &self.pool {
             Pool::Sqlite(pool) => {
-                let mut tx = self.sqlite_exports(pool).begin().await?;
-                let text: String = sqlx::query_scalar(EXPORT_PAGE_SQLITE)
-                    .bind(node_type)
-                    .bind(project_id)
-                    .bind(after_seq)
-                    .bind(through_seq)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                type PageRow = (
-                    i64,
-                    String,
-                    String,
-                    Option<String>,
-                    Map<String, Value>,
-                    Vec<(String, String)>,
-                );
-                let rows: Vec<PageRow> = serde_json::from_str(&text)?;
-                let page: Vec<(NodeRow, Vec<(String, String)>)> = rows
-                    .into_iter()
-                    .map(|(seq, id, node_type, project_id, props, links)| {
-                        let node = NodeRow {
-                            seq,
-                            id,
-                            node_type,
-                            project_id,
-                            props,
-                        };
-                        (node, links)
-                    })
-                    .collect();
-                let keys: Vec<(String, Option<String>)> = sqlx::query_as(TARGET_KEYS_SQLITE)
-                    .bind(json_rows(&distinct_targets(&page)))
-                    .bind(target_keys)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                (page, keys)
+                let pool = self.sqlite_exports(pool);
+                sqlite::export_page_rows(
+                    pool,
+                    node_type,
+                    project_id,
+                    (after_seq, through_seq),
+                    target_keys,
+                )
+                .await?
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = sqlx::query(EXPORT_PAGE_POSTGRES)
-                    .bind(node_type)
-                    .bind(project_id)
-                    .bind(after_seq)
-                    .bind(through_seq)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut page: Vec<(NodeRow, Vec<(String, String)>)> = Vec::new();
-                for row in &rows {
-                    let seq: i64 = row.try_get(0)?;
-                    if page.last().is_none_or(|(node, _)| node.seq != seq) {
-                        let props: String = row.try_get(4)?;
-                        let node = NodeRow {
-                            seq,
-                            id: row.try_get(1)?,
-                            node_type: row.try_get(2)?,
-                            project_id: row.try_get(3)?,
-                            props: serde_json::from_str(&props)?,
-                        };
-                        page.push((node, Vec::new()));
-                    }
-                    let link: Option<String> = row.try_get(5)?;
-                    if let (Some(link), Some((_, links))) = (link, page.last_mut()) {
-                        links.push((link, row.try_get(6)?));
-                    }
-                }
-                let keys: Vec<(String, Option<String>)> = sqlx::query_as(TARGET_KEYS_POSTGRES)
-                    .bind(distinct_targets(&page))
-                    .bind(target_keys)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                (page, keys)
+                postgres::export_page_rows(
+                    pool,
+                    node_type,
+                    project_id,
+                    (after_seq, through_seq),
+                    target_keys,
+                )
+                .await?
             }
         };
         let keys = keys
@@ -655,8 +598,8 @@ impl Writer {
     pub async fn apply(&mut self, change: &ChangeSet) -> Result<()> {
         self.entities += change.nodes.len() + change.delete_nodes.len();
         match &mut self.tx {
-            Transaction::Sqlite(tx) => apply_sqlite(tx, change, &mut self.counted).await,
-            Transaction::Postgres(tx) => apply_postgres(tx, change, &mut self.counted).await,
+            Transaction::Sqlite(tx) => sqlite::apply(tx, change, &mut self.counted).await,
+            Transaction::Postgres(tx) => postgres::apply(tx, change, &mut self.counted).await,
         }
     }
 
@@ -666,7 +609,7 @@ impl Writer {
         match self.tx {
             Transaction::Sqlite(mut tx) => {
                 for project in &self.counted {
-                    fold_counts_sqlite(&mut tx, project.as_deref()).await?;
+                    sqlite::fold_counts(&mut tx, project.as_deref()).await?;
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
@@ -676,11 +619,7 @@ impl Writer {
             Transaction::Postgres(mut tx) => {
                 // In one order, so two writers folding the same projects never deadlock.
                 for project in &self.counted {
-                    let fold = match project {
-                        Some(_) => FOLD_PROJECT_COUNTS_POSTGRES,
-                        None => FOLD_PROGRAM_COUNTS_POSTGRES,
-                    };
-                    sqlx::query(fold).bind(project).execute(&mut *tx).await?;
+                    postgres::fold_counts(&mut tx, project.as_deref()).await?;
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
@@ -693,7 +632,7 @@ impl Writer {
 
 impl ChangeSet {
     /// `(project, type, +n)` for the nodes this change set creates.
-    fn created_counts(&self) -> Vec<(Option<&str>, &str, i64)> {
+    pub(super) fn created_counts(&self) -> Vec<(Option<&str>, &str, i64)> {
         let mut counts: BTreeMap<(Option<&str>, &str), i64> = BTreeMap::new();
         for node in self.nodes.iter().filter(|n| n.is_new()) {
             *counts
@@ -704,258 +643,22 @@ impl ChangeSet {
     }
 }
 
-/// SQLite: multi-row statements; new rows as `VALUES` lists, the others as
-/// one JSON array (`json_each`), since SQLite has no array parameters.
-async fn apply_sqlite(
-    tx: &mut sqlx::SqliteConnection,
-    change: &ChangeSet,
-    counted: &mut BTreeSet<Option<String>>,
-) -> Result<()> {
-    if !change.delete_nodes.is_empty() {
-        let ids = json_list(&change.delete_nodes);
-        let projects: Vec<Option<String>> = sqlx::query_scalar(
-            "INSERT INTO node_counts (project_id, node_type, delta) \
-             SELECT project_id, node_type, -count(*) FROM nodes \
-             WHERE node_id IN (SELECT value FROM json_each($1)) \
-             GROUP BY project_id, node_type RETURNING project_id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        counted.extend(projects);
-        sqlx::query(
-            "DELETE FROM edges WHERE src_id IN (SELECT value FROM json_each($1)) \
-             OR dst_id IN (SELECT value FROM json_each($1))",
-        )
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM nodes WHERE node_id IN (SELECT value FROM json_each($1))")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
-        change.nodes.iter().partition(|n| n.is_new());
-    let mut seqs = stored_seqs(&updated);
-    for chunk in new.chunks(SQLITE_VALUES_ROWS) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR FAIL INTO nodes (node_id, node_type, project_id, natural_key, props) ",
-        );
-        insert.push_values(chunk, |mut row, n| {
-            row.push_bind(&n.id)
-                .push_bind(&n.node_type)
-                .push_bind(&n.project_id)
-                .push_bind(&n.natural_key)
-                .push_bind(props_text(&n.props));
-        });
-        // One statement inserts its rows in order, each with the next `seq`
-        // (AUTOINCREMENT, one writer at a time), or fails whole: the last
-        // row's `seq` gives them all.
-        let last = insert.build().execute(&mut *tx).await?.last_insert_rowid();
-        let first = last + 1 - chunk.len() as i64;
-        seqs.extend(
-            chunk
-                .iter()
-                .zip(first..)
-                .map(|(n, seq)| (n.id.as_str(), seq)),
-        );
-    }
-    let created = change.created_counts();
-    if !created.is_empty() {
-        sqlx::query(INSERT_COUNTS_SQLITE)
-            .bind(json_rows(&created))
-            .execute(&mut *tx)
-            .await?;
-        counted.extend(created.iter().map(|(p, _, _)| p.map(str::to_owned)));
-    }
-    for chunk in updated.chunks(BULK_ROWS) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|n| (&n.id, &n.natural_key, props_text(&n.props)))
-            .collect();
-        sqlx::query(
-            "UPDATE OR FAIL nodes SET natural_key = u.value ->> '$[1]', props = u.value ->> '$[2]' \
-             FROM json_each($1) AS u WHERE nodes.node_id = u.value ->> '$[0]'",
-        )
-        .bind(json_rows(&rows))
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (src, link, kept) in &change.replace_links {
-        sqlx::query(REPLACE_LINK)
-            .bind(src)
-            .bind(link)
-            .bind(kept)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (src, link) in &change.clear_links {
-        sqlx::query(CLEAR_LINK)
-            .bind(src)
-            .bind(link)
-            .execute(&mut *tx)
-            .await?;
-    }
-    let edges = with_source_seqs(&change.add_edges, &seqs)?;
-    for chunk in edges.chunks(SQLITE_VALUES_ROWS) {
-        let mut insert = sqlx::QueryBuilder::new(
-            "INSERT OR IGNORE INTO edges (src_id, link, dst_id, project_id, src_seq) ",
-        );
-        insert.push_values(chunk, |mut row, ((e, project_id), src_seq)| {
-            row.push_bind(&e.src_id)
-                .push_bind(&e.link)
-                .push_bind(&e.dst_id)
-                .push_bind(project_id)
-                .push_bind(src_seq);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Rows per multi-row `INSERT … VALUES` on SQLite. New nodes and edges are
-/// bound as parameters (at most 25,000 of SQLite's 32,766 per statement) rather
-/// than sent as one JSON array: reading rows back out of JSON took a tenth of
-/// the writer's time in a large upload. A whole upload chunk is one statement
-/// (fewer round trips to the connection's thread: 100,000 samples went from
-/// 45,000 to 52,000 a second with 500 rows a statement), and full chunks share
-/// one prepared statement.
-///
-/// The inserts are `OR FAIL` / `OR IGNORE`, not the default `ABORT`: an
-/// aborting multi-row statement makes SQLite copy every page it touches into a
-/// statement journal first, so that it can undo just that statement. Commons
-/// never continues a transaction after a failed statement (the whole request
-/// is rolled back), so that copy was pure cost. Together, the two changes took
-/// a fifth off the writer's time in a large upload.
-const SQLITE_VALUES_ROWS: usize = 5000;
-
 /// Rows per multi-row statement whose rows travel as arrays (PostgreSQL) or
 /// as one JSON array (SQLite's updates).
-const BULK_ROWS: usize = 5000;
+pub(super) const BULK_ROWS: usize = 5000;
 
-/// PostgreSQL: multi-row statements over arrays (`UNNEST`), a few round trips
-/// per request however many entities it holds.
-async fn apply_postgres(
-    tx: &mut sqlx::PgConnection,
-    change: &ChangeSet,
-    counted: &mut BTreeSet<Option<String>>,
-) -> Result<()> {
-    if !change.delete_nodes.is_empty() {
-        sqlx::query("DELETE FROM edges WHERE src_id = ANY($1) OR dst_id = ANY($1)")
-            .bind(&change.delete_nodes)
-            .execute(&mut *tx)
-            .await?;
-        // Counted from the rows this statement deleted: a node that another
-        // instance deletes at the same moment is subtracted once, by the winner.
-        let projects: Vec<Option<String>> = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM nodes WHERE node_id = ANY($1) RETURNING project_id, node_type) \
-             INSERT INTO node_counts (project_id, node_type, delta) \
-             SELECT project_id, node_type, -count(*) FROM gone \
-             GROUP BY project_id, node_type RETURNING project_id",
-        )
-        .bind(&change.delete_nodes)
-        .fetch_all(&mut *tx)
-        .await?;
-        counted.extend(projects);
-    }
-    let (new, updated): (Vec<&NodeWrite>, Vec<&NodeWrite>) =
-        change.nodes.iter().partition(|n| n.is_new());
-    let mut seqs = stored_seqs(&updated);
-    let mut new_seqs: Vec<(String, i64)> = Vec::with_capacity(new.len());
-    for chunk in new.chunks(BULK_ROWS) {
-        let column =
-            |f: fn(&NodeWrite) -> Option<String>| chunk.iter().map(|n| f(n)).collect::<Vec<_>>();
-        new_seqs.extend(
-            sqlx::query_as::<_, (String, i64)>(
-                "INSERT INTO nodes (node_id, node_type, project_id, natural_key, props) \
-                 SELECT id, t, p, k, j::jsonb FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
-                 WITH ORDINALITY AS u(id, t, p, k, j, ord) ORDER BY ord RETURNING node_id, seq",
-            )
-            .bind(column(|n| Some(n.id.clone())))
-            .bind(column(|n| Some(n.node_type.clone())))
-            .bind(column(|n| n.project_id.clone()))
-            .bind(column(|n| n.natural_key.clone()))
-            .bind(column(|n| Some(props_text(&n.props))))
-            .fetch_all(&mut *tx)
-            .await?,
-        );
-    }
-    seqs.extend(new_seqs.iter().map(|(id, seq)| (id.as_str(), *seq)));
-    let created = change.created_counts();
-    if !created.is_empty() {
-        sqlx::query(
-            "INSERT INTO node_counts (project_id, node_type, delta) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])",
-        )
-        .bind(created.iter().map(|c| c.0).collect::<Vec<_>>())
-        .bind(created.iter().map(|c| c.1).collect::<Vec<_>>())
-        .bind(created.iter().map(|c| c.2).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
-        counted.extend(created.iter().map(|(p, _, _)| p.map(str::to_owned)));
-    }
-    for chunk in updated.chunks(BULK_ROWS) {
-        let ids: Vec<&str> = chunk.iter().map(|n| n.id.as_str()).collect();
-        let keys: Vec<Option<&str>> = chunk.iter().map(|n| n.natural_key.as_deref()).collect();
-        let props: Vec<String> = chunk.iter().map(|n| props_text(&n.props)).collect();
-        sqlx::query(
-            "UPDATE nodes SET natural_key = u.k, props = u.j::jsonb \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(id, k, j) WHERE nodes.node_id = u.id",
-        )
-        .bind(ids)
-        .bind(keys)
-        .bind(props)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (src, link, kept) in &change.replace_links {
-        sqlx::query(REPLACE_LINK)
-            .bind(src)
-            .bind(link)
-            .bind(kept)
-            .execute(&mut *tx)
-            .await?;
-    }
-    for (src, link) in &change.clear_links {
-        sqlx::query(CLEAR_LINK)
-            .bind(src)
-            .bind(link)
-            .execute(&mut *tx)
-            .await?;
-    }
-    // A new node's edges cannot be stored yet: they go in without the check
-    // for an existing row that ON CONFLICT makes per row (a tenth of the
-    // database's time in a large upload). An updated node's edges may be
-    // stored already.
-    let edges = with_source_seqs(&change.add_edges, &seqs)?;
-    let stored: HashSet<&str> = updated.iter().map(|n| n.id.as_str()).collect();
-    let (of_new, of_updated): (Vec<_>, Vec<_>) = edges
-        .into_iter()
-        .partition(|((edge, _), _)| !stored.contains(edge.src_id.as_str()));
-    for (edges, on_conflict) in [(of_new, ""), (of_updated, " ON CONFLICT DO NOTHING")] {
-        for chunk in edges.chunks(BULK_ROWS) {
-            sqlx::query(&format!(
-                "INSERT INTO edges (src_id, link, dst_id, project_id, src_seq) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]){on_conflict}"
-            ))
-            .bind(chunk.iter().map(|((e, _), _)| e.src_id.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|((e, _), _)| e.link.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|((e, _), _)| e.dst_id.as_str()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|((_, p), _)| p.as_deref()).collect::<Vec<_>>())
-            .bind(chunk.iter().map(|(_, seq)| *seq).collect::<Vec<i64>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-    Ok(())
-}
+/// An export page as read: nodes with their `(link, target id)` pairs, and
+/// `(target id, key value as JSON text)`.
+pub(super) type ExportRows = (
+    Vec<(NodeRow, Vec<(String, String)>)>,
+    Vec<(String, Option<String>)>,
+);
 
 /// An edge to add, its project, and its source node's `seq`.
-type EdgeWithSeq<'c> = (&'c (Edge, Option<String>), i64);
+pub(super) type EdgeWithSeq<'c> = (&'c (Edge, Option<String>), i64);
 
 /// The `seq` of each node a change set replaces, by id.
-fn stored_seqs<'c>(updated: &[&'c NodeWrite]) -> HashMap<&'c str, i64> {
+pub(super) fn stored_seqs<'c>(updated: &[&'c NodeWrite]) -> HashMap<&'c str, i64> {
     updated
         .iter()
         .filter_map(|n| Some((n.id.as_str(), n.stored_seq?)))
@@ -965,7 +668,7 @@ fn stored_seqs<'c>(updated: &[&'c NodeWrite]) -> HashMap<&'c str, i64> {
 /// Each edge with its source's `seq`, which the change set wrote: known for
 /// the nodes it replaced, returned by the inserts for the new ones. Finding
 /// it by the source's id in the database cost a seek by UUID per edge.
-fn with_source_seqs<'c>(
+pub(super) fn with_source_seqs<'c>(
     edges: &'c [(Edge, Option<String>)],
     seqs: &HashMap<&str, i64>,
 ) -> Result<Vec<EdgeWithSeq<'c>>> {
@@ -981,98 +684,26 @@ fn with_source_seqs<'c>(
         .collect()
 }
 
-/// Replace a project's count rows by one per type (their sums), in one
-/// statement; rows other transactions have not committed yet stay as they are.
-const FOLD_PROJECT_COUNTS_POSTGRES: &str = "WITH gone AS (\
-    DELETE FROM node_counts WHERE project_id = $1 RETURNING node_type, delta) \
-    INSERT INTO node_counts (project_id, node_type, delta) \
-    SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
-
-/// The same for programs, which belong to no project (`$1` is NULL).
-const FOLD_PROGRAM_COUNTS_POSTGRES: &str = "WITH gone AS (\
-    DELETE FROM node_counts WHERE project_id IS NULL RETURNING node_type, delta) \
-    INSERT INTO node_counts (project_id, node_type, delta) \
-    SELECT $1, node_type, sum(delta) FROM gone GROUP BY node_type HAVING sum(delta) <> 0";
-
-/// Count rows `(project, type, delta)` arriving as one JSON array (SQLite).
-const INSERT_COUNTS_SQLITE: &str = "INSERT INTO node_counts (project_id, node_type, delta) \
-    SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each($1)";
-
-/// SQLite's fold: it has no DELETE inside a statement, so the deleted rows come
-/// back to be summed here (the write lock keeps other writers out meanwhile).
-async fn fold_counts_sqlite(tx: &mut sqlx::SqliteConnection, project: Option<&str>) -> Result<()> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("DELETE FROM node_counts WHERE project_id IS $1 RETURNING node_type, delta")
-            .bind(project)
-            .fetch_all(&mut *tx)
-            .await?;
-    let mut sums: BTreeMap<&str, i64> = BTreeMap::new();
-    for (node_type, delta) in &rows {
-        *sums.entry(node_type).or_default() += delta;
-    }
-    let folded: Vec<_> = sums
-        .into_iter()
-        .filter(|(_, n)| *n != 0)
-        .map(|(t, n)| (project, t, n))
-        .collect();
-    sqlx::query(INSERT_COUNTS_SQLITE)
-        .bind(json_rows(&folded))
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// See [`Store::export_page`]: the page as one JSON array of
-/// `[seq, id, type, project, props, [[link, target id], ...]]`, each row
-/// formatted in one pass (`format`; a chain of `||` copied the growing row
-/// once per operator), since the stored properties are JSON text already
-/// (`json()` would parse each document again: a tenth of an export). Neither
-/// aggregate has an `ORDER BY`: SQLite sorts an ordered aggregate's rows
-/// through a temporary B-tree; the rows and links are put in order in Rust instead.
-const EXPORT_PAGE_SQLITE: &str = "SELECT '[' || coalesce(group_concat(format('[%d,%s,%s,%s,%s,%s]', \
-    p.seq, json_quote(p.node_id), json_quote(p.node_type), json_quote(p.project_id), p.props, \
-    coalesce((SELECT '[' || group_concat(json_array(e.link, e.dst_id)) || ']' \
-       FROM edges e WHERE e.src_seq = p.seq), '[]'))), '') || ']' \
-    FROM (SELECT seq, node_id, node_type, project_id, props FROM nodes \
-          WHERE node_type = $1 AND project_id = $2 AND seq > $3 AND seq <= $4) p";
-
-/// The key value (JSON text) of each node among `$1` (a JSON array of ids),
-/// `$2` mapping a node type to its key property: once per distinct target of
-/// an export page, where a page's thousands of links often share a few.
-const TARGET_KEYS_SQLITE: &str = "SELECT t.node_id, \
-    t.props -> ('$.\"' || json_extract($2, '$.\"' || t.node_type || '\"') || '\"') \
-    FROM json_each($1) j JOIN nodes t ON t.node_id = j.value";
-
-/// See [`Store::export_page`]: a row per (node, link), a node without links once.
-const EXPORT_PAGE_POSTGRES: &str = "SELECT p.seq, p.node_id, p.node_type, p.project_id, \
-    p.props::text, e.link, e.dst_id \
-    FROM nodes p LEFT JOIN edges e ON e.src_seq = p.seq \
-    WHERE p.node_type = $1 AND p.project_id = $2 AND p.seq > $3 AND p.seq <= $4 \
-    ORDER BY p.seq";
-
-/// See [`TARGET_KEYS_SQLITE`]; `$1` is an array of ids.
-const TARGET_KEYS_POSTGRES: &str = "SELECT t.node_id, (t.props -> ($2::jsonb ->> t.node_type))::text \
-    FROM nodes t WHERE t.node_id = ANY($1)";
-
 /// Pairs of (project, type) whose maintained count is not the number of nodes.
-const MISCOUNTED_TYPES: &str = "WITH \
+pub(super) const MISCOUNTED_TYPES: &str = "WITH \
     stored AS (SELECT project_id, node_type, count(*) AS n FROM nodes GROUP BY project_id, node_type), \
     counted AS (SELECT project_id, node_type, CAST(sum(delta) AS BIGINT) AS n FROM node_counts \
                 GROUP BY project_id, node_type HAVING sum(delta) <> 0) \
     SELECT (SELECT count(*) FROM (SELECT * FROM stored EXCEPT SELECT * FROM counted) AS missing) \
          + (SELECT count(*) FROM (SELECT * FROM counted EXCEPT SELECT * FROM stored) AS extra)";
 
-const REPLACE_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
+pub(super) const REPLACE_LINK: &str =
+    "DELETE FROM edges WHERE src_id = $1 AND link = $2 AND dst_id <> $3";
 
-const CLEAR_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2";
+pub(super) const CLEAR_LINK: &str = "DELETE FROM edges WHERE src_id = $1 AND link = $2";
 
-const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
+pub(super) const INSERT_TRANSACTION: &str = "INSERT INTO transactions \
     (project_id, role, is_dry_run, state, submitter, created_datetime, entity_count, entity_ids, \
      program, project, doc_format, doc, doc_size) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
 
 /// The distinct targets of a page's links.
-fn distinct_targets(page: &[(NodeRow, Vec<(String, String)>)]) -> Vec<&str> {
+pub(super) fn distinct_targets(page: &[(NodeRow, Vec<(String, String)>)]) -> Vec<&str> {
     let targets: HashSet<&str> = page
         .iter()
         .flat_map(|(_, links)| links.iter().map(|(_, target)| target.as_str()))
@@ -1081,11 +712,11 @@ fn distinct_targets(page: &[(NodeRow, Vec<(String, String)>)]) -> Vec<&str> {
 }
 
 /// Rows (tuples) as the JSON array of arrays that `json_each` reads.
-fn json_rows(rows: &impl serde::Serialize) -> String {
+pub(super) fn json_rows(rows: &impl serde::Serialize) -> String {
     serde_json::to_string(rows).expect("rows of strings serialize")
 }
 
 /// A property document as stored text.
-fn props_text(props: &Map<String, Value>) -> String {
+pub(super) fn props_text(props: &Map<String, Value>) -> String {
     serde_json::to_string(props).expect("a JSON map serializes")
 }
