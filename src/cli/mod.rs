@@ -2,20 +2,23 @@
 //! environment variables, opens the store and starts the server or runs an
 //! administrative command against the same database.
 
+mod admin;
+mod serve;
+
+pub use serve::app_state;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{self, Lifetimes, TokenService};
-use crate::dictionary::{self, Dictionary};
-use crate::graphql::{self, Limits};
+use crate::auth::{Lifetimes, TokenService};
+use crate::dictionary::{self};
+use crate::graphql::Limits;
 use crate::server::ConnectionLimits;
-use crate::server::{self, AppState};
 use crate::store::Store;
 use crate::validate::Validators;
 
@@ -322,7 +325,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve::serve(args).await,
         Command::CheckDictionary { path } => check_dictionary(&path),
         Command::Migrate(database) => {
             database.open().await?;
@@ -412,177 +415,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             eprintln!("copied {from} into {to}");
             Ok(())
         }
-        Command::Users(UsersCommand::Add {
-            name,
-            admin,
-            password_stdin,
-            database,
-        }) => {
-            let store = database.open().await?;
-            let password = if password_stdin {
-                Some(read_password()?)
-            } else {
-                None
-            };
-            auth::add_user(&store, &name, password.as_deref(), admin).await?;
-            eprintln!(
-                "user '{name}' created{}",
-                if admin { " (administrator)" } else { "" }
-            );
-            Ok(())
-        }
-        Command::Users(UsersCommand::Passwd { name, database }) => {
-            let store = database.open().await?;
-            let user = store
-                .user_by_name(&name)
-                .await?
-                .with_context(|| format!("no user named '{name}'"))?;
-            let password = read_password()?;
-            store
-                .set_password(user.id, &auth::hash_password(&password))
-                .await?;
-            eprintln!("password of '{name}' set; its sessions have ended");
-            Ok(())
-        }
-        Command::Users(UsersCommand::Disable { name, database }) => {
-            let store = database.open().await?;
-            let user = named_user(&store, &name).await?;
-            store.set_active(user.id, false).await?;
-            eprintln!("user '{name}' disabled");
-            Ok(())
-        }
-        Command::Users(UsersCommand::Enable { name, database }) => {
-            let store = database.open().await?;
-            let user = named_user(&store, &name).await?;
-            store.set_active(user.id, true).await?;
-            eprintln!("user '{name}' enabled");
-            Ok(())
-        }
-        Command::Users(UsersCommand::EndSessions { name, database }) => {
-            let store = database.open().await?;
-            let user = named_user(&store, &name).await?;
-            store.end_sessions(user.id).await?;
-            eprintln!("every session of '{name}' has ended");
-            Ok(())
-        }
-        Command::Users(UsersCommand::List { database }) => {
-            let store = database.open().await?;
-            for user in store.list_users().await? {
-                println!(
-                    "{}\t{}",
-                    user.username,
-                    if user.is_admin { "admin" } else { "user" }
-                );
-            }
-            Ok(())
-        }
-        Command::Authz(AuthzCommand::Import { file, database }) => {
-            let store = database.open().await?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let summary = auth::import_user_yaml(&store, &text)
-                .await
-                .with_context(|| format!("{} was not imported", file.display()))?;
-            eprintln!(
-                "imported {}: {} resources, {} roles, {} policies, {} new users, {} grants",
-                file.display(),
-                summary.resources,
-                summary.roles,
-                summary.policies,
-                summary.users,
-                summary.grants
-            );
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Create {
-            name,
-            expires_in,
-            public_url,
-            database,
-        }) => {
-            let store = database.open().await?;
-            let public_url = match public_url {
-                Some(url) => url,
-                None => store.setting("public_url").await?.context(
-                    "no public URL known yet: start `commons serve` once or pass --public-url",
-                )?,
-            };
-            let tokens = TokenService::load(&store, &public_url, Lifetimes::default()).await?;
-            let user = store.user_by_name(&name).await?.with_context(|| {
-                format!("no user named '{name}' (create one with `commons users add`)")
-            })?;
-            let scopes = auth::tokens::USER_ALLOWED_SCOPES
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            let credentials =
-                auth::create_api_key(&store, &tokens, &user, scopes, expires_in).await?;
-            println!("{}", serde_json::to_string(&credentials)?);
-            Ok(())
-        }
-        Command::Keys(KeysCommand::List { name, database }) => {
-            let store = database.open().await?;
-            let user = store
-                .user_by_name(&name)
-                .await?
-                .with_context(|| format!("no user named '{name}'"))?;
-            for key in store.list_api_keys(user.id).await? {
-                let expires = chrono::DateTime::from_timestamp(key.exp, 0)
-                    .map_or_else(|| key.exp.to_string(), |t| t.to_rfc3339());
-                println!("{}\texpires {expires}", key.jti);
-            }
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Revoke { key_id, database }) => {
-            let store = database.open().await?;
-            let key = store
-                .api_key(&key_id)
-                .await?
-                .with_context(|| format!("no API key with key_id {key_id}"))?;
-            if !store.revoke_api_key(&key_id, key.user_id).await? {
-                bail!("API key {key_id} was already revoked");
-            }
-            eprintln!("API key {key_id} revoked");
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Retire { kid, database }) => {
-            let store = database.open().await?;
-            if !store.retire_signing_key(&kid).await? {
-                bail!("no signing key {kid} in use");
-            }
-            eprintln!("signing key {kid} retired; running servers drop it within a minute");
-            Ok(())
-        }
-        Command::Keys(KeysCommand::Rotate { database }) => {
-            let store = database.open().await?;
-            let kid = auth::tokens::rotate(&store).await?;
-            eprintln!(
-                "new signing key {kid}; running servers pick it up on their next unknown token"
-            );
-            Ok(())
-        }
+        Command::Users(command) => admin::users(command).await,
+        Command::Authz(command) => admin::authz(command).await,
+        Command::Keys(command) => admin::keys(command).await,
     }
-}
-
-/// How often a server reloads the signing keys in use.
-const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
-
-async fn named_user(store: &Store, name: &str) -> anyhow::Result<crate::store::UserRow> {
-    store
-        .user_by_name(name)
-        .await?
-        .with_context(|| format!("no user named '{name}'"))
-}
-
-/// A password from standard input (one line; the newline is not part of it).
-fn read_password() -> anyhow::Result<String> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text)?;
-    let text = text.trim_end_matches(['\n', '\r']).to_string();
-    if text.is_empty() {
-        bail!("expected a password on standard input");
-    }
-    Ok(text)
 }
 
 fn check_dictionary(path: &str) -> anyhow::Result<()> {
@@ -614,141 +450,4 @@ fn check_dictionary(path: &str) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Build the application state from a dictionary and an open store.
-pub async fn app_state(
-    dictionary: Dictionary,
-    store: Store,
-    public_url: &str,
-    lifetimes: Lifetimes,
-    limits: Limits,
-) -> anyhow::Result<AppState> {
-    let validators = Validators::compile(&dictionary)?;
-    let tokens = TokenService::load(&store, public_url, lifetimes).await?;
-    let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
-    let introspection_gzip = graphql::introspection_gzip(&schema).await.into();
-    Ok(AppState {
-        dictionary: Arc::new(dictionary),
-        validators,
-        store: Arc::new(store),
-        tokens,
-        schema,
-        introspection_gzip,
-        graphql_limits: limits,
-        login_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
-        key_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
-        refusal_log: server::Throttle::new(10, std::time::Duration::from_secs(300)),
-        version: env!("CARGO_PKG_VERSION"),
-    })
-}
-
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
-    let dictionary = dictionary::load(args.dictionary.as_deref())?;
-    let store = args.database.open().await?;
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", args.listen))
-        .trim_end_matches('/')
-        .to_string();
-    store.set_setting("public_url", &public_url).await?;
-    let lifetimes = Lifetimes {
-        api_key: args.api_key_ttl,
-        access_token: args.access_token_ttl,
-    };
-    let limits = Limits {
-        max_depth: args.graphql_max_depth,
-        max_complexity: args.graphql_max_complexity,
-        timeout: std::time::Duration::from_secs(args.graphql_timeout),
-        max_estimated_rows: args.graphql_max_rows,
-        max_answer_bytes: args.graphql_max_answer_bytes,
-    };
-    let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
-    release_start_up_memory();
-    auth::ensure_builtin_authz(&state.store).await?;
-    if args.bootstrap_admin
-        && let Some(created) =
-            auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
-    {
-        let path = created.credentials.display();
-        eprintln!("Created the administrator 'admin'; API key written to {path}");
-        eprintln!(
-            "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{path}"
-        );
-        eprintln!(
-            "Open the portal as admin (one-time link, valid {} hours): {public_url}/user/login/link?token={}",
-            auth::LOGIN_LINK_TTL / 3600,
-            created.login_secret
-        );
-    }
-    // Keys retired by `commons keys retire` (on any instance) stop verifying
-    // here within a minute; unknown new keys load on first sight anyway.
-    let keys = state.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(KEY_REFRESH);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            if let Err(e) = keys.tokens.reload(&keys.store).await {
-                tracing::warn!(error = %e, "could not reload the signing keys");
-            }
-        }
-    });
-    let limits = server::HttpLimits {
-        max_body_bytes: args.max_body_bytes,
-        body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),
-        documents: crate::formats::DocumentLimits {
-            max_document_bytes: args.max_document_bytes,
-            max_cell_bytes: args.max_cell_bytes,
-        },
-    };
-    let app = server::service(state, limits);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!(
-        "Commons listening on {} (public URL {public_url})",
-        args.listen
-    );
-    let connections = server::ConnectionLimits {
-        max_connections: args.max_connections as usize,
-        max_per_client: args.max_connections_per_client as usize,
-        header_timeout: std::time::Duration::from_secs(args.header_timeout),
-        write_timeout: std::time::Duration::from_secs(args.write_timeout),
-    };
-    server::serve(listener, app, connections, shutdown_signal()).await;
-    Ok(())
-}
-
-/// Give the memory freed while building the schema, its introspection and the
-/// validators back to the OS: mimalloc, the binary's allocator, would keep those
-/// pages (a third of the idle footprint with the largest dictionary).
-fn release_start_up_memory() {
-    // SAFETY: mi_collect only walks mimalloc's own heaps and has no preconditions.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        if let Ok(mut signal) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            signal.recv().await;
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
 }

@@ -1,0 +1,155 @@
+//! `commons serve`: the application state built once from the dictionary
+//! and the store, the server with its limits, key reloads and a graceful
+//! shutdown.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::*;
+use crate::auth::{self, Lifetimes, TokenService};
+use crate::dictionary::{self, Dictionary};
+use crate::graphql::{self, Limits};
+use crate::server::{self, AppState};
+use crate::store::Store;
+use crate::validate::Validators;
+
+/// How often a server reloads the signing keys in use.
+const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Build the application state from a dictionary and an open store.
+pub async fn app_state(
+    dictionary: Dictionary,
+    store: Store,
+    public_url: &str,
+    lifetimes: Lifetimes,
+    limits: Limits,
+) -> anyhow::Result<AppState> {
+    let validators = Validators::compile(&dictionary)?;
+    let tokens = TokenService::load(&store, public_url, lifetimes).await?;
+    let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
+    let introspection_gzip = graphql::introspection_gzip(&schema).await.into();
+    Ok(AppState {
+        dictionary: Arc::new(dictionary),
+        validators,
+        store: Arc::new(store),
+        tokens,
+        schema,
+        introspection_gzip,
+        graphql_limits: limits,
+        login_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        key_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        refusal_log: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let dictionary = dictionary::load(args.dictionary.as_deref())?;
+    let store = args.database.open().await?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen))
+        .trim_end_matches('/')
+        .to_string();
+    store.set_setting("public_url", &public_url).await?;
+    let lifetimes = Lifetimes {
+        api_key: args.api_key_ttl,
+        access_token: args.access_token_ttl,
+    };
+    let limits = Limits {
+        max_depth: args.graphql_max_depth,
+        max_complexity: args.graphql_max_complexity,
+        timeout: std::time::Duration::from_secs(args.graphql_timeout),
+        max_estimated_rows: args.graphql_max_rows,
+        max_answer_bytes: args.graphql_max_answer_bytes,
+    };
+    let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
+    release_start_up_memory();
+    auth::ensure_builtin_authz(&state.store).await?;
+    if args.bootstrap_admin
+        && let Some(created) =
+            auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
+    {
+        let path = created.credentials.display();
+        eprintln!("Created the administrator 'admin'; API key written to {path}");
+        eprintln!(
+            "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{path}"
+        );
+        eprintln!(
+            "Open the portal as admin (one-time link, valid {} hours): {public_url}/user/login/link?token={}",
+            auth::LOGIN_LINK_TTL / 3600,
+            created.login_secret
+        );
+    }
+    // Keys retired by `commons keys retire` (on any instance) stop verifying
+    // here within a minute; unknown new keys load on first sight anyway.
+    let keys = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(KEY_REFRESH);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            if let Err(e) = keys.tokens.reload(&keys.store).await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+            }
+        }
+    });
+    let limits = server::HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+        body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),
+        documents: crate::formats::DocumentLimits {
+            max_document_bytes: args.max_document_bytes,
+            max_cell_bytes: args.max_cell_bytes,
+        },
+    };
+    let app = server::service(state, limits);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!(
+        "Commons listening on {} (public URL {public_url})",
+        args.listen
+    );
+    let connections = server::ConnectionLimits {
+        max_connections: args.max_connections as usize,
+        max_per_client: args.max_connections_per_client as usize,
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        write_timeout: std::time::Duration::from_secs(args.write_timeout),
+    };
+    server::serve(listener, app, connections, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Give the memory freed while building the schema, its introspection and the
+/// validators back to the OS: mimalloc, the binary's allocator, would keep those
+/// pages (a third of the idle footprint with the largest dictionary).
+fn release_start_up_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps and has no preconditions.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
