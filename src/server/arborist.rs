@@ -3,14 +3,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{ApiError, SharedState, bearer, parse_json_body};
-use crate::auth::{Permissions, Principal, add_user};
+use super::caller::require_admin;
+use super::{ApiError, ArboristAdmin, Caller, CallerPermissions, SharedState, parse_json_body};
+use crate::auth::{Permissions, add_user};
 use crate::store::{PolicyRow, RoleRow, StoreError};
 
 pub fn routes() -> Router<SharedState> {
@@ -29,44 +30,19 @@ pub fn routes() -> Router<SharedState> {
         .route("/group/{name}/user", post(add_group_user))
 }
 
-/// The caller's permissions; without a token, the anonymous group's.
-async fn caller_permissions(
-    state: &SharedState,
-    headers: &HeaderMap,
-) -> Result<Permissions, ApiError> {
-    match bearer(headers)? {
-        None => Ok(Permissions::load(&state.store, None).await?),
-        Some(token) => state
-            .principal_from_token(token, None)
-            .await
-            .map(|p| p.permissions)
-            // Arborist answers 400 for an undecodable token; other failures
-            // (e.g. the database away, 503) keep their status.
-            .map_err(|e| {
-                if e.status == StatusCode::UNAUTHORIZED {
-                    ApiError::bad_request(e.message)
-                } else {
-                    e
-                }
-            }),
-    }
-}
-
 async fn own_mapping(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    CallerPermissions(permissions): CallerPermissions,
 ) -> Result<Json<Value>, ApiError> {
-    let permissions = caller_permissions(&state, &headers).await?;
     let resources = state.store.list_resources().await?;
     Ok(Json(permissions.mapping(&resources)))
 }
 
 async fn user_mapping(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let body = parse_json_body(&body)?;
     let username = body
         .get("username")
@@ -82,9 +58,8 @@ async fn user_mapping(
 
 async fn resources(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    CallerPermissions(permissions): CallerPermissions,
 ) -> Result<Json<Value>, ApiError> {
-    let permissions = caller_permissions(&state, &headers).await?;
     let all = state.store.list_resources().await?;
     let mapping = permissions.mapping(&all);
     let paths: Vec<&String> = mapping
@@ -96,11 +71,10 @@ async fn resources(
 
 /// `POST /authz/auth/request`: `{"requests": [{"resource", "action": {"service", "method"}}]}`.
 async fn auth_request(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(_state): State<SharedState>,
+    CallerPermissions(permissions): CallerPermissions,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let permissions = caller_permissions(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let requests = body
         .get("requests")
@@ -114,22 +88,6 @@ async fn auth_request(
             permissions.allows(resource, service, method)
         });
     Ok(Json(json!({"auth": auth})))
-}
-
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.permissions.allows("/", "arborist", "*") {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
-            "Unauthorized: User must be an authorization administrator",
-        ))
-    }
-}
-
-async fn admin(state: &SharedState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let principal = state.principal(headers, None).await?;
-    require_admin(&principal)?;
-    Ok(principal)
 }
 
 fn string_field<'a>(body: &'a Value, key: &str) -> Result<&'a str, ApiError> {
@@ -154,10 +112,9 @@ fn string_list(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
 
 async fn create_user(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let name = string_field(&body, "name")?;
     match add_user(&state.store, name, None, false).await {
@@ -169,9 +126,8 @@ async fn create_user(
 
 async fn list_users(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&state, &headers).await?;
     let users = state.store.list_users().await?;
     let users: Vec<Value> = users
         .iter()
@@ -183,10 +139,9 @@ async fn list_users(
 async fn grant_policy(
     State(state): State<SharedState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let policy = string_field(&body, "policy")?;
     if state.store.user_by_name(&name).await?.is_none() {
@@ -202,9 +157,8 @@ async fn grant_policy(
 async fn revoke_policy(
     State(state): State<SharedState>,
     Path((name, policy)): Path<(String, String)>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     if state.store.revoke_user_policy(&name, &policy).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -217,10 +171,9 @@ async fn revoke_policy(
 
 async fn create_role(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let id = string_field(&body, "id")?.to_string();
     let permissions = body
@@ -255,9 +208,8 @@ async fn create_role(
 
 async fn list_roles(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&state, &headers).await?;
     let roles: Vec<Value> = state
         .store
         .roles()
@@ -271,9 +223,8 @@ async fn list_roles(
 async fn delete_role(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     if state.store.delete_role(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -283,10 +234,9 @@ async fn delete_role(
 
 async fn create_policy(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let policy = PolicyRow {
         id: string_field(&body, "id")?.to_string(),
@@ -325,9 +275,8 @@ async fn create_policy(
 
 async fn list_policies(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&state, &headers).await?;
     let policies: Vec<Value> = state
         .store
         .policies()
@@ -341,9 +290,8 @@ async fn list_policies(
 async fn delete_policy(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     if state.store.delete_policy(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -356,10 +304,9 @@ async fn delete_policy(
 async fn grant_group_policy(
     State(state): State<SharedState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let policy = string_field(&body, "policy")?;
     if !state.store.policy_exists(policy).await? {
@@ -373,10 +320,9 @@ async fn grant_group_policy(
 async fn add_group_user(
     State(state): State<SharedState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    _admin: ArboristAdmin,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    admin(&state, &headers).await?;
     let body = parse_json_body(&body)?;
     let username = string_field(&body, "username")?;
     if state.store.user_by_name(username).await?.is_none() {

@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{ApiError, SharedState, parse_json_body};
+use super::{ApiError, Caller, Credentials, SharedState, UserInfo, parse_json_body};
 use crate::auth::tokens::USER_ALLOWED_SCOPES;
 use crate::auth::{TokenError, create_api_key};
 use crate::store::now_unix;
@@ -165,9 +165,9 @@ async fn create_key(
     State(state): State<SharedState>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    Caller(principal, _): Caller<Credentials>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, Some("credentials")).await?;
     let fields = body_fields(&headers, &body)?;
     let requested: Vec<String> = match fields.get("scope") {
         Some(Value::Array(items)) => items
@@ -213,9 +213,8 @@ async fn create_key(
 
 async fn list_keys(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller<Credentials>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, Some("credentials")).await?;
     let keys = state.store.list_api_keys(principal.user.id).await?;
     let jtis: Vec<Value> = keys
         .iter()
@@ -227,9 +226,8 @@ async fn list_keys(
 async fn revoke_key(
     State(state): State<SharedState>,
     Path(jti): Path<String>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller<Credentials>,
 ) -> Result<Response, ApiError> {
-    let principal = state.principal(&headers, Some("credentials")).await?;
     if state.store.revoke_api_key(&jti, principal.user.id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -243,9 +241,8 @@ async fn revoke_key(
 /// `GET /user/user`: who the caller is and what they may do.
 async fn user_info(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller<UserInfo>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, Some("user")).await?;
     let resources = state.store.list_resources().await?;
     let authz = principal.permissions.mapping(&resources);
     let user = &principal.user;

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::{ApiError, SharedState, parse_json_body};
+use super::{ApiError, Caller, OpenId, SharedState, parse_json_body};
 use crate::graphql::{Answer, Deferred, RequestContext, answer, timeout_message};
 use crate::store::StoreError;
 
@@ -66,10 +66,9 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 async fn query(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller<OpenId>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let principal = state.principal(&headers, Some("openid")).await?;
     let body = parse_json_body(&body)?;
     let Value::Object(body) = body else {
         return Err(ApiError::bad_request(format!(

@@ -3,6 +3,8 @@
 //! Only this module knows HTTP; errors become responses in one place.
 
 mod arborist;
+mod caller;
+mod error;
 mod fence;
 mod graphql;
 mod listen;
@@ -11,6 +13,10 @@ mod session;
 mod sheepdog;
 mod throttle;
 
+pub use caller::{
+    AnyScope, ArboristAdmin, Caller, CallerPermissions, Credentials, OpenId, UserInfo,
+};
+pub use error::ApiError;
 pub use listen::{ConnectionLimits, serve};
 pub use throttle::Throttle;
 
@@ -18,16 +24,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 use tower::Layer;
 use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
 
-use crate::auth::{Permissions, Principal, TokenError, TokenService};
+use crate::auth::TokenService;
 use crate::dictionary::Dictionary;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::validate::Validators;
 
 /// Read-only state shared by every request.
@@ -54,170 +60,6 @@ pub struct AppState {
 }
 
 pub type SharedState = Arc<AppState>;
-
-/// An error answered as `{"message": ...}` with a status (API.md G4).
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, message)
-    }
-
-    pub fn unauthorized(reason: impl std::fmt::Display) -> Self {
-        Self::new(401, format!("Authentication Error: {reason}"))
-    }
-
-    pub fn forbidden(detail: &str) -> Self {
-        Self::new(
-            403,
-            format!("You don't have access to this resource: {detail}"),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"message": self.message}))).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "database unavailable");
-                ApiError::new(503, "The database is unavailable; try again shortly.")
-            }
-            StoreError::Conflict(detail) => {
-                tracing::info!(%detail, "write conflict");
-                ApiError::new(
-                    409,
-                    "Another request changed the same records at the same time; nothing was written. Send it again.",
-                )
-            }
-            StoreError::Invalid(message) => ApiError::bad_request(message),
-            StoreError::TimedOut => ApiError::new(
-                503,
-                "The database took too long to answer; narrow the request or try again later.",
-            ),
-            StoreError::Other(detail) => {
-                tracing::error!(%detail, "database error");
-                ApiError::new(500, "internal server error")
-            }
-        }
-    }
-}
-
-impl From<crate::submission::SubmissionError> for ApiError {
-    fn from(e: crate::submission::SubmissionError) -> Self {
-        match e {
-            crate::submission::SubmissionError::Status(status, message) => {
-                ApiError::new(status, message)
-            }
-            crate::submission::SubmissionError::Store(s) => s.into(),
-        }
-    }
-}
-
-/// The bearer token of a request (API.md G3), or why there is none.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("could not parse authorization header"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer")
-                && !token.is_empty()
-                && !token.contains(' ') =>
-        {
-            Ok(Some(token))
-        }
-        _ => Err(ApiError::unauthorized(
-            "could not parse authorization header",
-        )),
-    }
-}
-
-impl AppState {
-    /// Verify the access token of a request and load the caller's grants.
-    pub async fn principal(
-        &self,
-        headers: &HeaderMap,
-        scope: Option<&str>,
-    ) -> Result<Principal, ApiError> {
-        let token = bearer(headers)?
-            .ok_or_else(|| ApiError::unauthorized("no authorization header provided"))?;
-        self.principal_from_token(token, scope).await
-    }
-
-    pub async fn principal_from_token(
-        &self,
-        token: &str,
-        scope: Option<&str>,
-    ) -> Result<Principal, ApiError> {
-        let claims = self
-            .tokens
-            .verify(&self.store, token, "access")
-            .await
-            .map_err(|e| match e {
-                TokenError::Store(s) => s.into(),
-                other => ApiError::unauthorized(other),
-            })?;
-        // The revocation check and the user lookup depend on the claims
-        // alone: one round trip's wait instead of two.
-        let revoked = async {
-            match &claims.api_key_jti {
-                Some(key) => Ok(self.store.api_key(key).await?.is_none_or(|k| k.revoked)),
-                None => self.store.session_revoked(&claims.jti).await,
-            }
-        };
-        let user = async {
-            match claims.sub.parse::<i64>() {
-                Ok(id) => self.store.user_by_id(id).await,
-                Err(_) => Ok(None),
-            }
-        };
-        let (revoked, user) = tokio::try_join!(revoked, user)?;
-        if revoked {
-            return Err(ApiError::unauthorized(TokenError::Revoked));
-        }
-        if let Some(scope) = scope
-            && !claims.has_scope(scope)
-        {
-            return Err(ApiError::unauthorized(TokenError::MissingScope(
-                scope.into(),
-            )));
-        }
-        let user = user.filter(|u| u.active).ok_or_else(|| {
-            ApiError::unauthorized("the token's user does not exist or is inactive")
-        })?;
-        // A session opened before the user's sessions were ended (a new
-        // password, `commons users end-sessions`).
-        if claims.api_key_jti.is_none() && claims.iat < user.sessions_after {
-            return Err(ApiError::unauthorized(TokenError::Revoked));
-        }
-        let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
-        Ok(Principal {
-            user,
-            claims,
-            permissions,
-        })
-    }
-}
 
 async fn healthy() -> &'static str {
     "Healthy"

@@ -17,7 +17,8 @@ use axum::{Json, Router};
 use cookie::{Cookie, SameSite};
 use serde_json::{Value, json};
 
-use super::{ApiError, SharedState, bearer, fence::body_fields};
+use super::caller::bearer;
+use super::{ApiError, SharedState, fence::body_fields};
 use crate::auth::tokens::{SESSION_TTL, session_scopes};
 use crate::auth::{
     DUMMY_HASH, MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, TokenError, login_link_hash,

@@ -42,17 +42,21 @@ impl Project {
     }
 }
 
-/// A failure reported as plain `{"message": ...}` with a status (no envelope).
+/// A failure reported as plain `{"message": ...}` (no envelope).
 #[derive(Debug, thiserror::Error)]
 pub enum SubmissionError {
-    #[error("{1}")]
-    Status(u16, String),
+    /// The request is wrong as sent.
+    #[error("{0}")]
+    Invalid(String),
+    /// The program or project it names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 fn bad_request(message: impl Into<String>) -> SubmissionError {
-    SubmissionError::Status(400, message.into())
+    SubmissionError::Invalid(message.into())
 }
 
 /// The write operations, bound to one caller.
@@ -101,7 +105,7 @@ impl Submission<'_> {
             .into_iter()
             .map(|(_, row)| row)
             .find(|row| row.project_id.as_deref() == Some(project_id.as_str()))
-            .ok_or_else(|| SubmissionError::Status(404, format!("Project {code} not found")))?;
+            .ok_or_else(|| SubmissionError::NotFound(format!("Project {code} not found")))?;
         Ok(Project {
             program: program.to_string(),
             code: code.to_string(),
@@ -117,7 +121,7 @@ impl Submission<'_> {
             .into_iter()
             .map(|(_, row)| row)
             .find(|row| row.props.get("name").and_then(Value::as_str) == Some(name))
-            .ok_or_else(|| SubmissionError::Status(404, format!("Program {name} not found")))
+            .ok_or_else(|| SubmissionError::NotFound(format!("Program {name} not found")))
     }
 
     /// `POST /`: register or update a program (API.md §2.2).

@@ -1,11 +1,12 @@
 //! The dictionary and templates as sheepdog serves them (API.md §2.10-2.11).
 
+use crate::server::Caller;
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
@@ -55,9 +56,8 @@ pub(super) async fn dictionary_entry(
 pub(super) async fn project_dictionary_index(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     submission(&state, &principal)
         .project(&program, &code)
         .await?;
@@ -74,9 +74,8 @@ pub(super) async fn project_dictionary_index(
 pub(super) async fn project_dictionary_entry(
     State(state): State<SharedState>,
     Path((program, code, entry)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     submission(&state, &principal)
         .project(&program, &code)
         .await?;

@@ -1,6 +1,7 @@
 //! Entities: submit (POST/PUT, dry runs), read, delete, and the data-file
 //! manifests (API.md §2.5-2.8).
 
+use crate::server::Caller;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Body;
@@ -23,12 +24,12 @@ pub(super) async fn submit<const UPSERT: bool, const DRY_RUN: bool>(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     headers: HeaderMap,
+    Caller(principal, _): Caller,
     Extension(limit): Extension<BodyLimit>,
     Extension(documents): Extension<DocumentLimits>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let (mode, dry_run) = (if UPSERT { Mode::Upsert } else { Mode::Create }, DRY_RUN);
-    let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
     let rights = Rights {
@@ -69,17 +70,17 @@ pub(super) fn split_ids(ids: &str) -> Vec<String> {
         .collect()
 }
 
+/// The project `program`-`code`, which the caller must be allowed `methods` in.
 pub(super) async fn project_for(
     state: &SharedState,
-    headers: &HeaderMap,
+    principal: &Principal,
     program: &str,
     code: &str,
     methods: &[&str],
-) -> Result<(Principal, Project), ApiError> {
-    let principal = state.principal(headers, None).await?;
-    let project = submission(state, &principal).project(program, code).await?;
-    require_project(&principal, &project, methods)?;
-    Ok((principal, project))
+) -> Result<Project, ApiError> {
+    let project = submission(state, principal).project(program, code).await?;
+    require_project(principal, &project, methods)?;
+    Ok(project)
 }
 
 /// `GET /P/Q/manifest?ids=` (also `/upload_manifest`): the YAML manifest of
@@ -88,9 +89,9 @@ pub(super) async fn file_manifest(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Response, ApiError> {
-    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let project = project_for(&state, &principal, &program, &code, &["read"]).await?;
     let ids = query
         .get("ids")
         .map(|ids| split_ids(ids))
@@ -140,9 +141,9 @@ pub(super) async fn nodes_in_project(
 pub(super) async fn get_entities(
     State(state): State<SharedState>,
     Path((program, code, ids)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let project = project_for(&state, &principal, &program, &code, &["read"]).await?;
     let ids = split_ids(&ids);
     let nodes = nodes_in_project(&state, &project, &ids).await?;
     let missing: Vec<&String> = ids
@@ -199,17 +200,17 @@ pub(super) async fn get_entities(
 pub(super) async fn delete_entities(
     State(state): State<SharedState>,
     Path((program, code, ids)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Response, ApiError> {
-    remove(state, program, code, ids, headers, false).await
+    remove(state, program, code, ids, principal, false).await
 }
 
 pub(super) async fn delete_entities_dry_run(
     State(state): State<SharedState>,
     Path((program, code, ids)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Response, ApiError> {
-    remove(state, program, code, ids, headers, true).await
+    remove(state, program, code, ids, principal, true).await
 }
 
 pub(super) async fn remove(
@@ -217,10 +218,9 @@ pub(super) async fn remove(
     program: String,
     code: String,
     ids: String,
-    headers: HeaderMap,
+    principal: Principal,
     dry_run: bool,
 ) -> Result<Response, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let project = submission(&state, &principal)
         .project(&program, &code)
         .await?;

@@ -1,11 +1,12 @@
 //! Export of a project's entities: a whole type streamed, or named ids
 //! (as a tar.gz when they span types) (API.md §2.9).
 
+use crate::server::Caller;
 use std::collections::{BTreeMap, HashMap};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use serde_json::{Map, Value};
 use sha2::Digest;
@@ -59,20 +60,20 @@ pub(super) async fn export_get(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Response, ApiError> {
     let fields: Map<String, Value> = query
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    export(state, program, code, headers, fields).await
+    export(state, program, code, principal, fields).await
 }
 
 pub(super) async fn export_post(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut fields: Map<String, Value> = query
@@ -89,7 +90,7 @@ pub(super) async fn export_post(
             }
         }
     }
-    export(state, program, code, headers, fields).await
+    export(state, program, code, principal, fields).await
 }
 
 pub(super) fn attachment(name: &str, format: Format, body: Body) -> Response {
@@ -110,10 +111,10 @@ pub(super) async fn export(
     state: SharedState,
     program: String,
     code: String,
-    headers: HeaderMap,
+    principal: Principal,
     fields: Map<String, Value>,
 ) -> Result<Response, ApiError> {
-    let (_, project) = project_for(&state, &headers, &program, &code, &["read"]).await?;
+    let project = project_for(&state, &principal, &program, &code, &["read"]).await?;
     let params = export_params(&fields)?;
     if !params.ids.is_empty() {
         return export_ids(&state, &project, &params).await;

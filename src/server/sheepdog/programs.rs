@@ -1,5 +1,6 @@
 //! Programs and projects: list, create or update, delete (API.md §2.2-2.4).
 
+use crate::server::{Caller, OpenId};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -13,9 +14,8 @@ use crate::server::{ApiError, SharedState};
 
 pub(super) async fn list_programs(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    Caller(_, _): Caller<OpenId>,
 ) -> Result<Json<Value>, ApiError> {
-    state.principal(&headers, Some("openid")).await?;
     let links: Vec<String> = state
         .store
         .nodes_of_type("program")
@@ -30,9 +30,9 @@ pub(super) async fn list_programs(
 pub(super) async fn upsert_program(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    Caller(principal, _): Caller,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     require(
         &principal,
         PROGRAM_ADMIN,
@@ -47,9 +47,8 @@ pub(super) async fn upsert_program(
 pub(super) async fn delete_program(
     State(state): State<SharedState>,
     Path(program): Path<String>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<StatusCode, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     sub.program(&program).await?;
     require(
@@ -66,9 +65,8 @@ pub(super) async fn delete_program(
 pub(super) async fn list_projects(
     State(state): State<SharedState>,
     Path(program): Path<String>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller<OpenId>,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, Some("openid")).await?;
     submission(&state, &principal).program(&program).await?;
     let prefix = format!("{program}-");
     let links: Vec<String> = state
@@ -91,9 +89,9 @@ pub(super) async fn upsert_project(
     State(state): State<SharedState>,
     Path(program): Path<String>,
     headers: HeaderMap,
+    Caller(principal, _): Caller,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     sub.program(&program).await?;
     require(
@@ -108,9 +106,8 @@ pub(super) async fn upsert_project(
 pub(super) async fn delete_project(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<StatusCode, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
     require(
@@ -125,9 +122,8 @@ pub(super) async fn delete_project(
 pub(super) async fn open_project(
     State(state): State<SharedState>,
     Path((program, code)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(principal, _): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let principal = state.principal(&headers, None).await?;
     let sub = submission(&state, &principal);
     let project = sub.project(&program, &code).await?;
     require_project(&principal, &project, &["release"])?;

@@ -1,0 +1,194 @@
+//! Who is calling. Handlers name the caller they need as an argument, and
+//! the request is authenticated before the handler runs: [`Caller`] (a
+//! token with an optional scope), [`ArboristAdmin`], or
+//! [`CallerPermissions`] (anonymous allowed). A handler without one of
+//! these serves anyone (the authorization table test lists which).
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+
+use super::{ApiError, AppState, SharedState};
+use crate::auth::{Permissions, Principal, TokenError};
+
+/// The scope a token must carry (fence's `openid`, `credentials`, `user`).
+pub trait RequiredScope: Send + Sync + 'static {
+    const SCOPE: Option<&'static str>;
+}
+
+/// Any valid token.
+pub enum AnyScope {}
+/// A token with the `openid` scope.
+pub enum OpenId {}
+/// A token with the `credentials` scope (API keys).
+pub enum Credentials {}
+/// A token with the `user` scope (`/user/user`).
+pub enum UserInfo {}
+
+impl RequiredScope for AnyScope {
+    const SCOPE: Option<&'static str> = None;
+}
+impl RequiredScope for OpenId {
+    const SCOPE: Option<&'static str> = Some("openid");
+}
+impl RequiredScope for Credentials {
+    const SCOPE: Option<&'static str> = Some("credentials");
+}
+impl RequiredScope for UserInfo {
+    const SCOPE: Option<&'static str> = Some("user");
+}
+
+/// The authenticated caller: a valid access token of an active user, with
+/// scope `S`, and the caller's grants.
+pub struct Caller<S: RequiredScope = AnyScope>(pub Principal, pub PhantomData<S>);
+
+impl<S: RequiredScope> FromRequestParts<SharedState> for Caller<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let principal = state.principal(&parts.headers, S::SCOPE).await?;
+        Ok(Caller(principal, PhantomData))
+    }
+}
+
+/// A caller who may administer authorization (arborist's `/` `*`).
+pub struct ArboristAdmin(pub Principal);
+
+impl FromRequestParts<SharedState> for ArboristAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let principal = state.principal(&parts.headers, None).await?;
+        require_admin(&principal)?;
+        Ok(ArboristAdmin(principal))
+    }
+}
+
+/// Refuses a caller who may not administer authorization.
+pub fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.permissions.allows("/", "arborist", "*") {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "Unauthorized: User must be an authorization administrator",
+        ))
+    }
+}
+
+/// The caller's permissions; without a token, the anonymous group's.
+pub struct CallerPermissions(pub Permissions);
+
+impl FromRequestParts<SharedState> for CallerPermissions {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let permissions = match bearer(&parts.headers)? {
+            None => Permissions::load(&state.store, None).await?,
+            Some(token) => state
+                .principal_from_token(token, None)
+                .await
+                .map(|p| p.permissions)
+                // Arborist answers 400 for an undecodable token; other failures
+                // (e.g. the database away, 503) keep their status.
+                .map_err(|e| {
+                    if e.status == StatusCode::UNAUTHORIZED {
+                        ApiError::bad_request(e.message)
+                    } else {
+                        e
+                    }
+                })?,
+        };
+        Ok(CallerPermissions(permissions))
+    }
+}
+
+/// The bearer token of a request (API.md G3), or why there is none.
+pub(super) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("could not parse authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && !token.contains(' ') =>
+        {
+            Ok(Some(token))
+        }
+        _ => Err(ApiError::unauthorized(
+            "could not parse authorization header",
+        )),
+    }
+}
+
+impl AppState {
+    /// Verify the access token of a request and load the caller's grants.
+    pub async fn principal(
+        &self,
+        headers: &HeaderMap,
+        scope: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let token = bearer(headers)?
+            .ok_or_else(|| ApiError::unauthorized("no authorization header provided"))?;
+        self.principal_from_token(token, scope).await
+    }
+
+    pub async fn principal_from_token(
+        &self,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let claims = self
+            .tokens
+            .verify(&self.store, token, "access")
+            .await
+            .map_err(|e| match e {
+                TokenError::Store(s) => s.into(),
+                other => ApiError::unauthorized(other),
+            })?;
+        // The revocation check and the user lookup depend on the claims
+        // alone: one round trip's wait instead of two.
+        let revoked = async {
+            match &claims.api_key_jti {
+                Some(key) => Ok(self.store.api_key(key).await?.is_none_or(|k| k.revoked)),
+                None => self.store.session_revoked(&claims.jti).await,
+            }
+        };
+        let user = async {
+            match claims.sub.parse::<i64>() {
+                Ok(id) => self.store.user_by_id(id).await,
+                Err(_) => Ok(None),
+            }
+        };
+        let (revoked, user) = tokio::try_join!(revoked, user)?;
+        if revoked {
+            return Err(ApiError::unauthorized(TokenError::Revoked));
+        }
+        if let Some(scope) = scope
+            && !claims.has_scope(scope)
+        {
+            return Err(ApiError::unauthorized(TokenError::MissingScope(
+                scope.into(),
+            )));
+        }
+        let user = user.filter(|u| u.active).ok_or_else(|| {
+            ApiError::unauthorized("the token's user does not exist or is inactive")
+        })?;
+        // A session opened before the user's sessions were ended (a new
+        // password, `commons users end-sessions`).
+        if claims.api_key_jti.is_none() && claims.iat < user.sessions_after {
+            return Err(ApiError::unauthorized(TokenError::Revoked));
+        }
+        let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
+        Ok(Principal {
+            user,
+            claims,
+            permissions,
+        })
+    }
+}
