@@ -573,51 +573,6 @@ async fn introspection_is_served_without_credentials() {
     }
 }
 
-#[test]
-fn generated_sql_is_pinned() {
-    let dictionary = commons::dictionary::load_path(&gdc()).unwrap();
-    let selection = commons::plan::Selection {
-        key: "case".into(),
-        name: "case".into(),
-        args: vec![
-            ("submitter_id".into(), json!(["c1"])),
-            ("order_by_asc".into(), json!("submitter_id")),
-        ],
-        children: vec![
-            commons::plan::Selection {
-                key: "id".into(),
-                name: "id".into(),
-                args: vec![],
-                children: vec![],
-            },
-            commons::plan::Selection {
-                key: "samples".into(),
-                name: "samples".into(),
-                args: vec![("first".into(), json!(0))],
-                children: vec![commons::plan::Selection {
-                    key: "submitter_id".into(),
-                    name: "submitter_id".into(),
-                    args: vec![],
-                    children: vec![],
-                }],
-            },
-        ],
-    };
-    let scope = commons::plan::ReadScope::Projects(BTreeSet::from(["prog-proj".to_string()]));
-    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-        let statement = commons::plan::root_list(
-            &dictionary,
-            dialect,
-            &scope,
-            commons::plan::RootList::Type("case"),
-            &selection,
-        )
-        .unwrap();
-        insta::assert_snapshot!(format!("sql_{dialect:?}"), statement.sql);
-        insta::assert_debug_snapshot!(format!("binds_{dialect:?}"), statement.binds);
-    }
-}
-
 #[tokio::test]
 async fn links_lists_every_readable_neighbour_without_a_page_limit() {
     let (app, records) = fixture().await;

@@ -14,6 +14,7 @@ mod keys;
 mod large_uploads;
 mod load;
 mod migrate_data;
+mod plan;
 mod scale_out;
 mod sessions;
 mod simulate;
