@@ -4,6 +4,7 @@
 //! in both dialects and pinned in `tests/plan/snapshots/`: the SQL as
 //! `<case>@<dialect>.snap`, its binds as `<case>@<dialect>.binds.snap`. A
 //! new case is a new folder; `INSTA_UPDATE=always` writes its snapshots.
+//! The SQL is printed one clause per line, so a change reads as a diff.
 
 use std::path::{Path, PathBuf};
 
@@ -65,7 +66,59 @@ fn scope(text: &str) -> ReadScope {
     }
 }
 
-fn plan(dictionary: &Dictionary, dialect: Dialect, scope: &ReadScope, root: &Selection) -> Statement {
+/// `sql` one clause per line, each subquery indented by its depth: only
+/// whitespace is added, so a diff of a snapshot shows the clause that changed.
+fn clause_per_line(sql: &str) -> String {
+    const CLAUSES: [&str; 5] = [" FROM ", " WHERE ", " ORDER BY ", " LIMIT ", " OFFSET "];
+    let mut out = String::with_capacity(sql.len() * 2);
+    let (mut depth, mut quoted) = (0usize, false);
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if !quoted && let Some(clause) = CLAUSES.iter().find(|k| rest.starts_with(**k)) {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+            out.push_str(&clause[1..]);
+            rest = &rest[clause.len()..];
+            continue;
+        }
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        if c == '(' && !quoted && rest.starts_with("SELECT ") {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        }
+    }
+    out
+}
+
+/// `text` with every run of whitespace taken out.
+fn squashed(text: &str) -> String {
+    text.split_whitespace().collect()
+}
+
+#[test]
+fn clause_per_line_adds_only_whitespace() {
+    let sql = "SELECT a FROM (SELECT b FROM t WHERE x = 'a FROM b' ORDER BY c LIMIT $1 OFFSET $2) s WHERE y";
+    let pretty = clause_per_line(sql);
+    assert_eq!(squashed(&pretty), squashed(sql));
+    assert_eq!(
+        pretty,
+        "SELECT a\nFROM (\n  SELECT b\n  FROM t\n  WHERE x = 'a FROM b'\n  ORDER BY c\n  LIMIT $1\n  OFFSET $2) s\nWHERE y"
+    );
+}
+
+fn plan(
+    dictionary: &Dictionary,
+    dialect: Dialect,
+    scope: &ReadScope,
+    root: &Selection,
+) -> Statement {
     let counted = root
         .name
         .strip_prefix('_')
@@ -82,7 +135,8 @@ fn plan(dictionary: &Dictionary, dialect: Dialect, scope: &ReadScope, root: &Sel
 #[test]
 fn golden_cases_plan_as_pinned() {
     let dictionary = commons::dictionary::load_path(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/dictionaries/gdcdictionary"),
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/dictionaries/gdcdictionary"),
     )
     .unwrap();
     let mut cases: Vec<PathBuf> = std::fs::read_dir(plan_dir().join("cases"))
@@ -102,7 +156,7 @@ fn golden_cases_plan_as_pinned() {
                 prepend_module_to_snapshot => false,
                 omit_expression => true,
             }, {
-                insta::assert_snapshot!(format!("{name}@{suffix}"), statement.sql);
+                insta::assert_snapshot!(format!("{name}@{suffix}"), clause_per_line(&statement.sql));
                 insta::assert_debug_snapshot!(format!("{name}@{suffix}.binds"), statement.binds);
             });
         }
