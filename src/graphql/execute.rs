@@ -5,6 +5,7 @@ use super::*;
 use std::io::Write as _;
 
 use async_graphql::dynamic::Schema;
+use async_graphql::parser::types::ExecutableDocument;
 use serde_json::{Value, json};
 
 use super::stream::Slot;
@@ -17,7 +18,8 @@ pub enum Answer {
 }
 
 /// Run one request, streaming its root list when it has only one (see
-/// [`stream`]); otherwise as [`execute`].
+/// [`stream`]); otherwise as [`execute`]. The query is parsed once: the
+/// executor reuses the document that decided the streaming and the order.
 pub async fn answer(
     schema: &Schema,
     mut context: RequestContext,
@@ -26,15 +28,22 @@ pub async fn answer(
     operation_name: Option<String>,
 ) -> Answer {
     let dictionary = context.dictionary.clone();
-    if !stream::eligible(&query, operation_name.as_deref(), |name| {
-        dictionary.node(name).is_some()
-    }) {
-        let (status, body) = execute(schema, context, query, variables, operation_name).await;
+    let (request, plan) = parsed_request(
+        query,
+        variables,
+        operation_name,
+        |document, op, directives| {
+            !directives && stream::eligible(document, op, |name| dictionary.node(name).is_some())
+        },
+    );
+    let Parsed { order, streamable } = plan;
+    if !streamable {
+        let (status, body) = run(schema, request.data(context), &order).await;
         return Answer::Json(status, body);
     }
     let slot = Slot::default();
     context.stream = Some(slot.clone());
-    let (status, body) = execute(schema, context, query, variables, operation_name).await;
+    let (status, body) = run(schema, request.data(context), &order).await;
     let deferred = slot.lock().expect("stream slot poisoned").take();
     // The streamed list is the only root field and its children never ran,
     // so nothing else can have failed beside it.
@@ -53,15 +62,52 @@ pub async fn execute(
     variables: Value,
     operation_name: Option<String>,
 ) -> (u16, Value) {
-    let order = root_order(&query, operation_name.as_deref());
+    let (request, Parsed { order, .. }) =
+        parsed_request(query, variables, operation_name, |_, _, _| false);
+    run(schema, request.data(context), &order).await
+}
+
+/// What the parsed query says about running it.
+struct Parsed {
+    /// Response keys of the root fields, in query order.
+    order: Vec<String>,
+    /// Whether its one root list may be streamed (see [`stream::eligible`]).
+    streamable: bool,
+}
+
+/// A request with its query parsed, and what the parse says; `streamable`
+/// judges the document, the operation name and whether the query has
+/// directives. A query that does not parse runs anyway: the executor
+/// answers with the syntax error.
+fn parsed_request(
+    query: String,
+    variables: Value,
+    operation_name: Option<String>,
+    streamable: impl FnOnce(&ExecutableDocument, Option<&str>, bool) -> bool,
+) -> (async_graphql::Request, Parsed) {
+    let directives = query.contains('@');
     let mut request = async_graphql::Request::new(query)
-        .variables(async_graphql::Variables::from_json(variables))
-        .data(context);
-    if let Some(name) = operation_name {
-        request = request.operation_name(name);
+        .variables(async_graphql::Variables::from_json(variables));
+    if let Some(name) = &operation_name {
+        request = request.operation_name(name.clone());
     }
+    let parsed = match request.parsed_query() {
+        Ok(document) => Parsed {
+            order: root_order(document, operation_name.as_deref()),
+            streamable: streamable(document, operation_name.as_deref(), directives),
+        },
+        Err(_) => Parsed {
+            order: Vec::new(),
+            streamable: false,
+        },
+    };
+    (request, parsed)
+}
+
+/// Execute `request`, answering in query order.
+async fn run(schema: &Schema, request: async_graphql::Request, order: &[String]) -> (u16, Value) {
     let response = schema.execute(request).await;
-    let data = in_query_order(response.data.into_json().unwrap_or(Value::Null), &order);
+    let data = in_query_order(response.data.into_json().unwrap_or(Value::Null), order);
     if response.errors.is_empty() {
         return (200, json!({"data": data}));
     }
@@ -70,11 +116,8 @@ pub async fn execute(
 }
 
 /// Response keys of the root fields, in the order the query names them.
-pub(super) fn root_order(query: &str, operation: Option<&str>) -> Vec<String> {
+pub(super) fn root_order(document: &ExecutableDocument, operation: Option<&str>) -> Vec<String> {
     use async_graphql::parser::types::{DocumentOperations, Selection as AstSelection};
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return Vec::new();
-    };
     let operation = match &document.operations {
         DocumentOperations::Single(op) => Some(op),
         DocumentOperations::Multiple(ops) => operation.and_then(|name| ops.get(name)),

@@ -213,14 +213,16 @@ impl Deferred {
 }
 
 /// Whether a request may be streamed: one operation whose only root
-/// selection is a field (not a fragment) listing a node type, and no
-/// directives (`@skip`/`@include` change the output, not the plan).
-pub fn eligible(query: &str, operation: Option<&str>, is_node_type: impl Fn(&str) -> bool) -> bool {
+/// selection is a field (not a fragment) listing a node type. The caller
+/// also rules out directives (`@skip`/`@include` change the output, not the
+/// plan).
+pub fn eligible(
+    document: &async_graphql::parser::types::ExecutableDocument,
+    operation: Option<&str>,
+    is_node_type: impl Fn(&str) -> bool,
+) -> bool {
     use async_graphql::parser::types::{
         DocumentOperations, OperationType, Selection as AstSelection,
-    };
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return false;
     };
     let operation = match &document.operations {
         DocumentOperations::Single(op) => Some(op),
@@ -236,6 +238,5 @@ pub fn eligible(query: &str, operation: Option<&str>, is_node_type: impl Fn(&str
     let items = &operation.node.selection_set.node.items;
     operation.node.ty == OperationType::Query
         && items.len() == 1
-        && !query.contains('@')
         && matches!(&items[0].node, AstSelection::Field(field) if is_node_type(field.node.name.node.as_str()))
 }
