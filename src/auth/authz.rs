@@ -101,6 +101,29 @@ impl Permissions {
             .filter(|g| matches(&g.service, "peregrine") && matches(&g.method, "read"))
     }
 
+    /// The projects this caller reads through GraphQL: all of them, or
+    /// those its grants cover, which depends on every project's program,
+    /// code and availability.
+    pub async fn graphql_scope(&self, store: &Store) -> Result<ReadScope> {
+        let projects: Vec<(String, String, bool)> = if self.reads_every_project() {
+            Vec::new()
+        } else {
+            store
+                .nodes_of_type("project")
+                .await?
+                .into_iter()
+                .filter_map(|p| {
+                    let project_id = p.project_id?;
+                    let (program, code) = project_id.split_once('-')?;
+                    let open =
+                        p.props.get("availability_type").and_then(Value::as_str) == Some("Open");
+                    Some((program.to_string(), code.to_string(), open))
+                })
+                .collect()
+        };
+        Ok(self.read_scope(&projects))
+    }
+
     /// The projects readable through GraphQL, given every `(program, project, open)`.
     pub fn read_scope(&self, projects: &[(String, String, bool)]) -> ReadScope {
         if self.reads_every_project() {

@@ -2,6 +2,7 @@
 
 pub mod authz;
 mod import;
+mod policies;
 pub mod tokens;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use serde_json::json;
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
 pub use authz::Permissions;
 pub use import::{ImportError, ImportSummary, import_user_yaml};
+pub use policies::{PolicyError, create_policy};
 pub use tokens::{Claims, Lifetimes, TokenError, TokenService};
 
 /// An authenticated caller.

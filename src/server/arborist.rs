@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::caller::require_admin;
 use super::{ApiError, ArboristAdmin, Caller, CallerPermissions, SharedState, parse_json_body};
+use crate::auth::PolicyError;
 use crate::auth::{Permissions, add_user};
 use crate::store::{PolicyRow, RoleRow, StoreError};
 
@@ -243,29 +244,13 @@ async fn create_policy(
         role_ids: string_list(&body, "role_ids")?,
         resource_paths: string_list(&body, "resource_paths")?,
     };
-    let roles = state.store.roles().await?;
-    if let Some(missing) = policy
-        .role_ids
-        .iter()
-        .find(|r| !roles.iter().any(|role| &role.id == *r))
-    {
-        return Err(ApiError::bad_request(format!("role not found: {missing}")));
-    }
-    if let Some(bad) = policy.resource_paths.iter().find(|p| !p.starts_with('/')) {
-        return Err(ApiError::bad_request(format!(
-            "resource paths must start with '/': {bad}"
-        )));
-    }
-    if state.store.policy_exists(&policy.id).await? {
-        return Err(ApiError::new(
-            409,
-            format!("policy with this ID already exists: {}", policy.id),
-        ));
-    }
-    for path in &policy.resource_paths {
-        state.store.upsert_resource(path).await?;
-    }
-    state.store.upsert_policy(&policy).await?;
+    crate::auth::create_policy(&state.store, &policy)
+        .await
+        .map_err(|e| match e {
+            PolicyError::Exists(_) => ApiError::new(409, e.to_string()),
+            PolicyError::Store(e) => e.into(),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"created": {"id": policy.id}})),

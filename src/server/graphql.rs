@@ -99,28 +99,10 @@ async fn query(
         .get("operationName")
         .and_then(Value::as_str)
         .map(str::to_string);
-    // Which projects the caller reads depends on every project's program,
-    // code and availability, unless they read them all.
-    let projects: Vec<(String, String, bool)> = if principal.permissions.reads_every_project() {
-        Vec::new()
-    } else {
-        state
-            .store
-            .nodes_of_type("project")
-            .await?
-            .into_iter()
-            .filter_map(|p| {
-                let project_id = p.project_id?;
-                let (program, code) = project_id.split_once('-')?;
-                let open = p.props.get("availability_type").and_then(Value::as_str) == Some("Open");
-                Some((program.to_string(), code.to_string(), open))
-            })
-            .collect()
-    };
     let context = RequestContext {
         store: state.store.clone(),
         dictionary: state.dictionary.clone(),
-        scope: principal.permissions.read_scope(&projects),
+        scope: principal.permissions.graphql_scope(&state.store).await?,
         timeout: state.graphql_limits.timeout,
         stream: None,
         budget: crate::graphql::Budget::new(&state.graphql_limits),
