@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use common::{PUBLIC_URL, TestApp};
-use serde_json::Value;
 
 fn commons(args: &[&str]) {
     let output = Command::new(env!("CARGO_BIN_EXE_commons"))
@@ -25,17 +24,7 @@ fn commons(args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_and_restore_round_trip_every_record() {
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let records = commons::simulate::records(&app.state.dictionary, "proj", 4);
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &Value::Array(records),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let app = TestApp::with_simulated(4).await;
 
     let dir = tempfile::tempdir().unwrap();
     let backup = dir.path().join("commons.backup");

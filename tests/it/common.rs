@@ -316,6 +316,37 @@ impl TestApp {
         user
     }
 
+    /// A fresh commons (bundled dictionary) whose project `prog-proj` holds
+    /// `records`, submitted by the administrator.
+    pub async fn with_records(records: Value) -> Self {
+        let app = TestApp::new(None).await;
+        app.project("prog", "proj").await;
+        let reply = app
+            .admin_json("PUT", "/api/v0/submission/prog/proj", &records)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        app
+    }
+
+    /// [`TestApp::with_records`] with one study.
+    pub async fn with_study() -> Self {
+        Self::with_records(
+            json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
+        )
+        .await
+    }
+
+    /// [`TestApp::with_records`] with simulated records of every type, `scale` each.
+    pub async fn with_simulated(scale: usize) -> Self {
+        let dictionary = dictionary::load(None).unwrap();
+        Self::with_records(Value::Array(commons::simulate::records(
+            &dictionary,
+            "proj",
+            scale,
+        )))
+        .await
+    }
+
     /// Program `program` with project `code`, created by the administrator.
     pub async fn project(&self, program: &str, code: &str) {
         let reply = self

@@ -53,16 +53,7 @@ fn count_prefix(url: &str, token: &str, prefix: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_servers_never_lose_or_half_write_requests() {
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
-        )
-        .await;
-    assert_eq!(reply.status.as_u16(), 200);
+    let app = TestApp::with_study().await;
     let token = app.admin_token.clone();
     let data_dir = tempfile::tempdir().unwrap();
     let port = common::free_port();

@@ -43,16 +43,7 @@ async fn postgres_going_away_gives_503_then_recovers_without_losing_writes() {
         );
         return;
     }
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
-        )
-        .await;
-    assert_eq!(reply.status.as_u16(), 200);
+    let app = TestApp::with_study().await;
     let data_dir = tempfile::tempdir().unwrap();
     let server = common::serve(&app.database_url, data_dir.path(), common::free_port());
     let url = server.url.clone();

@@ -15,17 +15,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 async fn populated() -> (TestApp, Value) {
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let records = commons::simulate::records(&app.state.dictionary, "proj", 2);
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &Value::Array(records),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
+    let app = TestApp::with_simulated(2).await;
     let snapshot = snapshot(&app).await;
     (app, snapshot)
 }

@@ -33,16 +33,7 @@ async fn a_hundred_clients_get_no_server_errors_and_lose_nothing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &json!([{"type": "study", "submitter_id": "study", "projects": {"code": "proj"}}]),
-        )
-        .await;
-    assert_eq!(reply.status.as_u16(), 200);
+    let app = TestApp::with_study().await;
     let credentials = {
         let admin = app.admin_user().await;
         commons::auth::create_api_key(

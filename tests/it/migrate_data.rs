@@ -15,17 +15,7 @@ use serde_json::Value;
 
 #[tokio::test]
 async fn a_copied_commons_answers_like_the_original() {
-    let app = TestApp::new(None).await;
-    app.project("prog", "proj").await;
-    let records = commons::simulate::records(&app.state.dictionary, "proj", 3);
-    let reply = app
-        .admin_json(
-            "PUT",
-            "/api/v0/submission/prog/proj",
-            &Value::Array(records),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let app = TestApp::with_simulated(3).await;
 
     let dir = tempfile::tempdir().unwrap();
     let target = Store::open(&Store::default_url(dir.path())).await.unwrap();
