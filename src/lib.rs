@@ -6,6 +6,7 @@
 //!   resolves it, [`validate`] checks documents against it;
 //! - bodies: [`formats`] turns TSV and JSON into documents and back;
 //! - writes: [`submission`] (sheepdog's write side) into the [`store`];
+//!   [`file_index`] (indexd) keeps the records of data files there too;
 //! - reads: [`graphql`] (peregrine) asks [`plan`] for one statement per root
 //!   field, written in the [`sql`] of the store's dialect; [`export`] pages
 //!   through a project;
@@ -24,6 +25,7 @@ pub mod formats;
 // Writes and storage
 pub mod sql;
 pub mod store;
+pub mod file_index;
 pub mod submission;
 pub mod time;
 

@@ -207,6 +207,10 @@ struct ServeArgs {
     /// of one root list is streamed and not limited).
     #[arg(long, env = "COMMONS_GRAPHQL_MAX_ANSWER_BYTES", default_value_t = Limits::default().max_answer_bytes)]
     graphql_max_answer_bytes: u64,
+    /// Prefix of the dids the file index mints (indexd's DEFAULT_PREFIX,
+    /// e.g. `dg.1234/`); none by default.
+    #[arg(long, env = "COMMONS_INDEX_PREFIX", default_value = "")]
+    index_prefix: String,
 }
 
 #[derive(Subcommand)]

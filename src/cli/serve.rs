@@ -40,6 +40,7 @@ pub async fn app_state(
         login_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         key_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
         refusal_log: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        index_prefix: String::new(),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
@@ -72,7 +73,9 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_estimated_rows: args.graphql_max_rows,
         max_answer_bytes: args.graphql_max_answer_bytes,
     };
-    let state = Arc::new(app_state(dictionary, store, &public_url, lifetimes, limits).await?);
+    let mut state = app_state(dictionary, store, &public_url, lifetimes, limits).await?;
+    state.index_prefix = args.index_prefix.clone();
+    let state = Arc::new(state);
     release_start_up_memory();
     auth::ensure_builtin_authz(&state.store).await?;
     if args.bootstrap_admin

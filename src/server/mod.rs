@@ -1,5 +1,5 @@
-//! HTTP: the Gen3 URL layout (`/user` fence, `/authz` arborist,
-//! `/api/v0/submission` sheepdog + peregrine) over one shared [`AppState`].
+//! HTTP: the Gen3 URL layout (`/user` fence, `/authz` arborist, `/index`
+//! indexd, `/api/v0/submission` sheepdog + peregrine) over one shared [`AppState`].
 //! Only this module knows HTTP; errors become responses in one place.
 
 mod arborist;
@@ -7,6 +7,7 @@ mod caller;
 mod error;
 mod fence;
 mod graphql;
+mod indexd;
 mod listen;
 mod portal;
 mod session;
@@ -56,6 +57,8 @@ pub struct AppState {
     /// Refused submissions logged per caller and project (the rest go to
     /// the server log only, so refusals cannot flood a project's audit trail).
     pub refusal_log: Throttle,
+    /// Prefix of the dids the file index mints (`dg.XXXX/`), or empty.
+    pub index_prefix: String,
     pub version: &'static str,
 }
 
@@ -119,6 +122,10 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
                 .layer(DefaultBodyLimit::max(USER_BODY_BYTES)),
         )
         .nest("/authz", arborist::routes())
+        .nest(
+            "/index",
+            indexd::routes().layer(DefaultBodyLimit::max(indexd::INDEX_BODY_BYTES)),
+        )
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission)
         .fallback(not_found)

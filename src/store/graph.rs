@@ -164,6 +164,8 @@ pub struct ChangeSet {
     pub clear_links: Vec<(String, String)>,
     /// Node ids to delete together with every edge touching them.
     pub delete_nodes: Vec<String>,
+    /// File index records the nodes bring (data-file nodes, FILES.md §1.6).
+    pub index: Vec<super::IndexWrite>,
 }
 
 /// Decode a row selected with [`Store::node_columns`] (any backend).
@@ -598,8 +600,14 @@ impl Writer {
     pub async fn apply(&mut self, change: &ChangeSet) -> Result<()> {
         self.entities += change.nodes.len() + change.delete_nodes.len();
         match &mut self.tx {
-            Transaction::Sqlite(tx) => sqlite::apply(tx, change, &mut self.counted).await,
-            Transaction::Postgres(tx) => postgres::apply(tx, change, &mut self.counted).await,
+            Transaction::Sqlite(tx) => {
+                sqlite::apply(tx, change, &mut self.counted).await?;
+                super::file_index::apply_sqlite(tx, &change.index).await
+            }
+            Transaction::Postgres(tx) => {
+                postgres::apply(tx, change, &mut self.counted).await?;
+                super::file_index::apply_postgres(tx, &change.index).await
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! Persistence: the metadata graph (nodes and edges), transaction logs, and
-//! identity/authorization state. All SQL of Commons lives under this module.
+//! Persistence: the metadata graph (nodes and edges), transaction logs, the
+//! file index, and identity/authorization state. All SQL of Commons lives under this module.
 //!
 //! The layout is generic (one `nodes` table, one `edges` table; dictionary
 //! changes never need DDL). Two backends share every statement: SQLite
@@ -9,6 +9,7 @@
 
 mod audit;
 mod copy;
+mod file_index;
 mod graph;
 mod identity;
 mod postgres;
@@ -31,6 +32,7 @@ use crate::sql::{BindValue, Dialect};
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use error::{Result, StoreError};
+pub use file_index::{IndexQuery, IndexRecord, IndexWrite};
 pub use graph::{
     ChangeSet, Edge, EntityIds, KEPT_DOCUMENT_BYTES, LinkTarget, NodeRef, NodeRow, NodeWrite,
     TransactionDocument, TransactionRecord, WriteGuard, Writer,

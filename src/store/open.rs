@@ -71,6 +71,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "user_sessions",
         include_str!("../../migrations/sqlite/0011_user_sessions.sql"),
     ),
+    (
+        12,
+        "file_index",
+        include_str!("../../migrations/sqlite/0012_file_index.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -132,6 +137,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         "user_sessions",
         include_str!("../../migrations/postgres/0012_user_sessions.sql"),
+    ),
+    (
+        13,
+        "file_index",
+        include_str!("../../migrations/postgres/0013_file_index.sql"),
     ),
 ];
 

@@ -24,6 +24,7 @@ macro_rules! bind_all {
         query
     }};
 }
+pub(super) use bind_all;
 
 /// Run `$body` (a read whose executor is `&mut *$conn`) with its statement
 /// stopped by the database itself at `$limit`: a progress handler on SQLite,

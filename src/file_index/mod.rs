@@ -1,0 +1,245 @@
+//! The file index (Gen3's indexd) without HTTP: records as indexd writes and
+//! answers them, who may change which record, listings, versions and
+//! aliases (FILES.md §1.2-§1.3, §4 F1). The store keeps the rows; this
+//! module keeps indexd's rules, so the HTTP routes, the manifest import and
+//! the submission of data-file nodes all make the same records.
+
+mod body;
+mod query;
+
+use serde_json::{Map, Value, json};
+
+use crate::auth::Permissions;
+use crate::store::{IndexRecord, Store, StoreError};
+
+pub use body::{update_blank, update_record, update_version_authz};
+pub use query::{ListRequest, MAX_LIMIT, list_query};
+
+/// What the index refuses, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The request is malformed (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such record (404).
+    #[error("no record found")]
+    NotFound,
+    /// A stale `rev`, a taken did or alias (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Authenticated, but without the permission (403).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// The resource whose grants administer the index when a record has no `authz`.
+pub const ADMIN_RESOURCE: &str = "/services/indexd/admin";
+
+/// The resource whose `file_upload` grant lets a user create blank records.
+pub const UPLOAD_RESOURCE: &str = "/data_file";
+
+/// The index as a service: the store and the did prefix this commons mints.
+#[derive(Clone, Copy)]
+pub struct FileIndex<'a> {
+    pub store: &'a Store,
+    /// `DEFAULT_PREFIX` of indexd (`dg.XXXX/`), or empty.
+    pub prefix: &'a str,
+}
+
+/// A new record's rev: the first eight hex digits of a fresh UUID, as indexd.
+pub fn new_rev() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+/// Now, as indexd writes dates: ISO 8601, naive UTC, microseconds.
+pub fn now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6f")
+        .to_string()
+}
+
+/// A record as indexd answers it (`to_document_dict`).
+pub fn document(record: &IndexRecord) -> Value {
+    let urls_metadata: Map<String, Value> = record
+        .urls
+        .iter()
+        .map(|url| {
+            let meta = record
+                .urls_metadata
+                .get(url)
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            (url.clone(), meta)
+        })
+        .collect();
+    json!({
+        "did": record.did,
+        "baseid": record.baseid,
+        "rev": record.rev,
+        "form": record.form,
+        "size": record.size,
+        "file_name": record.file_name,
+        "version": record.version,
+        "uploader": record.uploader,
+        "description": record.description,
+        "hashes": record.hashes,
+        "urls": record.urls,
+        "urls_metadata": urls_metadata,
+        "acl": record.acl,
+        "authz": record.authz,
+        "metadata": record.metadata,
+        "created_date": record.created_date,
+        "updated_date": record.updated_date,
+        "content_created_date": record.content_created_date,
+        "content_updated_date": record.content_updated_date,
+    })
+}
+
+/// `{did, baseid, rev}`: what a write answers.
+pub fn receipt(record: &IndexRecord) -> Value {
+    json!({"did": record.did, "baseid": record.baseid, "rev": record.rev})
+}
+
+/// Refuses unless the caller holds `(indexd, method)` on every resource
+/// (the index's admin resource for a record without `authz`).
+pub fn authorize(permissions: &Permissions, method: &str, authz: &[&String]) -> Result<()> {
+    let admin = ADMIN_RESOURCE.to_string();
+    let resources: Vec<&String> = if authz.is_empty() {
+        vec![&admin]
+    } else {
+        authz.to_vec()
+    };
+    match resources
+        .iter()
+        .find(|r| !permissions.allows(r, "indexd", method))
+    {
+        None => Ok(()),
+        Some(resource) => Err(IndexError::Forbidden(format!(
+            "Permission denied: ({method}) on {resource} for service indexd"
+        ))),
+    }
+}
+
+impl FileIndex<'_> {
+    /// A fresh did, with this commons' prefix.
+    pub fn mint(&self) -> String {
+        format!("{}{}", self.prefix, uuid::Uuid::new_v4())
+    }
+
+    /// The record of `did`, tolerating a missing or extra prefix, as indexd's
+    /// `get_with_nonstrict_prefix`.
+    pub async fn get(&self, did: &str) -> Result<IndexRecord> {
+        if let Some(record) = self.store.index_record(did).await? {
+            return Ok(record);
+        }
+        let other = match did.strip_prefix(self.prefix) {
+            Some(bare) if !self.prefix.is_empty() => bare.to_string(),
+            _ if !self.prefix.is_empty() => format!("{}{did}", self.prefix),
+            _ => return Err(IndexError::NotFound),
+        };
+        self.store
+            .index_record(&other)
+            .await?
+            .ok_or(IndexError::NotFound)
+    }
+
+    /// A did, or a baseid (its newest version).
+    pub async fn get_or_latest(&self, did: &str) -> Result<IndexRecord> {
+        match self.get(did).await {
+            Err(IndexError::NotFound) => self
+                .store
+                .index_versions(did)
+                .await?
+                .pop()
+                .ok_or(IndexError::NotFound),
+            other => other,
+        }
+    }
+
+    /// `GET /index/<did-or-alias>`: a did first, then an alias.
+    pub async fn resolve(&self, name: &str) -> Result<IndexRecord> {
+        match self.get_or_latest(name).await {
+            Err(IndexError::NotFound) => match self.store.index_did_of_alias(name).await? {
+                Some(did) => self.get(&did).await,
+                None => Err(IndexError::NotFound),
+            },
+            other => other,
+        }
+    }
+
+    /// Store new records; a did or alias taken is a conflict.
+    pub async fn insert(&self, records: Vec<(IndexRecord, Vec<String>)>) -> Result<()> {
+        self.store
+            .index_insert(&records)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    IndexError::Conflict("did or alias already exists".into())
+                }
+                other => other.into(),
+            })
+    }
+
+    /// Replace a record whose stored rev is `rev`; the record goes out with a new rev.
+    pub async fn replace(&self, mut record: IndexRecord, rev: &str) -> Result<IndexRecord> {
+        record.rev = new_rev();
+        record.updated_date = now();
+        if self.store.index_replace(&record, rev).await? {
+            Ok(record)
+        } else {
+            Err(revision_mismatch())
+        }
+    }
+
+    pub async fn delete(&self, record: &IndexRecord, rev: &str) -> Result<()> {
+        if record.rev != rev || !self.store.index_delete(&record.did, rev).await? {
+            return Err(revision_mismatch());
+        }
+        Ok(())
+    }
+
+    /// Every version of the record's file, oldest first.
+    pub async fn versions(&self, record: &IndexRecord) -> Result<Vec<IndexRecord>> {
+        Ok(self.store.index_versions(&record.baseid).await?)
+    }
+
+    /// The newest version; with `has_version`, the newest that has a `version`.
+    pub async fn latest(&self, did: &str, has_version: bool) -> Result<IndexRecord> {
+        let record = self.get_or_latest(did).await?;
+        self.versions(&record)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|r| !has_version || r.version.is_some())
+            .ok_or(IndexError::NotFound)
+    }
+
+    /// `{"aliases": [{"value"}]}` of a record.
+    pub async fn aliases(&self, did: &str) -> Result<Value> {
+        let aliases = self.store.index_aliases(did).await?;
+        Ok(json!({"aliases": aliases.iter().map(|a| json!({"value": a})).collect::<Vec<_>>()}))
+    }
+
+    /// Add (or, with `replace`, set) a record's aliases.
+    pub async fn set_aliases(&self, did: &str, body: &Value, replace: bool) -> Result<Value> {
+        let aliases = body::aliases(body)?;
+        self.store
+            .index_set_aliases(did, &aliases, replace)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => IndexError::Conflict(format!(
+                    "one or more aliases in {aliases:?} already in use"
+                )),
+                other => other.into(),
+            })?;
+        self.aliases(did).await
+    }
+}
+
+pub fn revision_mismatch() -> IndexError {
+    IndexError::Conflict("revision mismatch".into())
+}

@@ -1,0 +1,649 @@
+//! The file index (indexd's tables): records, the terms they are found by
+//! (hashes, urls, acl, authz, metadata) and aliases. Lists are JSON text on
+//! the record, so every statement here is the same on both backends.
+//!
+//! Writes come from two places: the index API, one short transaction each,
+//! and a submission, whose [`IndexWrite`]s go into its own transaction (see
+//! [`super::Writer::apply`]) so a data-file node and its record commit together.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+
+use super::reads::bind_all;
+use super::{Result, Store, StoreError, on_pool};
+use crate::sql::{BindValue, Params, where_clause};
+
+/// One indexd record (FILES.md §1.2).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IndexRecord {
+    pub did: String,
+    pub baseid: String,
+    pub rev: String,
+    pub form: Option<String>,
+    pub size: Option<i64>,
+    pub file_name: Option<String>,
+    pub version: Option<String>,
+    pub uploader: Option<String>,
+    pub description: Option<String>,
+    /// Hash type (`md5`, `sha256`...) -> lower-case hex.
+    pub hashes: BTreeMap<String, String>,
+    pub urls: Vec<String>,
+    pub acl: Vec<String>,
+    pub authz: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub urls_metadata: Map<String, Value>,
+    pub created_date: String,
+    pub updated_date: String,
+    pub content_created_date: Option<String>,
+    pub content_updated_date: Option<String>,
+}
+
+impl IndexRecord {
+    /// The `(kind, value)` pairs this record is found by.
+    fn terms(&self) -> Vec<(String, String)> {
+        let mut terms: Vec<(String, String)> = self
+            .hashes
+            .iter()
+            .map(|(t, v)| (format!("hash:{t}"), v.clone()))
+            .collect();
+        for (kind, values) in [("url", &self.urls), ("acl", &self.acl), ("authz", &self.authz)] {
+            terms.extend(values.iter().map(|v| (kind.to_string(), v.clone())));
+        }
+        for (key, value) in &self.metadata {
+            let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            terms.push(("metadata".into(), metadata_term(key, &value)));
+        }
+        terms.sort();
+        terms.dedup();
+        terms
+    }
+}
+
+/// How a metadata pair is kept as a term.
+fn metadata_term(key: &str, value: &str) -> String {
+    serde_json::to_string(&[key, value]).expect("strings serialize")
+}
+
+/// Which records a listing returns and how it pages (FILES.md §1.3).
+#[derive(Debug, Clone, Default)]
+pub struct IndexQuery {
+    /// Exactly these dids (no paging).
+    pub ids: Option<Vec<String>>,
+    /// Keyset paging: dids after this one, in did order.
+    pub start: Option<String>,
+    /// Offset paging (`limit * page`), in order of last update.
+    pub page: Option<i64>,
+    pub limit: i64,
+    pub size: Option<i64>,
+    pub file_name: Option<String>,
+    pub version: Option<String>,
+    pub uploader: Option<String>,
+    /// Every one of these urls.
+    pub urls: Vec<String>,
+    /// Every one of these `(type, value)` hashes.
+    pub hashes: Vec<(String, String)>,
+    /// `Some([])`: records without any; else records holding every value.
+    pub acl: Option<Vec<String>>,
+    pub authz: Option<Vec<String>>,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// A record change made inside a submission's transaction.
+#[derive(Debug, Clone)]
+pub enum IndexWrite {
+    /// A new record and its aliases.
+    Insert(IndexRecord, Vec<String>),
+    /// A stored record replaced (its `rev` already the new one).
+    Replace(IndexRecord),
+}
+
+const COLUMNS: &str = "did, baseid, rev, form, size, file_name, version, uploader, description, \
+    hashes, urls, acl, authz, metadata, urls_metadata, created_date, updated_date, \
+    content_created_date, content_updated_date";
+const COLUMN_COUNT: usize = 19;
+
+/// Records per multi-row insert: under SQLite's 32,766 bind parameters.
+const INSERT_ROWS: usize = 500;
+
+macro_rules! record_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let text = |name: &str| -> Result<String> { Ok(row.try_get::<String, _>(name)?) };
+        Ok::<IndexRecord, StoreError>(IndexRecord {
+            did: row.try_get("did")?,
+            baseid: row.try_get("baseid")?,
+            rev: row.try_get("rev")?,
+            form: row.try_get("form")?,
+            size: row.try_get("size")?,
+            file_name: row.try_get("file_name")?,
+            version: row.try_get("version")?,
+            uploader: row.try_get("uploader")?,
+            description: row.try_get("description")?,
+            hashes: serde_json::from_str(&text("hashes")?)?,
+            urls: serde_json::from_str(&text("urls")?)?,
+            acl: serde_json::from_str(&text("acl")?)?,
+            authz: serde_json::from_str(&text("authz")?)?,
+            metadata: serde_json::from_str(&text("metadata")?)?,
+            urls_metadata: serde_json::from_str(&text("urls_metadata")?)?,
+            created_date: row.try_get("created_date")?,
+            updated_date: row.try_get("updated_date")?,
+            content_created_date: row.try_get("content_created_date")?,
+            content_updated_date: row.try_get("content_updated_date")?,
+        })
+    }};
+}
+
+/// A column value: text or integer, either of which may be null (a
+/// null is bound with its column's type, as PostgreSQL requires).
+#[derive(Debug, Clone)]
+enum Column {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+/// Bind column values, in order, to a query.
+macro_rules! bind_columns {
+    ($query:expr, $values:expr) => {{
+        let mut query = $query;
+        for value in $values {
+            query = match value {
+                Column::Text(s) => query.bind(s.clone()),
+                Column::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }};
+}
+
+fn json_text(value: &impl serde::Serialize) -> Column {
+    Column::Text(Some(
+        serde_json::to_string(value).expect("index values serialize"),
+    ))
+}
+
+fn text(value: &str) -> Column {
+    Column::Text(Some(value.to_string()))
+}
+
+/// A record's column values, in [`COLUMNS`] order.
+fn record_columns(record: &IndexRecord, out: &mut Vec<Column>) {
+    out.extend([
+        text(&record.did),
+        text(&record.baseid),
+        text(&record.rev),
+        Column::Text(record.form.clone()),
+        Column::Int(record.size),
+        Column::Text(record.file_name.clone()),
+        Column::Text(record.version.clone()),
+        Column::Text(record.uploader.clone()),
+        Column::Text(record.description.clone()),
+        json_text(&record.hashes),
+        json_text(&record.urls),
+        json_text(&record.acl),
+        json_text(&record.authz),
+        json_text(&record.metadata),
+        json_text(&record.urls_metadata),
+        text(&record.created_date),
+        text(&record.updated_date),
+        Column::Text(record.content_created_date.clone()),
+        Column::Text(record.content_updated_date.clone()),
+    ]);
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...)` for `rows` rows of `width` binds.
+fn multi_row_insert(head: &str, rows: usize, width: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * width * 5);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..width {
+            n += 1;
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${n}"));
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Statements of the index, run on one connection (`$conn`, of either backend).
+macro_rules! insert_records {
+    ($conn:expr, $records:expr) => {{
+        let records: &[IndexRecord] = $records;
+        for chunk in records.chunks(INSERT_ROWS) {
+            let mut columns = Vec::with_capacity(chunk.len() * COLUMN_COUNT);
+            for record in chunk {
+                record_columns(record, &mut columns);
+            }
+            let sql = multi_row_insert(
+                &format!("INSERT INTO index_records ({COLUMNS})"),
+                chunk.len(),
+                COLUMN_COUNT,
+                "",
+            );
+            bind_columns!(sqlx::query(&sql), &columns)
+                .execute(&mut *$conn)
+                .await?;
+            let terms: Vec<[String; 3]> = chunk
+                .iter()
+                .flat_map(|r| {
+                    r.terms()
+                        .into_iter()
+                        .map(|(kind, value)| [kind, value, r.did.clone()])
+                })
+                .collect();
+            insert_terms!($conn, &terms);
+        }
+    }};
+}
+
+macro_rules! insert_terms {
+    ($conn:expr, $terms:expr) => {{
+        let terms: &[[String; 3]] = $terms;
+        for chunk in terms.chunks(INSERT_ROWS * 4) {
+            let columns: Vec<Column> = chunk.iter().flatten().map(|v| text(v)).collect();
+            let sql = multi_row_insert(
+                "INSERT INTO index_terms (kind, value, did)",
+                chunk.len(),
+                3,
+                "",
+            );
+            bind_columns!(sqlx::query(&sql), &columns)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+macro_rules! insert_aliases {
+    ($conn:expr, $did:expr, $aliases:expr) => {{
+        let did: &str = $did;
+        for alias in $aliases {
+            sqlx::query("INSERT INTO index_aliases (alias, did) VALUES ($1, $2)")
+                .bind(alias)
+                .bind(did)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+/// Replace the stored record `$record.did` whose rev is `$rev`; evaluates
+/// to whether it was there with that rev.
+macro_rules! replace_record {
+    ($conn:expr, $record:expr, $rev:expr) => {{
+        let record: &IndexRecord = $record;
+        let mut columns = Vec::with_capacity(COLUMN_COUNT + 1);
+        record_columns(record, &mut columns);
+        columns.push(text($rev));
+        let set: Vec<String> = COLUMNS
+            .split(", ")
+            .enumerate()
+            .skip(1)
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect();
+        let sql = format!(
+            "UPDATE index_records SET {} WHERE did = $1 AND rev = ${}",
+            set.join(", "),
+            COLUMN_COUNT + 1
+        );
+        let done = bind_columns!(sqlx::query(&sql), &columns)
+            .execute(&mut *$conn)
+            .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query("DELETE FROM index_terms WHERE did = $1")
+                .bind(&record.did)
+                .execute(&mut *$conn)
+                .await?;
+            let terms: Vec<[String; 3]> = record
+                .terms()
+                .into_iter()
+                .map(|(kind, value)| [kind, value, record.did.clone()])
+                .collect();
+            insert_terms!($conn, &terms);
+            true
+        } else {
+            false
+        }
+    }};
+}
+
+/// Apply a submission's index writes on its transaction's connection.
+macro_rules! apply_index_writes {
+    ($conn:expr, $writes:expr) => {{
+        for write in $writes {
+            match write {
+                IndexWrite::Insert(record, aliases) => {
+                    insert_records!($conn, std::slice::from_ref(record));
+                    insert_aliases!($conn, &record.did, aliases);
+                }
+                IndexWrite::Replace(record) => {
+                    let stored: Option<String> =
+                        sqlx::query_scalar("SELECT rev FROM index_records WHERE did = $1")
+                            .bind(&record.did)
+                            .fetch_optional(&mut *$conn)
+                            .await?;
+                    let Some(stored) = stored else {
+                        return Err(StoreError::Conflict(format!(
+                            "index record {} was deleted meanwhile",
+                            record.did
+                        )));
+                    };
+                    replace_record!($conn, record, &stored);
+                }
+            }
+        }
+        Ok(())
+    }};
+}
+
+pub(super) async fn apply_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    writes: &[IndexWrite],
+) -> Result<()> {
+    apply_index_writes!(conn, writes)
+}
+
+pub(super) async fn apply_postgres(
+    conn: &mut sqlx::PgConnection,
+    writes: &[IndexWrite],
+) -> Result<()> {
+    apply_index_writes!(conn, writes)
+}
+
+/// Run `$body` in a transaction of its own (`$conn`: its connection), committed if `Ok`.
+macro_rules! in_transaction {
+    ($store:expr, $conn:ident => $body:expr) => {
+        on_pool!($store, pool => {
+            let mut tx = pool.begin().await?;
+            let $conn = &mut *tx;
+            let result: Result<_> = async { $body }.await;
+            if result.is_ok() {
+                tx.commit().await?;
+            }
+            result
+        })
+    };
+}
+
+/// The SQL of a listing and its binds.
+fn list_statement(query: &IndexQuery) -> (String, Vec<BindValue>) {
+    let mut params = Params::default();
+    let mut conditions = Vec::new();
+    let term = |params: &mut Params, kind: &str, value: &str| {
+        format!(
+            "r.did IN (SELECT did FROM index_terms WHERE kind = {} AND value = {})",
+            params.text(kind),
+            params.text(value)
+        )
+    };
+    if let Some(ids) = &query.ids {
+        let list: Vec<String> = ids.iter().map(|id| params.text(id)).collect();
+        conditions.push(format!("r.did IN ({})", list.join(", ")));
+    }
+    if query.page.is_none()
+        && let Some(start) = &query.start
+    {
+        conditions.push(format!("r.did > {}", params.text(start)));
+    }
+    if let Some(size) = query.size {
+        conditions.push(format!("r.size = {}", params.push(BindValue::Int(size))));
+    }
+    for (column, value) in [
+        ("file_name", &query.file_name),
+        ("version", &query.version),
+        ("uploader", &query.uploader),
+    ] {
+        if let Some(value) = value {
+            conditions.push(format!("r.{column} = {}", params.text(value)));
+        }
+    }
+    for url in &query.urls {
+        conditions.push(term(&mut params, "url", url));
+    }
+    for (kind, value) in &query.hashes {
+        conditions.push(term(&mut params, &format!("hash:{kind}"), value));
+    }
+    for (kind, values) in [("acl", &query.acl), ("authz", &query.authz)] {
+        match values.as_deref() {
+            None => {}
+            Some([]) => conditions.push(format!(
+                "NOT EXISTS (SELECT 1 FROM index_terms t WHERE t.did = r.did AND t.kind = {})",
+                params.text(kind)
+            )),
+            Some(values) => {
+                for value in values {
+                    conditions.push(term(&mut params, kind, value));
+                }
+            }
+        }
+    }
+    for (key, value) in &query.metadata {
+        conditions.push(term(&mut params, "metadata", &metadata_term(key, value)));
+    }
+    let mut sql = format!(
+        "SELECT {} FROM index_records r{}",
+        COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        where_clause(&conditions)
+    );
+    match (query.ids.is_some(), query.page) {
+        (true, _) => sql.push_str(" ORDER BY r.did"),
+        (false, Some(page)) => {
+            let limit = params.push(BindValue::Int(query.limit));
+            let offset = params.push(BindValue::Int(query.limit.saturating_mul(page)));
+            sql.push_str(&format!(
+                " ORDER BY r.updated_date, r.did LIMIT {limit} OFFSET {offset}"
+            ));
+        }
+        (false, None) => {
+            let limit = params.push(BindValue::Int(query.limit));
+            sql.push_str(&format!(" ORDER BY r.did LIMIT {limit}"));
+        }
+    }
+    (sql, params.into_binds())
+}
+
+impl Store {
+    /// Insert new records (and their aliases) in one transaction; a did or an
+    /// alias already taken is a [`StoreError::Conflict`] and nothing is written.
+    pub async fn index_insert(&self, records: &[(IndexRecord, Vec<String>)]) -> Result<()> {
+        in_transaction!(self, conn => {
+            for chunk in records.chunks(INSERT_ROWS) {
+                let plain: Vec<IndexRecord> = chunk.iter().map(|(r, _)| r.clone()).collect();
+                insert_records!(conn, &plain);
+                for (record, aliases) in chunk {
+                    insert_aliases!(conn, &record.did, aliases);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Replace a record if its stored rev is `rev`; false if it is not (or
+    /// the record is gone).
+    pub async fn index_replace(&self, record: &IndexRecord, rev: &str) -> Result<bool> {
+        in_transaction!(self, conn => Ok(replace_record!(conn, record, rev)))
+    }
+
+    /// Delete a record with its terms and aliases if its rev is `rev`.
+    pub async fn index_delete(&self, did: &str, rev: &str) -> Result<bool> {
+        in_transaction!(self, conn => {
+            let done = sqlx::query("DELETE FROM index_records WHERE did = $1 AND rev = $2")
+                .bind(did)
+                .bind(rev)
+                .execute(&mut *conn)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for table in ["index_terms", "index_aliases"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE did = $1"))
+                    .bind(did)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(true)
+        })
+    }
+
+    pub async fn index_record(&self, did: &str) -> Result<Option<IndexRecord>> {
+        Ok(self.index_records(&[did.to_string()]).await?.pop())
+    }
+
+    /// The records of these dids that exist, in did order.
+    pub async fn index_records(&self, dids: &[String]) -> Result<Vec<IndexRecord>> {
+        if dids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.index_list(&IndexQuery {
+            ids: Some(dids.to_vec()),
+            ..IndexQuery::default()
+        })
+        .await
+    }
+
+    pub async fn index_list(&self, query: &IndexQuery) -> Result<Vec<IndexRecord>> {
+        let (sql, binds) = list_statement(query);
+        on_pool!(self, pool => {
+            let rows = bind_all!(sqlx::query(&sql), &binds).fetch_all(pool).await?;
+            rows.iter().map(|row| record_from_row!(row)).collect()
+        })
+    }
+
+    /// Every version of a file (records sharing `baseid`), oldest first.
+    pub async fn index_versions(&self, baseid: &str) -> Result<Vec<IndexRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM index_records WHERE baseid = $1 ORDER BY created_date, did"
+        );
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(baseid).fetch_all(pool).await?;
+            rows.iter().map(|row| record_from_row!(row)).collect()
+        })
+    }
+
+    /// `(number of records, their total size)`.
+    pub async fn index_stats(&self) -> Result<(i64, i64)> {
+        on_pool!(self, pool => {
+            let row = sqlx::query(
+                "SELECT count(*) AS n, CAST(coalesce(sum(size), 0) AS BIGINT) AS total FROM index_records",
+            )
+            .fetch_one(pool)
+            .await?;
+            Ok((row.try_get("n")?, row.try_get("total")?))
+        })
+    }
+
+    /// The record an alias names.
+    pub async fn index_did_of_alias(&self, alias: &str) -> Result<Option<String>> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT did FROM index_aliases WHERE alias = $1")
+            .bind(alias)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// A record's aliases, in order.
+    pub async fn index_aliases(&self, did: &str) -> Result<Vec<String>> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT alias FROM index_aliases WHERE did = $1 ORDER BY alias",
+        )
+        .bind(did)
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// Add aliases to a record (`replace`: instead of its current ones); an
+    /// alias another record holds is a [`StoreError::Conflict`].
+    pub async fn index_set_aliases(&self, did: &str, aliases: &[String], replace: bool) -> Result<()> {
+        in_transaction!(self, conn => {
+            if replace {
+                sqlx::query("DELETE FROM index_aliases WHERE did = $1")
+                    .bind(did)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let held: Vec<String> =
+                sqlx::query_scalar("SELECT alias FROM index_aliases WHERE did = $1")
+                    .bind(did)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let new = aliases.iter().filter(|a| !held.contains(a));
+            insert_aliases!(conn, did, new);
+            Ok(())
+        })
+    }
+
+    /// Remove one alias of a record (or all of them); false if there was none.
+    pub async fn index_delete_aliases(&self, did: &str, alias: Option<&str>) -> Result<bool> {
+        let done = on_pool!(self, pool => match alias {
+            Some(alias) => sqlx::query("DELETE FROM index_aliases WHERE did = $1 AND alias = $2")
+                .bind(did)
+                .bind(alias)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            None => sqlx::query("DELETE FROM index_aliases WHERE did = $1")
+                .bind(did)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+        });
+        Ok(done > 0)
+    }
+
+    /// Records with a url containing every `include` and no `exclude`
+    /// (`/_query/urls/q`), in did order.
+    pub async fn index_query_urls(
+        &self,
+        include: Option<&str>,
+        exclude: Option<&str>,
+        version: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<IndexRecord>> {
+        let mut params = Params::default();
+        let mut conditions = Vec::new();
+        let dialect = self.dialect();
+        let kind = params.text("url");
+        for (operator, part) in [("IN", include), ("NOT IN", exclude)] {
+            if let Some(part) = part {
+                conditions.push(format!(
+                    "r.did {operator} (SELECT did FROM index_terms WHERE kind = {kind} AND {})",
+                    dialect.contains("value", &params.text(part))
+                ));
+            }
+        }
+        if let Some(version) = version {
+            conditions.push(format!("r.version = {}", params.text(version)));
+        }
+        let sql = format!(
+            "SELECT {} FROM index_records r{} ORDER BY r.did LIMIT {} OFFSET {}",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            where_clause(&conditions),
+            params.push(BindValue::Int(limit)),
+            params.push(BindValue::Int(offset)),
+        );
+        let binds = params.into_binds();
+        on_pool!(self, pool => {
+            let rows = bind_all!(sqlx::query(&sql), &binds).fetch_all(pool).await?;
+            rows.iter().map(|row| record_from_row!(row)).collect()
+        })
+    }
+}
