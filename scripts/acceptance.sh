@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Run the Gen3-compatibility acceptance suite (../shared/acceptance, read-only,
-# driven by the real gen3 SDK) against a fresh Commons server on a free port.
+# Run the Gen3-compatibility acceptance suites, driven by the real gen3 SDK,
+# against one fresh Commons server on a free port: first the shared suite
+# (../shared/acceptance, read-only), then this repository's file-index suite
+# (tests/acceptance), with the same environment. The run fails if either fails.
 #
 # Usage: scripts/acceptance.sh [--database-url URL] [--profile-credentials] [--] [pytest args...]
 #   --profile-credentials  COMMONS_CREDENTIALS is an API key the admin creates
@@ -8,8 +10,15 @@
 #                          POST /user/credentials/api/), not the bootstrap file
 #   COMMONS_BIN=path  use this binary instead of running `cargo build --release`
 #   CI=true           a skipped test fails the run (CI must have every service)
-# Arguments other than --database-url are passed through to pytest
-# (e.g. `-k graphql` or `test_auth.py`; paths are relative to the suite).
+# Arguments other than --database-url and --profile-credentials are passed
+# through to pytest:
+#   - an argument naming a file or folder of one suite (relative to that suite,
+#     or absolute; `::test` suffixes allowed) goes to that suite only, and when
+#     any such path is given only the suites it names run
+#     (`test_auth.py` runs the shared suite's file, `test_index_sdk.py` ours);
+#   - every other argument (options such as `-k graphql`, `-x`, `-q`) goes to
+#     both suites. A suite in which such a filter selects nothing counts as
+#     empty, not failed, as long as the other suite ran tests.
 set -euo pipefail
 
 die() { echo "acceptance: $*" >&2; exit 1; }
@@ -22,6 +31,9 @@ dictionary="$repo/../shared/reference/dictionaries/gdcdictionary"
 [[ -d $dictionary ]] || die "gdcdictionary not found at $dictionary"
 suite=$(cd "$suite" && pwd)
 dictionary=$(cd "$dictionary" && pwd)
+# The file-index suite of this repository (same venv and requirements).
+own_suite="$repo/tests/acceptance"
+[[ -f $own_suite/conftest.py ]] || die "suite not found at $own_suite"
 
 # ---------------------------------------------------------------- arguments
 database_url=
@@ -153,33 +165,102 @@ export COMMONS_ARBORIST_URL=$url/authz
 # read-only bits would not stop pytest's cache or Python's __pycache__.
 export PYTHONDONTWRITEBYTECODE=1
 
-# --------------------------------------------------------------------- suite
-echo "acceptance: running the suite in $suite"
-rc=0
-(cd "$suite" && "$venv/bin/pytest" -p no:cacheprovider -rs --junitxml="$junit" \
-    "${pytest_args[@]}") || rc=$?
-
-if ! kill -0 "$server_pid" 2>/dev/null; then
-    echo "acceptance: the server died during the run" >&2
-    ((rc)) || rc=1
+# -------------------------------------------------------------------- suites
+# Which suite an argument belongs to: "shared", "own", or "" (both).
+suite_of() {
+    local arg=$1 target=${1%%::*} name dir abs
+    [[ $arg != -* && -n $target ]] || return 0
+    for name in shared own; do
+        if [[ $name == shared ]]; then dir=$suite; else dir=$own_suite; fi
+        dir=$(realpath "$dir")
+        if [[ $target == /* ]]; then abs=$target; else abs=$dir/$target; fi
+        [[ -e $abs ]] || continue
+        abs=$(realpath "$abs")
+        if [[ $abs == "$dir" || $abs == "$dir"/* ]]; then
+            echo "$name"
+            return 0
+        fi
+    done
+}
+shared_args=()
+own_args=()
+shared_paths=0
+own_paths=0
+for arg in ${pytest_args[@]+"${pytest_args[@]}"}; do
+    case $(suite_of "$arg") in
+        shared) shared_args+=("$arg"); shared_paths=$((shared_paths + 1)) ;;
+        own) own_args+=("$arg"); own_paths=$((own_paths + 1)) ;;
+        *) shared_args+=("$arg"); own_args+=("$arg") ;;
+    esac
+done
+run_shared=true
+run_own=true
+if ((shared_paths + own_paths > 0)); then
+    ((shared_paths > 0)) || run_shared=false
+    ((own_paths > 0)) || run_own=false
 fi
 
-skipped=0
-if [[ -f $junit ]]; then
-    counts=$("$venv/bin/python" - "$junit" <<'PY'
+# Prints "<passed> <failed> <skipped>" from a junit file (nothing if absent).
+junit_counts() {
+    [[ -f $1 ]] || return 0
+    "$venv/bin/python" - "$1" <<'PY'
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()
 suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
 n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
 print(n["tests"] - n["failures"] - n["errors"] - n["skipped"], n["failures"] + n["errors"], n["skipped"])
 PY
-    )
-    read -r passed failed skipped <<<"$counts"
-    echo "acceptance: $passed passed, $failed failed, $skipped skipped"
-fi
+}
 
-# pytest exits 5 when it ran no test: never a pass for this suite.
-((rc != 5)) || die "pytest collected no tests (check the arguments: ${pytest_args[*]:-none})"
+passed=0
+failed=0
+skipped=0
+rc=0           # first failing pytest exit status (5, "no tests", handled below)
+empty=()       # suites that collected no test
+ran=0          # suites that ran at least one test
+
+# run_suite <label> <dir> <junit> [pytest args...]
+run_suite() {
+    local label=$1 dir=$2 junit=$3 suite_rc=0 counts p=0 f=0 s=0
+    shift 3
+    echo "acceptance: running the $label suite in $dir"
+    (cd "$dir" && "$venv/bin/pytest" -p no:cacheprovider -rs --junitxml="$junit" "$@") || suite_rc=$?
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "acceptance: the server died during the $label suite" >&2
+        ((suite_rc)) || suite_rc=1
+    fi
+    counts=$(junit_counts "$junit")
+    if [[ -n $counts ]]; then
+        read -r p f s <<<"$counts"
+        echo "acceptance: $label suite: $p passed, $f failed, $s skipped"
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    skipped=$((skipped + s))
+    if ((suite_rc == 5)); then
+        empty+=("$label")
+    else
+        ran=$((ran + 1))
+        if ((suite_rc != 0 && rc == 0)); then rc=$suite_rc; fi
+    fi
+}
+
+if $run_shared; then
+    run_suite shared "$suite" "$junit" ${shared_args[@]+"${shared_args[@]}"}
+fi
+if $run_own; then
+    run_suite file-index "$own_suite" "$work/junit-index.xml" ${own_args[@]+"${own_args[@]}"}
+fi
+echo "acceptance: $passed passed, $failed failed, $skipped skipped"
+
+# pytest exits 5 when it ran no test: never a pass. A suite left empty by a
+# filter (-k ...) is fine only if arguments were given and another suite ran.
+if ((${#empty[@]} > 0)); then
+    if ((ran == 0)) || ((${#pytest_args[@]} == 0)); then
+        die "pytest collected no tests in the ${empty[*]} suite(s) (check the arguments: ${pytest_args[*]:-none})"
+    fi
+    echo "acceptance: no test of the ${empty[*]} suite matched the arguments"
+fi
 ((rc == 0)) || exit "$rc"
 if [[ ${CI:-} == true ]] && ((skipped > 0)); then
     die "$skipped test(s) skipped; in CI every service must be available, so no test may be skipped"

@@ -23,9 +23,9 @@ pub mod yaml;
 pub mod formats;
 
 // Writes and storage
+pub mod file_index;
 pub mod sql;
 pub mod store;
-pub mod file_index;
 pub mod submission;
 pub mod time;
 

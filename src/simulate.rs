@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::dictionary::{Dictionary, NodeType};
 use crate::formats::{Delimited, cell_text, delimited_line};
@@ -108,10 +109,12 @@ fn record(
         .unwrap_or_default();
     for property in &node.properties {
         let name = &property.name;
-        // Properties with defaults (state, file_state) are left to the server.
+        // Properties with defaults (state, file_state) are left to the server,
+        // and so is `object_id`: the file index assigns it.
         let defaulted = property.default.is_some() && !node.is_required(name);
         if node.is_system_property(name)
             || defaulted
+            || name == "object_id"
             || doc.contains_key(name)
             || name == "project_id"
         {
@@ -123,6 +126,13 @@ fn record(
         } else if node.is_required(name) {
             doc.insert(name.clone(), Value::String(format!("{name}-{i}")));
         }
+    }
+    if node.is_data_file() && doc.contains_key("file_size") {
+        // The same record always describes the same file: its index record
+        // refuses a node that changes a registered file's size.
+        let digest = Sha256::digest(submitter_id(&node.id, i).as_bytes());
+        let size = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1_000_000;
+        doc.insert("file_size".into(), json!(1 + i64::from(size)));
     }
     for link in &node.links {
         if !(link.required || in_required_group(node, &link.name)) {

@@ -31,7 +31,12 @@ pub fn is_hash_type(name: &str) -> bool {
 fn hashes_schema() -> Value {
     let properties: Map<String, Value> = HASHES
         .iter()
-        .map(|(name, pattern)| (name.to_string(), json!({"type": "string", "pattern": pattern})))
+        .map(|(name, pattern)| {
+            (
+                name.to_string(),
+                json!({"type": "string", "pattern": pattern}),
+            )
+        })
         .collect();
     json!({"type": "object", "properties": properties, "additionalProperties": false})
 }
@@ -65,9 +70,18 @@ fn common_properties() -> Map<String, Value> {
 /// `POST /index/` and `POST /index/<did>` (a new version).
 static POST_SCHEMA: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     let mut p = common_properties();
-    p.insert("did".into(), json!({"type": "string", "pattern": format!("^.*{UUID}$")}));
-    p.insert("baseid".into(), json!({"type": "string", "pattern": format!("^{UUID}$")}));
-    p.insert("form".into(), json!({"enum": ["object", "container", "multipart"]}));
+    p.insert(
+        "did".into(),
+        json!({"type": "string", "pattern": format!("^.*{UUID}$")}),
+    );
+    p.insert(
+        "baseid".into(),
+        json!({"type": "string", "pattern": format!("^{UUID}$")}),
+    );
+    p.insert(
+        "form".into(),
+        json!({"enum": ["object", "container", "multipart"]}),
+    );
     p.insert("size".into(), json!({"type": "integer", "minimum": 0}));
     p.insert("hashes".into(), hashes_schema());
     p.insert("urls".into(), strings());
@@ -323,7 +337,10 @@ pub fn update_version_authz(mut record: IndexRecord, body: &Value) -> Result<Ind
     let Some(fields) = body.as_object() else {
         return Err(IndexError::Invalid("the body must be a JSON object".into()));
     };
-    if let Some(name) = fields.keys().find(|k| !matches!(k.as_str(), "acl" | "authz")) {
+    if let Some(name) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "acl" | "authz"))
+    {
         return Err(IndexError::Invalid(format!(
             "only acl and authz can be set on every version, not {name:?}"
         )));

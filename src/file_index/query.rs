@@ -74,7 +74,7 @@ pub fn list_query(pairs: &[(String, String)]) -> Result<ListRequest> {
     });
     if ids.is_some() && (limit.is_some() || page.is_some() || start.is_some()) {
         return Err(IndexError::Invalid(
-            "pagination (limit, page, start) is not supported with ids".into(),
+            "pagination is not supported when ids is provided".into(),
         ));
     }
     let limit = limit.unwrap_or(100);

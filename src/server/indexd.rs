@@ -40,7 +40,10 @@ pub fn routes() -> Router<SharedState> {
         .route("/_stats", get(stats))
         .route("/index", get(list).post(create))
         .route("/index/blank", post(create_blank))
-        .route("/index/blank/{*did}", put(fill_blank).post(new_blank_version))
+        .route(
+            "/index/blank/{*did}",
+            put(fill_blank).post(new_blank_version),
+        )
         .route(
             "/index/{*path}",
             get(read_record)
@@ -106,7 +109,9 @@ fn index(state: &SharedState) -> FileIndex<'_> {
 
 /// The caller of a write, or indexd's refusal of a missing or bad token.
 fn writer(caller: Result<Caller, ApiError>) -> Result<Principal, IndexdError> {
-    caller.map(|Caller(principal, _)| principal).map_err(Into::into)
+    caller
+        .map(|Caller(principal, _)| principal)
+        .map_err(Into::into)
 }
 
 fn body_json(body: &Bytes) -> Result<Value, IndexdError> {
@@ -119,14 +124,17 @@ fn query_pairs(query: Option<String>) -> Result<Vec<(String, String)>, IndexdErr
 }
 
 fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// The `rev` a write must name.
 fn rev(pairs: &[(String, String)]) -> Result<String, IndexdError> {
-    param(pairs, "rev").ok_or_else(|| {
-        IndexdError(StatusCode::BAD_REQUEST, "no revision specified".into())
-    })
+    param(pairs, "rev")
+        .ok_or_else(|| IndexdError(StatusCode::BAD_REQUEST, "no revision specified".into()))
 }
 
 fn ok(value: Value) -> Reply {
@@ -170,16 +178,27 @@ async fn create(
     let body = body_json(&body)?;
     let index = index(&state);
     let record = index.new_record(&body, None)?;
-    authorize(&principal.permissions, "create", &record.authz.iter().collect::<Vec<_>>())?;
+    authorize(
+        &principal.permissions,
+        "create",
+        &record.authz.iter().collect::<Vec<_>>(),
+    )?;
     index.insert(vec![(record.clone(), Vec::new())]).await?;
     ok(receipt(&record))
 }
 
 /// Who may make or fill a blank record: `method` on its `authz`, or
 /// `file_upload` on the upload resource when it has none.
-fn authorize_blank(principal: &Principal, method: &str, authz: &[String]) -> Result<(), IndexdError> {
+fn authorize_blank(
+    principal: &Principal,
+    method: &str,
+    authz: &[String],
+) -> Result<(), IndexdError> {
     if authz.is_empty() {
-        if principal.permissions.allows(UPLOAD_RESOURCE, "indexd", "file_upload") {
+        if principal
+            .permissions
+            .allows(UPLOAD_RESOURCE, "indexd", "file_upload")
+        {
             return Ok(());
         }
         return Err(IndexError::Forbidden(format!(
@@ -187,7 +206,11 @@ fn authorize_blank(principal: &Principal, method: &str, authz: &[String]) -> Res
         ))
         .into());
     }
-    Ok(authorize(&principal.permissions, method, &authz.iter().collect::<Vec<_>>())?)
+    Ok(authorize(
+        &principal.permissions,
+        method,
+        &authz.iter().collect::<Vec<_>>(),
+    )?)
 }
 
 async fn create_blank(
@@ -335,7 +358,11 @@ async fn update_record(
             let rev = rev(&query_pairs(query)?)?;
             let stored = index.get(&did).await?;
             let updated = file_index::update_record(stored.clone(), &body)?;
-            authorize(&principal.permissions, "update", &authz_of(&[&stored, &updated]))?;
+            authorize(
+                &principal.permissions,
+                "update",
+                &authz_of(&[&stored, &updated]),
+            )?;
             ok(receipt(&index.replace(updated, &rev).await?))
         }
         RecordPath::Versions(did) => {
@@ -382,7 +409,11 @@ async fn new_version_or_aliases(
         RecordPath::Record(did) => {
             let stored = index.get_or_latest(&did).await?;
             let record = index.new_record(&body, Some(&stored))?;
-            authorize(&principal.permissions, "update", &authz_of(&[&stored, &record]))?;
+            authorize(
+                &principal.permissions,
+                "update",
+                &authz_of(&[&stored, &record]),
+            )?;
             index.insert(vec![(record.clone(), Vec::new())]).await?;
             ok(receipt(&record))
         }
@@ -420,7 +451,11 @@ async fn delete_record(
         RecordPath::Alias(did, alias) => {
             let record = index.get(&did).await?;
             authorize(&principal.permissions, "delete", &authz_of(&[&record]))?;
-            if !state.store.index_delete_aliases(&record.did, Some(&alias)).await? {
+            if !state
+                .store
+                .index_delete_aliases(&record.did, Some(&alias))
+                .await?
+            {
                 return Err(IndexdError(
                     StatusCode::NOT_FOUND,
                     format!("alias {alias} not found"),
@@ -513,7 +548,10 @@ async fn query_urls(State(state): State<SharedState>, RawQuery(query): RawQuery)
         match param(&pairs, name) {
             None => Ok(default),
             Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                IndexdError(StatusCode::BAD_REQUEST, format!("{name} must be a non-negative integer"))
+                IndexdError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} must be a non-negative integer"),
+                )
             }),
         }
     };
@@ -529,8 +567,8 @@ async fn query_urls(State(state): State<SharedState>, RawQuery(query): RawQuery)
             offset,
         )
         .await?;
-    let fields: Option<Vec<String>> = param(&pairs, "fields")
-        .map(|f| f.split(',').map(str::to_string).collect());
+    let fields: Option<Vec<String>> =
+        param(&pairs, "fields").map(|f| f.split(',').map(str::to_string).collect());
     let answer: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -554,7 +592,10 @@ async fn mint(State(state): State<SharedState>, RawQuery(query): RawQuery) -> Re
     let count = match param(&pairs, "count") {
         None => 1,
         Some(v) => v.parse::<usize>().map_err(|_| {
-            IndexdError(StatusCode::BAD_REQUEST, "count must be a positive integer".into())
+            IndexdError(
+                StatusCode::BAD_REQUEST,
+                "count must be a positive integer".into(),
+            )
         })?,
     };
     if count == 0 || count > MAX_MINT {

@@ -136,6 +136,42 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("response_json", Kind::Text),
         ],
     ),
+    (
+        "index_records",
+        &[
+            ("did", Kind::Text),
+            ("baseid", Kind::Text),
+            ("rev", Kind::Text),
+            ("form", Kind::Text),
+            ("size", Kind::Int),
+            ("file_name", Kind::Text),
+            ("version", Kind::Text),
+            ("uploader", Kind::Text),
+            ("description", Kind::Text),
+            ("hashes", Kind::Text),
+            ("urls", Kind::Text),
+            ("acl", Kind::Text),
+            ("authz", Kind::Text),
+            ("metadata", Kind::Text),
+            ("urls_metadata", Kind::Text),
+            ("created_date", Kind::Text),
+            ("updated_date", Kind::Text),
+            ("content_created_date", Kind::Text),
+            ("content_updated_date", Kind::Text),
+        ],
+    ),
+    (
+        "index_terms",
+        &[
+            ("kind", Kind::Text),
+            ("value", Kind::Text),
+            ("did", Kind::Text),
+        ],
+    ),
+    (
+        "index_aliases",
+        &[("alias", Kind::Text), ("did", Kind::Text)],
+    ),
 ];
 
 /// Identity columns whose PostgreSQL sequences must continue after the copied ids.

@@ -48,11 +48,17 @@ impl IndexRecord {
             .iter()
             .map(|(t, v)| (format!("hash:{t}"), v.clone()))
             .collect();
-        for (kind, values) in [("url", &self.urls), ("acl", &self.acl), ("authz", &self.authz)] {
+        for (kind, values) in [
+            ("url", &self.urls),
+            ("acl", &self.acl),
+            ("authz", &self.authz),
+        ] {
             terms.extend(values.iter().map(|v| (kind.to_string(), v.clone())));
         }
         for (key, value) in &self.metadata {
-            let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
             terms.push(("metadata".into(), metadata_term(key, &value)));
         }
         terms.sort();
@@ -567,7 +573,12 @@ impl Store {
 
     /// Add aliases to a record (`replace`: instead of its current ones); an
     /// alias another record holds is a [`StoreError::Conflict`].
-    pub async fn index_set_aliases(&self, did: &str, aliases: &[String], replace: bool) -> Result<()> {
+    pub async fn index_set_aliases(
+        &self,
+        did: &str,
+        aliases: &[String],
+        replace: bool,
+    ) -> Result<()> {
         in_transaction!(self, conn => {
             if replace {
                 sqlx::query("DELETE FROM index_aliases WHERE did = $1")

@@ -494,7 +494,105 @@ const ROWS: &[Row] = &[
         "",
         PUBLIC,
     ),
+    // indexd: reads are anonymous, as in Gen3; a write needs the `indexd`
+    // permission on the record's authz. `{did}` is a record the project's
+    // data-file submission registered; the writes below are refused (wrong
+    // rev, existing did, unknown record) once authorized, so nothing changes.
+    row("GET", "/index/_status", "/index/_status", "", PUBLIC),
+    row("GET", "/index/_version", "/index/_version", "", PUBLIC),
+    row("GET", "/index/_stats", "/index/_stats", "", PUBLIC),
+    row("GET", "/index/index", "/index/index/?limit=5", "", PUBLIC),
+    row(
+        "POST",
+        "/index/index",
+        "/index/index/",
+        "@index_record",
+        INDEX_WRITERS_REFUSED,
+    ),
+    row(
+        "POST",
+        "/index/index/blank",
+        "/index/index/blank/",
+        r#"{"uploader": "admin", "file_name": "f.txt"}"#,
+        [X, X, X, X, X, 403, 403, 403, 201],
+    ),
+    row(
+        "PUT",
+        "/index/index/blank/{*did}",
+        "/index/index/blank/00000000-0000-4000-8000-000000000000?rev=1",
+        r#"{"size": 1, "hashes": {"md5": "0cc175b9c0f1b6a831c399e269772661"}}"#,
+        [X, X, X, X, X, 404, 404, 404, 404],
+    ),
+    row(
+        "POST",
+        "/index/index/blank/{*did}",
+        "/index/index/blank/00000000-0000-4000-8000-000000000000",
+        "{}",
+        [X, X, X, X, X, 404, 404, 404, 404],
+    ),
+    row(
+        "GET",
+        "/index/index/{*path}",
+        "/index/index/{did}",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "PUT",
+        "/index/index/{*path}",
+        "/index/index/{did}?rev=not-the-rev",
+        r#"{"urls": []}"#,
+        INDEX_WRITERS_REFUSED,
+    ),
+    row(
+        "POST",
+        "/index/index/{*path}",
+        "/index/index/{did}",
+        "@index_record",
+        INDEX_WRITERS_REFUSED,
+    ),
+    row(
+        "DELETE",
+        "/index/index/{*path}",
+        "/index/index/{did}?rev=not-the-rev",
+        "",
+        INDEX_WRITERS_REFUSED,
+    ),
+    row(
+        "POST",
+        "/index/bulk/documents",
+        "/index/bulk/documents",
+        r#"["{did}"]"#,
+        PUBLIC,
+    ),
+    row("GET", "/index/urls", "/index/urls/?ids={did}", "", PUBLIC),
+    row(
+        "GET",
+        "/index/_query/urls/q",
+        "/index/_query/urls/q?include=s3",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/index/guid/mint",
+        "/index/guid/mint?count=2",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/index/guid/prefix",
+        "/index/guid/prefix",
+        "",
+        PUBLIC,
+    ),
+    row("GET", "/index/{*name}", "/index/{did}", "", PUBLIC),
 ];
+
+/// An indexd write that the token's grants allow but the request's content
+/// refuses (409: a wrong `rev` or a did already taken).
+const INDEX_WRITERS_REFUSED: [u16; 9] = [X, X, X, X, X, 403, 403, 409, 409];
 
 /// Route patterns registered in src/server, with the prefix each file is nested under.
 fn registered_routes() -> BTreeSet<String> {
@@ -510,6 +608,7 @@ fn registered_routes() -> BTreeSet<String> {
         ("arborist.rs", vec!["/authz"]),
         ("sheepdog/mod.rs", vec!["/api/v0/submission"]),
         ("graphql.rs", vec!["/api/v0/submission"]),
+        ("indexd.rs", vec!["/index"]),
     ] {
         scanned.insert(dir.join(file));
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
@@ -625,7 +724,28 @@ async fn every_endpoint_answers_every_caller_with_the_contract_status() {
         Some(writer),
         Some(app.admin_token.clone()),
     ];
+    let indexed = store
+        .index_list(&commons::store::IndexQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let did = indexed
+        .first()
+        .expect("the data-file submission registered its files")
+        .did
+        .clone();
+    let index_record = json!({
+        "did": did,
+        "form": "object",
+        "size": 1,
+        "hashes": {"md5": "0cc175b9c0f1b6a831c399e269772661"},
+        "urls": [],
+        "authz": ["/programs/prog/projects/proj"],
+    });
     let before = snapshot(&app).await;
+    let index_before = store.index_record(&did).await.unwrap();
 
     let mut failures = Vec::new();
     for row in ROWS {
@@ -633,9 +753,10 @@ async fn every_endpoint_answers_every_caller_with_the_contract_status() {
             let body = match row.body {
                 "@records" => Value::Array(records.clone()).to_string(),
                 "@graphql" => json!({"query": "{ study(first: 0) { submitter_id } }"}).to_string(),
-                other => other.to_string(),
+                "@index_record" => index_record.to_string(),
+                other => other.replace("{did}", &did),
             };
-            let path = row.path.replace("{id}", &study_id);
+            let path = row.path.replace("{id}", &study_id).replace("{did}", &did);
             let reply = app
                 .request(
                     row.method,
@@ -681,6 +802,11 @@ async fn every_endpoint_answers_every_caller_with_the_contract_status() {
         snapshot(&app).await,
         before,
         "the calls changed stored records"
+    );
+    assert_eq!(
+        store.index_record(&did).await.unwrap(),
+        index_before,
+        "the calls changed the index record"
     );
 }
 

@@ -26,6 +26,7 @@ use crate::store::{
 };
 
 mod capture;
+mod files;
 mod identify;
 mod links;
 mod parse;
@@ -34,6 +35,7 @@ mod rules;
 mod write_behind;
 
 pub use capture::BodyCapture;
+use files::FileLinks;
 use parse::target_refs;
 use write_behind::WriteBehind;
 
@@ -85,6 +87,8 @@ struct Staged<'d> {
     props: Map<String, Value>,
     /// A link target was not found yet: wait for the rest of the request.
     waiting: bool,
+    /// A data file's `urls`, for its index record.
+    urls: Option<Vec<String>>,
 }
 
 /// The entities a request has named so far, in compact form: link targets
@@ -172,6 +176,7 @@ struct Upload<'a> {
     envelope: UploadEnvelope,
     entity_ids: EntityIds,
     body: BodyCapture,
+    files: FileLinks,
 }
 
 impl Submission<'_> {
@@ -202,6 +207,7 @@ impl Submission<'_> {
             envelope: UploadEnvelope::default(),
             entity_ids: EntityIds::default(),
             body,
+            files: FileLinks::default(),
         };
         let mut transaction = WriteBehind::default();
         let mut unwritten = None;
@@ -292,8 +298,8 @@ impl<'a> Upload<'a> {
         Ok((self.finish(ready).await?, waiting))
     }
 
-    /// Steps 6 and 9 for entities whose links are resolved, then their
-    /// results; returns their changes unless the request can no longer
+    /// Steps 6, 9 and 10 (data files' index records) for entities whose
+    /// links are resolved, then their results; returns their changes unless the request can no longer
     /// succeed or is a dry run.
     async fn finish(
         &mut self,
@@ -301,6 +307,10 @@ impl<'a> Upload<'a> {
     ) -> Result<Option<ChangeSet>, StoreError> {
         self.submission
             .check_graph(&mut ready, &mut self.seen)
+            .await?;
+        let index = self
+            .files
+            .link(self.submission, self.project, &mut ready)
             .await?;
         for entity in &ready {
             self.envelope.add(&entity.result).map_err(spool_error)?;
@@ -311,7 +321,9 @@ impl<'a> Upload<'a> {
         if self.envelope.failed() || self.dry_run {
             return Ok(None);
         }
-        Ok(Some(change_set(self.project, ready)))
+        let mut change = change_set(self.project, ready);
+        change.index = index;
+        Ok(Some(change))
     }
 
     /// Commit, or log the failed request or dry run; returns the HTTP status

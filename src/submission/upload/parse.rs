@@ -24,6 +24,7 @@ impl Submission<'_> {
             cleared_links: Vec::new(),
             props: Map::new(),
             waiting: false,
+            urls: None,
         };
         let result = &mut staged.result;
         let Value::Object(raw) = doc else {
@@ -88,9 +89,12 @@ impl Submission<'_> {
                 Value::Object(map)
             })
             .collect();
-        if node.is_data_file() {
-            doc.remove("urls");
-        }
+        // A data file's locations go to its index record, not to the node.
+        let urls = node
+            .is_data_file()
+            .then(|| doc.remove("urls"))
+            .flatten()
+            .and_then(|urls| file_urls(&urls));
         match doc.get("id") {
             None | Some(Value::Null) => {
                 doc.remove("id");
@@ -148,8 +152,31 @@ impl Submission<'_> {
             result.error(kind, &keys, problem.message);
         }
         staged.doc = doc;
+        staged.urls = urls;
         staged
     }
+}
+
+/// The `urls` of a data-file document: a comma-separated text (a TSV cell)
+/// or a list; `None` when it names none.
+fn file_urls(value: &Value) -> Option<Vec<String>> {
+    let urls: Vec<String> = match value {
+        Value::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    (!urls.is_empty()).then_some(urls)
 }
 
 /// The references of one link value: an object or a list of objects.
