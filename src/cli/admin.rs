@@ -1,10 +1,12 @@
 //! Administration against the database, server running or not: users,
-//! authorization imports, API keys and signing keys.
+//! authorization imports, API keys and signing keys, manifests of the file
+//! index.
 
 use anyhow::Context;
 
 use super::*;
 use crate::auth;
+use crate::file_index::FileIndex;
 use crate::store::Store;
 
 /// `commons users ...`.
@@ -168,6 +170,73 @@ pub(super) async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             let kid = auth::tokens::rotate(&store).await?;
             eprintln!(
                 "new signing key {kid}; running servers pick it up on their next unknown token"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `commons index ...`.
+pub(super) async fn index(command: IndexCommand) -> anyhow::Result<()> {
+    match command {
+        IndexCommand::Import {
+            manifest,
+            index_prefix,
+            database,
+        } => {
+            let store = database.open().await?;
+            let index = FileIndex {
+                store: &store,
+                prefix: &index_prefix,
+            };
+            let comma = manifest.extension().is_some_and(|e| e == "csv");
+            let started = std::time::Instant::now();
+            let open = || -> std::io::Result<Box<dyn std::io::Read>> {
+                Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
+                    &manifest,
+                )?)))
+            };
+            let summary = index
+                .import_manifest(open, comma)
+                .await
+                .with_context(|| format!("{} was not imported", manifest.display()))?;
+            store.close().await?;
+            eprintln!(
+                "{}: {} records created, {} updated, {} unchanged in {:.1} s",
+                manifest.display(),
+                summary.created,
+                summary.updated,
+                summary.unchanged,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        IndexCommand::Export { out, database } => {
+            let store = database.open().await?;
+            let index = FileIndex {
+                store: &store,
+                prefix: "",
+            };
+            let (written, skipped) = match &out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    let mut file = std::io::BufWriter::new(file);
+                    index.export_manifest(&mut file).await?
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    index.export_manifest(&mut stdout).await?
+                }
+            };
+            store.close().await?;
+            eprintln!(
+                "{written} records exported{}",
+                if skipped > 0 {
+                    format!(" ({skipped} blank upload records without size or md5 left out)")
+                } else {
+                    String::new()
+                }
             );
             Ok(())
         }

@@ -101,6 +101,9 @@ enum Command {
     /// Manage API keys and token-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Import or export the file index as an object manifest.
+    #[command(subcommand)]
+    Index(IndexCommand),
 }
 
 /// Where the database is: shared by every command that touches it.
@@ -270,6 +273,32 @@ enum AuthzCommand {
 }
 
 #[derive(Subcommand)]
+enum IndexCommand {
+    /// Register the files of a manifest (the TSV of `gen3 objects manifest
+    /// publish`: guid, md5, size, acl, authz, urls, file_name, prev_guid).
+    /// Every row is checked before any is written; rows already indexed
+    /// with the same md5 and size get the manifest's urls, acl, authz and
+    /// file name.
+    Import {
+        /// The manifest (`.csv` is read comma-separated, anything else as TSV).
+        manifest: PathBuf,
+        /// Prefix of the dids minted for rows without a guid (e.g. `dg.1234/`).
+        #[arg(long, env = "COMMONS_INDEX_PREFIX", default_value = "")]
+        index_prefix: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Write every indexed file as a manifest that `import` reads back.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Print a new API key for a user as credentials.json on standard output.
     Create {
@@ -422,6 +451,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Users(command) => admin::users(command).await,
         Command::Authz(command) => admin::authz(command).await,
         Command::Keys(command) => admin::keys(command).await,
+        Command::Index(command) => admin::index(command).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! the submission of data-file nodes all make the same records.
 
 mod body;
+mod manifest;
 mod query;
 
 use serde_json::{Map, Value, json};
@@ -13,6 +14,7 @@ use crate::auth::Permissions;
 use crate::store::{IndexRecord, Store, StoreError};
 
 pub use body::{update_blank, update_record, update_version_authz};
+pub use manifest::{ImportSummary, ManifestError};
 pub use query::{ListRequest, MAX_LIMIT, list_query};
 
 /// What the index refuses, by what the caller can do about it.

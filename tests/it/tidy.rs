@@ -52,6 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "auth",
             "dictionary",
+            "file_index",
             "formats",
             "graphql",
             "server",
