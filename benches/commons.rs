@@ -763,6 +763,21 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let mut report = String::new();
+    let sections = std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "metadata,file_index".into());
+    if sections.split(',').any(|s| s == "metadata") {
+        metadata_report(&mut report, subjects);
+    }
+    if sections.split(',').any(|s| s == "file_index") {
+        file_index_report(&mut report);
+    }
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/benchmarks.md");
+    std::fs::write(&out, &report).unwrap();
+    println!("{report}");
+    eprintln!("report written to {}", out.display());
+}
+
+/// The metadata side: ingest, GraphQL, export, start-up and memory.
+fn metadata_report(report: &mut String, subjects: usize) {
     writeln!(report, "Machine: {}. Dataset: bundled dictionary; 1 study, {subjects} subjects, {} samples, {subjects} aliquots; one client on loopback HTTP; release build.\n", machine(), subjects * 10).unwrap();
 
     let sqlite = run_backend("SQLite", None, subjects);
@@ -801,8 +816,197 @@ fn main() {
         )
         .unwrap();
     }
-    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/benchmarks.md");
-    std::fs::write(&out, &report).unwrap();
-    println!("{report}");
-    eprintln!("report written to {}", out.display());
+}
+
+/// The file index (#23): a manifest published over HTTP and imported by the
+/// CLI, `start` paging over the whole index, lookups by hash and size.
+fn file_index_report(report: &mut String) {
+    let manifest_rows = env_usize("BENCH_INDEX_MANIFEST", 100_000);
+    let total = env_usize("BENCH_INDEX_RECORDS", 1_000_000);
+    writeln!(report, "\n### File index\n\nMachine: {}. A manifest of {manifest_rows} rows (guid, md5, size, acl, authz, two urls, file name); an index of {total} records for paging and lookups; one client on loopback HTTP; release build.\n", machine()).unwrap();
+    let sqlite = file_index_figures("SQLite", None, manifest_rows, total);
+    let postgres = postgres_database().map(|(admin, name, url)| {
+        let figures = file_index_figures("PostgreSQL", Some(&url), manifest_rows, total);
+        drop_database(&admin, &name);
+        figures
+    });
+    writeln!(report, "| measure | SQLite | PostgreSQL |\n|---|---|---|").unwrap();
+    for (i, (what, value)) in sqlite.rows.iter().enumerate() {
+        let pg = postgres
+            .as_ref()
+            .map_or("(not run: no PostgreSQL)".to_string(), |f| {
+                f.rows[i].1.clone()
+            });
+        writeln!(report, "| {what} | {value} | {pg} |").unwrap();
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A manifest TSV of `rows` files whose guids start at `first`.
+fn manifest(first: usize, rows: usize) -> String {
+    let mut out = String::from("guid\tmd5\tsize\tacl\tauthz\turls\tfile_name\n");
+    for i in first..first + rows {
+        writeln!(
+            out,
+            "{}\t{:032x}\t{}\tphs001\t/programs/{PROGRAM}/projects/{PROJECT}\ts3://bucket/{i}.cram gs://bucket/{i}.cram\tfile-{i}.cram",
+            guid(i),
+            i as u128 * 0x9e37_79b9_7f4a_7c15,
+            1000 + i
+        )
+        .unwrap();
+    }
+    out
+}
+
+fn guid(i: usize) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", i >> 16, i)
+}
+
+fn file_index_figures(
+    name: &str,
+    database_url: Option<&str>,
+    manifest_rows: usize,
+    total: usize,
+) -> Figures {
+    eprintln!("== file index, {name}");
+    let mut figures = Figures { rows: Vec::new() };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = start(dir.path(), database_url, None);
+
+    // One client publishing a manifest record by record, as the SDK does.
+    let rows: Vec<Value> = (0..manifest_rows)
+        .map(|i| {
+            json!({
+                "did": guid(i), "form": "object", "size": 1000 + i,
+                "hashes": {"md5": format!("{:032x}", i as u128 * 0x9e37_79b9_7f4a_7c15)},
+                "acl": ["phs001"], "authz": [format!("/programs/{PROGRAM}/projects/{PROJECT}")],
+                "urls": [format!("s3://bucket/{i}.cram"), format!("gs://bucket/{i}.cram")],
+                "file_name": format!("file-{i}.cram"),
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    for row in &rows {
+        server.json("POST", "/index/index/", row);
+    }
+    let http = t.elapsed();
+    figures.add(
+        format!("`POST /index/index/` of {manifest_rows} records, one client"),
+        format!(
+            "{:.0} records/s ({:.1} s)",
+            manifest_rows as f64 / http.as_secs_f64(),
+            http.as_secs_f64()
+        ),
+    );
+
+    // The same number of rows through `commons index import`, then the rest.
+    let import = |first: usize, rows: usize| -> Duration {
+        let path = dir.path().join(format!("manifest-{first}.tsv"));
+        std::fs::write(&path, manifest(first, rows)).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_commons"));
+        command
+            .args(["index", "import"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path());
+        if let Some(db) = database_url {
+            command.args(["--database-url", db]);
+        }
+        let t = Instant::now();
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        t.elapsed()
+    };
+    let imported = import(manifest_rows, manifest_rows);
+    figures.add(
+        format!("`commons index import` of a {manifest_rows}-row manifest"),
+        format!(
+            "{:.0} records/s ({:.1} s)",
+            manifest_rows as f64 / imported.as_secs_f64(),
+            imported.as_secs_f64()
+        ),
+    );
+    let mut loaded = 2 * manifest_rows;
+    while loaded < total {
+        let rows = (total - loaded).min(500_000);
+        import(loaded, rows);
+        loaded += rows;
+    }
+
+    // Every record, 1,024 per page, with `start` (as get_all_records pages).
+    let mut pages = Vec::new();
+    let mut start = String::new();
+    let mut seen = 0;
+    let t = Instant::now();
+    loop {
+        let q = Instant::now();
+        let page = server.json(
+            "GET",
+            &format!("/index/index/?limit=1024&start={start}"),
+            &Value::Null,
+        );
+        let records = page["records"].as_array().unwrap();
+        pages.push(q.elapsed().as_secs_f64() * 1000.0);
+        let Some(last) = records.last() else { break };
+        start = last["did"].as_str().unwrap().to_string();
+        seen += records.len();
+    }
+    assert_eq!(seen, loaded, "paging saw every record once");
+    let ten = |slice: &[f64]| {
+        let mut v = slice.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let n = pages.len() - 1;
+    figures.add(
+        format!("`start` paging through {loaded} records, 1,024 per page"),
+        format!(
+            "{:.1} s; page p50 of the first 10 {:.1} ms, middle 10 {:.1} ms, last 10 {:.1} ms",
+            t.elapsed().as_secs_f64(),
+            ten(&pages[..10]),
+            ten(&pages[n / 2..n / 2 + 10]),
+            ten(&pages[n - 10..n]),
+        ),
+    );
+
+    // get_with_params: by md5 and size, as sheepdog and the SDK look files up.
+    let lookups = 5_000;
+    let t = Instant::now();
+    let mut latencies = Vec::with_capacity(lookups);
+    for k in 0..lookups {
+        let i = (k * 7919) % loaded;
+        let q = Instant::now();
+        let found = server.json(
+            "GET",
+            &format!(
+                "/index/index/?hash=md5:{:032x}&size={}&limit=1",
+                i as u128 * 0x9e37_79b9_7f4a_7c15,
+                1000 + i
+            ),
+            &Value::Null,
+        );
+        latencies.push(q.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(found["records"][0]["did"], guid(i));
+    }
+    latencies.sort_by(f64::total_cmp);
+    figures.add(
+        format!("`get_with_params` (md5 + size) over {loaded} records"),
+        format!(
+            "{:.0} lookups/s; p50 {:.2} ms, p95 {:.2} ms",
+            lookups as f64 / t.elapsed().as_secs_f64(),
+            latencies[lookups / 2],
+            latencies[lookups * 95 / 100]
+        ),
+    );
+    figures
 }
