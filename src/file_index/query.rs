@@ -90,12 +90,8 @@ pub fn list_query(pairs: &[(String, String)]) -> Result<ListRequest> {
     if size.is_some_and(|s| s < 0) {
         return Err(IndexError::Invalid("size must be 0 or more".into()));
     }
+    // Any hash type: a record may carry types beside the known ones.
     let hashes = pairs_of(all(pairs, "hash"), "hash")?;
-    for (kind, _) in &hashes {
-        if !super::body::is_hash_type(kind) {
-            return Err(IndexError::Invalid(format!("unknown hash type {kind:?}")));
-        }
-    }
     let metadata = pairs_of(all(pairs, "metadata"), "metadata")?;
     for unsupported in ["urls_metadata", "negate_params"] {
         if one(pairs, unsupported).is_some() {

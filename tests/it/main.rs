@@ -10,6 +10,7 @@ mod database_restart;
 mod dictionary_sources;
 mod graphql;
 mod hostile;
+mod index;
 mod index_manifest;
 mod keys;
 mod large_uploads;
