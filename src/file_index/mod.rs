@@ -106,24 +106,22 @@ pub fn receipt(record: &IndexRecord) -> Value {
     json!({"did": record.did, "baseid": record.baseid, "rev": record.rev})
 }
 
-/// Refuses unless the caller holds `(indexd, method)` on every resource
-/// (the index's admin resource for a record without `authz`).
+/// Refuses unless the caller holds `(indexd, method)` on every resource of
+/// `authz`, or on the index's admin resource (which also stands for an
+/// empty `authz`, as does `/programs`, indexd's deprecated admin rule).
 pub fn authorize(permissions: &Permissions, method: &str, authz: &[&String]) -> Result<()> {
-    let admin = ADMIN_RESOURCE.to_string();
-    let resources: Vec<&String> = if authz.is_empty() {
-        vec![&admin]
-    } else {
-        authz.to_vec()
-    };
-    match resources
-        .iter()
-        .find(|r| !permissions.allows(r, "indexd", method))
+    let allows = |resource: &str| permissions.allows(resource, "indexd", method);
+    let denied = authz.iter().find(|r| !allows(r));
+    if !authz.is_empty() && denied.is_none()
+        || allows(ADMIN_RESOURCE)
+        || authz.is_empty() && allows("/programs")
     {
-        None => Ok(()),
-        Some(resource) => Err(IndexError::Forbidden(format!(
-            "Permission denied: ({method}) on {resource} for service indexd"
-        ))),
+        return Ok(());
     }
+    let resource = denied.map_or(ADMIN_RESOURCE, |r| r.as_str());
+    Err(IndexError::Forbidden(format!(
+        "Permission denied: ({method}) on {resource} for service indexd"
+    )))
 }
 
 impl FileIndex<'_> {

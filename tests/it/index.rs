@@ -17,7 +17,7 @@ use common::TestApp;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use commons::store::{IndexQuery, IndexRecord, PolicyRow, Store};
+use commons::store::{IndexQuery, IndexRecord, PolicyRow, RoleRow, Store};
 
 const PROJECT_ID: &str = "prog-proj";
 /// The `authz` a submission gives the records of project `prog-proj`.
@@ -849,4 +849,65 @@ async fn index_writes_need_grants_and_the_right_rev() {
         StatusCode::NOT_FOUND,
         "the alias of a deleted record",
     );
+}
+
+/// indexd's admin rule: `(indexd, m)` on `/services/indexd/admin` allows `m`
+/// on every record, and on a record without `authz` so does `/programs`.
+#[tokio::test]
+async fn the_index_admin_resource_grants_every_record() {
+    let app = TestApp::new(None).await;
+    let store = &app.state.store;
+    store
+        .upsert_role(&RoleRow {
+            id: "indexd_admin".into(),
+            permissions: json!([{"id": "indexd_admin", "action": {"service": "indexd", "method": "*"}}]),
+        })
+        .await
+        .unwrap();
+    for (id, resource) in [
+        ("index-admin", "/services/indexd/admin"),
+        ("programs-index", "/programs"),
+    ] {
+        store
+            .upsert_policy(&PolicyRow {
+                id: id.into(),
+                role_ids: vec!["indexd_admin".into()],
+                resource_paths: vec![resource.into()],
+            })
+            .await
+            .unwrap();
+    }
+    let (_, _, admin) = app.user("index-admin", &["index-admin"]).await;
+    let (_, _, programs) = app.user("programs-index", &["programs-index"]).await;
+    let record = |authz: Value| {
+        json!({
+            "form": "object", "size": 1, "urls": [], "authz": authz,
+            "hashes": {"md5": "0cc175b9c0f1b6a831c399e269772661"},
+        })
+    };
+    let elsewhere = json!(["/open/elsewhere"]);
+    let reply = app
+        .send_json(
+            "POST",
+            "/index/index/",
+            Some(&admin),
+            &record(elsewhere.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let reply = app
+        .send_json("POST", "/index/index/", Some(&programs), &record(elsewhere))
+        .await;
+    assert_error(
+        &reply,
+        StatusCode::FORBIDDEN,
+        "/programs grant on another resource",
+    );
+    for token in [&admin, &programs] {
+        let reply = app
+            .send_json("POST", "/index/index/", Some(token), &record(json!([])))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert_eq!(app.get("/index/_stats", None).await.json()["fileCount"], 3);
 }
