@@ -25,19 +25,19 @@ CREATE TABLE index_records (
     content_updated_date TEXT
 );
 CREATE INDEX index_records_by_baseid ON index_records (baseid, created_date);
-CREATE INDEX index_records_by_uploader ON index_records (uploader, did);
+CREATE INDEX index_records_by_uploader ON index_records (uploader, did) WHERE uploader IS NOT NULL;
 CREATE INDEX index_records_by_file_name ON index_records (file_name, did);
 CREATE INDEX index_records_by_update ON index_records (updated_date, did);
 
 -- kind: 'hash:<type>' (md5, sha256...), 'url', 'acl', 'authz', 'metadata'
--- (value: the JSON text of [key, value]).
+-- (value: the JSON text of [key, value]). No index by did: a record's terms
+-- are deleted by their keys, and an import would pay for it on every term.
 CREATE TABLE index_terms (
     kind TEXT COLLATE "C" NOT NULL,
     value TEXT COLLATE "C" NOT NULL,
     did TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (kind, value, did)
 );
-CREATE INDEX index_terms_by_did ON index_terms (did);
 
 CREATE TABLE index_aliases (
     alias TEXT COLLATE "C" PRIMARY KEY,

@@ -3,6 +3,8 @@
 -- Lists (hashes, urls, acl, authz, metadata) are kept as JSON text on the
 -- record; the values a record is looked up by are also rows of
 -- index_terms, so a lookup by hash, url, acl or authz is an index seek.
+-- The term and alias tables are WITHOUT ROWID: a row is one entry of its
+-- primary key's B-tree instead of a table row plus a key entry.
 CREATE TABLE index_records (
     did TEXT PRIMARY KEY,
     baseid TEXT NOT NULL,
@@ -25,22 +27,22 @@ CREATE TABLE index_records (
     content_updated_date TEXT
 );
 CREATE INDEX index_records_by_baseid ON index_records (baseid, created_date);
-CREATE INDEX index_records_by_uploader ON index_records (uploader, did);
+CREATE INDEX index_records_by_uploader ON index_records (uploader, did) WHERE uploader IS NOT NULL;
 CREATE INDEX index_records_by_file_name ON index_records (file_name, did);
 CREATE INDEX index_records_by_update ON index_records (updated_date, did);
 
 -- kind: 'hash:<type>' (md5, sha256...), 'url', 'acl', 'authz', 'metadata'
--- (value: the JSON text of [key, value]).
+-- (value: the JSON text of [key, value]). No index by did: a record's terms
+-- are deleted by their keys, and an import would pay for it on every term.
 CREATE TABLE index_terms (
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
     did TEXT NOT NULL,
     PRIMARY KEY (kind, value, did)
-);
-CREATE INDEX index_terms_by_did ON index_terms (did);
+) WITHOUT ROWID;
 
 CREATE TABLE index_aliases (
     alias TEXT PRIMARY KEY,
     did TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX index_aliases_by_did ON index_aliases (did);

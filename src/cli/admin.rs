@@ -191,7 +191,7 @@ pub(super) async fn index(command: IndexCommand) -> anyhow::Result<()> {
             };
             let comma = manifest.extension().is_some_and(|e| e == "csv");
             let started = std::time::Instant::now();
-            let open = || -> std::io::Result<Box<dyn std::io::Read>> {
+            let open = || -> std::io::Result<Box<dyn std::io::Read + Send>> {
                 Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
                     &manifest,
                 )?)))

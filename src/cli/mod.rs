@@ -275,10 +275,9 @@ enum AuthzCommand {
 #[derive(Subcommand)]
 enum IndexCommand {
     /// Register the files of a manifest (the TSV of `gen3 objects manifest
-    /// publish`: guid, md5, size, acl, authz, urls, file_name, prev_guid).
-    /// Every row is checked before any is written; rows already indexed
-    /// with the same md5 and size get the manifest's urls, acl, authz and
-    /// file name.
+    /// publish`: guid, md5, size, acl, authz, urls, file_name, prev_guid),
+    /// all of it or nothing; rows already indexed with the same md5 and
+    /// size get the manifest's urls, acl, authz and file name.
     Import {
         /// The manifest (`.csv` is read comma-separated, anything else as TSV).
         manifest: PathBuf,

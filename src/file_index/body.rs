@@ -230,36 +230,17 @@ impl FileIndex<'_> {
     /// when given: its baseid, a fresh did unless the body names one).
     pub fn new_record(&self, body: &Value, base: Option<&IndexRecord>) -> Result<IndexRecord> {
         check(&POST_SCHEMA, body)?;
-        let now = now();
-        let record = IndexRecord {
-            did: string(body, "did").unwrap_or_else(|| self.mint()),
-            baseid: match base {
-                Some(base) => base.baseid.clone(),
-                None => string(body, "baseid").unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            },
-            rev: new_rev(),
-            form: string(body, "form"),
-            size: body.get("size").and_then(Value::as_i64),
-            file_name: string(body, "file_name"),
-            version: string(body, "version"),
-            uploader: string(body, "uploader"),
-            description: string(body, "description"),
-            hashes: hashes(body),
-            urls: list(body, "urls"),
-            acl: list(body, "acl"),
-            authz: list(body, "authz"),
-            metadata: string_map(object(body, "metadata"), "metadata")?,
-            urls_metadata: object(body, "urls_metadata"),
-            created_date: now.clone(),
-            updated_date: now,
-            content_created_date: content_date(body, "content_created_date")?,
-            content_updated_date: content_date(body, "content_updated_date")?,
-        };
-        if record.hashes.is_empty() {
-            return Err(IndexError::Invalid("at least one hash is required".into()));
-        }
-        check_content_dates(&record)?;
-        Ok(record)
+        self.record_of_checked(body, base)
+    }
+
+    /// [`FileIndex::new_record`] for a body already checked against the
+    /// POST schema (an import's second reading of its manifest).
+    pub(super) fn record_of_checked(
+        &self,
+        body: &Value,
+        base: Option<&IndexRecord>,
+    ) -> Result<IndexRecord> {
+        build_record(body, base, || self.mint())
     }
 
     /// A blank record (`POST /index/blank/`): an upload's placeholder, with
@@ -279,6 +260,52 @@ impl FileIndex<'_> {
             ..IndexRecord::default()
         })
     }
+}
+
+/// Whether a `POST /index/` body makes a record (the manifest check, which
+/// mints no did).
+pub(super) fn check_new_record(body: &Value) -> Result<()> {
+    check(&POST_SCHEMA, body)?;
+    build_record(body, None, String::new).map(drop)
+}
+
+/// The record of a checked `POST /index/` body; `mint` names it when the
+/// body does not.
+fn build_record(
+    body: &Value,
+    base: Option<&IndexRecord>,
+    mint: impl FnOnce() -> String,
+) -> Result<IndexRecord> {
+    let now = now();
+    let record = IndexRecord {
+        did: string(body, "did").unwrap_or_else(mint),
+        baseid: match base {
+            Some(base) => base.baseid.clone(),
+            None => string(body, "baseid").unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        },
+        rev: new_rev(),
+        form: string(body, "form"),
+        size: body.get("size").and_then(Value::as_i64),
+        file_name: string(body, "file_name"),
+        version: string(body, "version"),
+        uploader: string(body, "uploader"),
+        description: string(body, "description"),
+        hashes: hashes(body),
+        urls: list(body, "urls"),
+        acl: list(body, "acl"),
+        authz: list(body, "authz"),
+        metadata: string_map(object(body, "metadata"), "metadata")?,
+        urls_metadata: object(body, "urls_metadata"),
+        created_date: now.clone(),
+        updated_date: now,
+        content_created_date: content_date(body, "content_created_date")?,
+        content_updated_date: content_date(body, "content_updated_date")?,
+    };
+    if record.hashes.is_empty() {
+        return Err(IndexError::Invalid("at least one hash is required".into()));
+    }
+    check_content_dates(&record)?;
+    Ok(record)
 }
 
 /// The fields an index record takes from `PUT /index/<did>`.

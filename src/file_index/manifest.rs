@@ -12,11 +12,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
+use super::body::check_new_record;
 use super::{FileIndex, IndexError, new_rev, now};
-use crate::store::{IndexQuery, IndexRecord, StoreError};
+use crate::store::{IndexQuery, IndexRecord, IndexWrite, IndexWriter, StoreError};
 
 /// Rows written per transaction.
 const BATCH: usize = 10_000;
@@ -88,6 +91,24 @@ pub enum ManifestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Index writes of a batch of manifest rows.
+#[derive(Default)]
+struct Batch {
+    inserts: Vec<(IndexRecord, Vec<String>)>,
+    /// Updated records with the rev they replace.
+    replaces: Vec<(IndexRecord, String)>,
+    /// Rows that make a new version of their `prev_guid`.
+    versions: Vec<Row>,
+}
+
+/// The error of one manifest row.
+fn row_error(row: &Row, message: impl ToString) -> ManifestError {
+    ManifestError::Row {
+        line: row.line,
+        message: message.to_string(),
+    }
 }
 
 /// One manifest row, as the body of the `POST /index/` it stands for.
@@ -202,6 +223,25 @@ fn format_error(e: csv::Error) -> ManifestError {
     }
 }
 
+/// Every row of a manifest parses and makes a valid record; no guid
+/// appears twice.
+fn check_manifest(input: Box<dyn Read + Send>, comma: bool) -> Result<(), ManifestError> {
+    let mut reader = Reader::new(input, comma)?;
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    while let Some(row) = reader.next()? {
+        check_new_record(&row.body).map_err(|e| row_error(&row, e))?;
+        if let Some(guid) = &row.guid
+            && let Some(first) = seen.insert(guid.clone(), row.line)
+        {
+            return Err(row_error(
+                &row,
+                format!("guid {guid} is on line {first} too"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The values of a list cell: `a b`, `a,b`, `[a, b]` or `['a', 'b']`.
 fn values(cell: Option<&str>) -> Vec<String> {
     cell.unwrap_or_default()
@@ -221,132 +261,169 @@ fn cell(values: &[String]) -> String {
 }
 
 impl FileIndex<'_> {
-    /// Read a whole manifest into the index. Every row is checked before
-    /// anything is written; then rows go in by batches of [`BATCH`], each
-    /// batch in one transaction. A row whose guid is indexed already must
+    /// Read a whole manifest into the index, all of it or nothing: one
+    /// transaction, committed only when every row was checked and written.
+    /// Rows are checked on a thread of their own while they are written,
+    /// by batches of [`BATCH`], each read and compared with the index while
+    /// the one before is written. A row whose guid is indexed already must
     /// have the same md5 and size; its urls, acl, authz and file name are
     /// updated. A row with `prev_guid` becomes a new version of that record.
-    /// Running an import again after a failure finishes it.
     pub async fn import_manifest(
         &self,
-        open: impl Fn() -> std::io::Result<Box<dyn Read>>,
+        open: impl Fn() -> std::io::Result<Box<dyn Read + Send>>,
         comma: bool,
     ) -> Result<ImportSummary, ManifestError> {
-        self.check_manifest(open()?, comma)?;
-        let mut reader = Reader::new(open()?, comma)?;
-        let mut summary = ImportSummary::default();
-        loop {
-            let mut batch = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH {
-                match reader.next()? {
-                    Some(row) => batch.push(row),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                return Ok(summary);
-            }
-            self.import_batch(batch, &mut summary).await?;
-        }
+        let failed = Arc::new(AtomicBool::new(false));
+        let check = {
+            let (input, failed) = (open()?, failed.clone());
+            tokio::task::spawn_blocking(move || {
+                let checked = check_manifest(input, comma);
+                failed.store(checked.is_err(), Ordering::Release);
+                checked
+            })
+        };
+        let written = self.write_manifest(open, comma, &failed).await;
+        // A bad row is the error to report, even when the writes stopped on it.
+        check
+            .await
+            .map_err(|e| ManifestError::Format(format!("the manifest check stopped: {e}")))??;
+        let (summary, writer) = written?;
+        writer.commit().await?;
+        Ok(summary)
     }
 
-    /// Every row parses and makes a valid record; no guid appears twice.
-    fn check_manifest(&self, input: Box<dyn Read>, comma: bool) -> Result<(), ManifestError> {
-        let mut reader = Reader::new(input, comma)?;
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        while let Some(row) = reader.next()? {
-            self.new_record(&row.body, None)
-                .map_err(|e| ManifestError::Row {
-                    line: row.line,
-                    message: e.to_string(),
-                })?;
-            if let Some(guid) = row.guid
-                && let Some(first) = seen.insert(guid.clone(), row.line)
-            {
-                return Err(ManifestError::Row {
-                    line: row.line,
-                    message: format!("guid {guid} is on line {first} too"),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn import_batch(
+    /// Write every row into one open transaction (stopping early once the
+    /// check has `failed`).
+    async fn write_manifest(
         &self,
-        batch: Vec<Row>,
+        open: impl Fn() -> std::io::Result<Box<dyn Read + Send>>,
+        comma: bool,
+        failed: &AtomicBool,
+    ) -> Result<(ImportSummary, IndexWriter), ManifestError> {
+        let mut reader = Reader::new(open()?, comma)?;
+        let mut writer = self.store.begin_index_writes().await?;
+        let mut summary = ImportSummary::default();
+        let mut pending = self.prepare_batch(&mut reader, &mut summary).await?;
+        while let Some(batch) = pending {
+            if failed.load(Ordering::Acquire) {
+                break;
+            }
+            let (written, next) = tokio::join!(
+                self.write_batch(&mut writer, batch),
+                self.prepare_batch(&mut reader, &mut summary)
+            );
+            let (created, updated) = written?;
+            summary.created += created;
+            summary.updated += updated;
+            pending = next?;
+        }
+        Ok((summary, writer))
+    }
+
+    /// The next [`BATCH`] rows as index writes (None at the end). A row
+    /// with `prev_guid` is left for [`Self::write_batch`]: its base may be
+    /// in the batch being written meanwhile.
+    async fn prepare_batch<R: Read>(
+        &self,
+        reader: &mut Reader<R>,
         summary: &mut ImportSummary,
-    ) -> Result<(), ManifestError> {
-        let guids: Vec<String> = batch.iter().filter_map(|r| r.guid.clone()).collect();
+    ) -> Result<Option<Batch>, ManifestError> {
+        let mut rows = Vec::with_capacity(BATCH);
+        while rows.len() < BATCH {
+            match reader.next()? {
+                Some(row) => rows.push(row),
+                None => break,
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let guids: Vec<String> = rows.iter().filter_map(|r| r.guid.clone()).collect();
         let mut existing: HashMap<String, IndexRecord> = HashMap::new();
         for chunk in guids.chunks(5_000) {
             for record in self.store.index_records(chunk).await? {
                 existing.insert(record.did.clone(), record);
             }
         }
-        let mut inserts = Vec::new();
-        let mut replaces = Vec::new();
-        for row in batch {
-            let row_error = |message: String| ManifestError::Row {
-                line: row.line,
-                message,
-            };
-            let wanted = self
-                .new_record(&row.body, None)
-                .map_err(|e| row_error(e.to_string()))?;
+        let mut batch = Batch::default();
+        for row in rows {
             let stored = row.guid.as_ref().and_then(|g| existing.get(g));
-            match (stored, &row.prev_guid) {
-                (Some(stored), _) => {
-                    if stored.size != wanted.size
-                        || stored.hashes.get("md5") != wanted.hashes.get("md5")
-                    {
-                        return Err(row_error(format!(
-                            "guid {} is indexed with a different size or md5; a changed file needs a new guid",
-                            stored.did
-                        )));
-                    }
-                    let mut updated = stored.clone();
-                    updated
-                        .urls_metadata
-                        .retain(|url, _| wanted.urls.contains(url));
-                    updated.urls = wanted.urls;
-                    updated.acl = wanted.acl;
-                    updated.authz = wanted.authz;
-                    updated.file_name = wanted.file_name;
-                    if updated == *stored {
-                        summary.unchanged += 1;
-                    } else {
-                        updated.rev = new_rev();
-                        updated.updated_date = now();
-                        replaces.push((updated, stored.rev.clone()));
-                    }
-                }
-                (None, Some(prev)) => {
-                    let base = self
-                        .get_or_latest(prev)
-                        .await
-                        .map_err(|e| row_error(format!("prev_guid {prev}: {e}")))?;
-                    let record = self
-                        .new_record(&row.body, Some(&base))
-                        .map_err(|e| row_error(e.to_string()))?;
-                    inserts.push((record, Vec::new()));
-                }
-                (None, None) => inserts.push((wanted, Vec::new())),
+            if stored.is_none() && row.prev_guid.is_some() {
+                batch.versions.push(row);
+                continue;
+            }
+            // Every row passed `check_manifest`: build without checking again.
+            let wanted = self
+                .record_of_checked(&row.body, None)
+                .map_err(|e| row_error(&row, e))?;
+            let Some(stored) = stored else {
+                batch.inserts.push((wanted, Vec::new()));
+                continue;
+            };
+            if stored.size != wanted.size || stored.hashes.get("md5") != wanted.hashes.get("md5") {
+                return Err(row_error(
+                    &row,
+                    format!(
+                        "guid {} is indexed with a different size or md5; a changed file needs a new guid",
+                        stored.did
+                    ),
+                ));
+            }
+            let mut updated = stored.clone();
+            updated
+                .urls_metadata
+                .retain(|url, _| wanted.urls.contains(url));
+            updated.urls = wanted.urls;
+            updated.acl = wanted.acl;
+            updated.authz = wanted.authz;
+            updated.file_name = wanted.file_name;
+            if updated == *stored {
+                summary.unchanged += 1;
+            } else {
+                updated.rev = new_rev();
+                updated.updated_date = now();
+                batch.replaces.push((updated, stored.rev.clone()));
             }
         }
-        summary.created += inserts.len();
-        self.store.index_insert(&inserts).await?;
-        for (record, rev) in replaces {
-            if !self.store.index_replace(&record, &rev).await? {
-                return Err(IndexError::Conflict(format!(
-                    "{} changed while it was imported; run the import again",
-                    record.did
-                ))
-                .into());
-            }
-            summary.updated += 1;
+        Ok(Some(batch))
+    }
+
+    /// Write a prepared batch: its new records in one transaction, then its
+    /// updates; returns (created, updated).
+    async fn write_batch(
+        &self,
+        writer: &mut IndexWriter,
+        mut batch: Batch,
+    ) -> Result<(usize, usize), ManifestError> {
+        for row in &batch.versions {
+            let prev = row.prev_guid.as_deref().unwrap_or_default();
+            // An earlier row of this import, or a record stored before it.
+            let base = match writer.record(prev).await? {
+                Some(record) => record,
+                None => self
+                    .get_or_latest(prev)
+                    .await
+                    .map_err(|e| row_error(row, format!("prev_guid {prev}: {e}")))?,
+            };
+            let record = self
+                .record_of_checked(&row.body, Some(&base))
+                .map_err(|e| row_error(row, e))?;
+            batch.inserts.push((record, Vec::new()));
         }
-        Ok(())
+        let (created, updated) = (batch.inserts.len(), batch.replaces.len());
+        let writes: Vec<IndexWrite> = batch
+            .inserts
+            .into_iter()
+            .map(|(record, aliases)| IndexWrite::Insert(record, aliases))
+            .chain(
+                batch
+                    .replaces
+                    .into_iter()
+                    .map(|(record, _)| IndexWrite::Replace(record)),
+            )
+            .collect();
+        writer.apply(&writes).await?;
+        Ok((created, updated))
     }
 
     /// Write every record with a size and an md5 (not blank upload

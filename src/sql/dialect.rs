@@ -17,6 +17,17 @@ pub enum Dialect {
 const PAIRS_PER_CALL: usize = 50;
 
 impl Dialect {
+    /// The verb of a multi-row insert inside a transaction that is rolled
+    /// back whole on any error. SQLite's default (`ABORT`) first copies every
+    /// page a statement touches into a statement journal so it can undo that
+    /// statement alone; `OR FAIL` skips the copy (PostgreSQL has no such cost).
+    pub fn insert_or_fail(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INSERT OR FAIL",
+            Dialect::Postgres => "INSERT",
+        }
+    }
+
     /// `expr IN <list>` where parameter `param` holds a JSON array of strings.
     pub fn in_text_list(self, expr: &str, param: &str) -> String {
         match self {

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::reads::bind_all;
 use super::{Result, Store, StoreError, on_pool};
-use crate::sql::{BindValue, Params, where_clause};
+use crate::sql::{BindValue, Dialect, Params, where_clause};
 
 /// One indexd record (FILES.md §1.2).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -198,88 +198,103 @@ fn record_columns(record: &IndexRecord, out: &mut Vec<Column>) {
     ]);
 }
 
-/// `INSERT INTO table (columns) VALUES (...), (...)` for `rows` rows of `width` binds.
-fn multi_row_insert(head: &str, rows: usize, width: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + rows * width * 5);
-    sql.push_str(head);
-    sql.push_str(" VALUES ");
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..width {
-            n += 1;
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${n}"));
-        }
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
-}
-
 /// Statements of the index, run on one connection (`$conn`, of either backend).
 macro_rules! insert_records {
-    ($conn:expr, $records:expr) => {{
-        let records: &[IndexRecord] = $records;
+    ($conn:expr, $records:expr, $insert:expr) => {{
+        let mut records: Vec<&IndexRecord> = $records.iter().collect();
+        let verb: &str = $insert;
+        // In key order, each statement's rows land on neighbouring pages.
+        records.sort_unstable_by(|a, b| a.did.cmp(&b.did));
         for chunk in records.chunks(INSERT_ROWS) {
-            let mut columns = Vec::with_capacity(chunk.len() * COLUMN_COUNT);
-            for record in chunk {
+            let mut insert =
+                sqlx::QueryBuilder::new(format!("{verb} INTO index_records ({COLUMNS}) "));
+            insert.push_values(chunk, |mut row, record| {
+                let mut columns = Vec::with_capacity(COLUMN_COUNT);
                 record_columns(record, &mut columns);
-            }
-            let sql = multi_row_insert(
-                &format!("INSERT INTO index_records ({COLUMNS})"),
-                chunk.len(),
-                COLUMN_COUNT,
-                "",
-            );
-            bind_columns!(sqlx::query(&sql), &columns)
-                .execute(&mut *$conn)
-                .await?;
-            let terms: Vec<[String; 3]> = chunk
-                .iter()
-                .flat_map(|r| {
-                    r.terms()
-                        .into_iter()
-                        .map(|(kind, value)| [kind, value, r.did.clone()])
-                })
-                .collect();
-            insert_terms!($conn, &terms);
+                for column in columns {
+                    match column {
+                        Column::Text(s) => row.push_bind(s),
+                        Column::Int(i) => row.push_bind(i),
+                    };
+                }
+            });
+            insert.build().execute(&mut *$conn).await?;
         }
+        let mut terms: Vec<[String; 3]> = records
+            .iter()
+            .flat_map(|r| {
+                r.terms()
+                    .into_iter()
+                    .map(|(kind, value)| [kind, value, r.did.clone()])
+            })
+            .collect();
+        terms.sort_unstable();
+        insert_terms!($conn, &terms, verb);
     }};
 }
 
+/// Insert `(kind, value, did)` rows into `index_terms`. The builder writes
+/// each backend's own placeholders: SQLite's positional `?` keep binding
+/// linear where numbered ones are looked up by name, one search per bind.
 macro_rules! insert_terms {
-    ($conn:expr, $terms:expr) => {{
+    ($conn:expr, $terms:expr, $insert:expr) => {{
         let terms: &[[String; 3]] = $terms;
+        let verb: &str = $insert;
         for chunk in terms.chunks(INSERT_ROWS * 4) {
-            let columns: Vec<Column> = chunk.iter().flatten().map(|v| text(v)).collect();
-            let sql = multi_row_insert(
-                "INSERT INTO index_terms (kind, value, did)",
-                chunk.len(),
-                3,
-                "",
-            );
-            bind_columns!(sqlx::query(&sql), &columns)
-                .execute(&mut *$conn)
-                .await?;
+            let mut insert =
+                sqlx::QueryBuilder::new(format!("{verb} INTO index_terms (kind, value, did) "));
+            insert.push_values(chunk, |mut row, [kind, value, did]| {
+                row.push_bind(kind).push_bind(value).push_bind(did);
+            });
+            insert.build().execute(&mut *$conn).await?;
         }
     }};
 }
 
 macro_rules! insert_aliases {
-    ($conn:expr, $did:expr, $aliases:expr) => {{
-        let did: &str = $did;
-        for alias in $aliases {
-            sqlx::query("INSERT INTO index_aliases (alias, did) VALUES ($1, $2)")
-                .bind(alias)
-                .bind(did)
+    ($conn:expr, $aliases:expr, $insert:expr) => {{
+        let aliases: &[(&str, &str)] = $aliases;
+        let verb: &str = $insert;
+        for chunk in aliases.chunks(INSERT_ROWS * 4) {
+            let mut insert =
+                sqlx::QueryBuilder::new(format!("{verb} INTO index_aliases (alias, did) "));
+            insert.push_values(chunk, |mut row, (alias, did)| {
+                row.push_bind(*alias).push_bind(*did);
+            });
+            insert.build().execute(&mut *$conn).await?;
+        }
+    }};
+}
+
+/// Delete the `index_terms` rows of `$record` by their keys (the table has
+/// no index by did: imports would pay for it on every term they write).
+macro_rules! delete_terms {
+    ($conn:expr, $record:expr) => {{
+        let record: &IndexRecord = $record;
+        for (kind, value) in record.terms() {
+            sqlx::query("DELETE FROM index_terms WHERE kind = $1 AND value = $2 AND did = $3")
+                .bind(kind)
+                .bind(value)
+                .bind(&record.did)
                 .execute(&mut *$conn)
                 .await?;
+        }
+    }};
+}
+
+/// The stored record `$did`, read on the transaction's connection.
+macro_rules! stored_record {
+    ($conn:expr, $did:expr) => {{
+        let did: &str = $did;
+        match sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM index_records WHERE did = $1"
+        ))
+        .bind(did)
+        .fetch_optional(&mut *$conn)
+        .await?
+        {
+            Some(row) => Some(record_from_row!(row)?),
+            None => None,
         }
     }};
 }
@@ -287,8 +302,9 @@ macro_rules! insert_aliases {
 /// Replace the stored record `$record.did` whose rev is `$rev`; evaluates
 /// to whether it was there with that rev.
 macro_rules! replace_record {
-    ($conn:expr, $record:expr, $rev:expr) => {{
+    ($conn:expr, $record:expr, $rev:expr, $insert:expr) => {{
         let record: &IndexRecord = $record;
+        let stored: Option<IndexRecord> = stored_record!($conn, &record.did);
         let mut columns = Vec::with_capacity(COLUMN_COUNT + 1);
         record_columns(record, &mut columns);
         columns.push(text($rev));
@@ -306,17 +322,14 @@ macro_rules! replace_record {
         let done = bind_columns!(sqlx::query(&sql), &columns)
             .execute(&mut *$conn)
             .await?;
-        if done.rows_affected() == 1 {
-            sqlx::query("DELETE FROM index_terms WHERE did = $1")
-                .bind(&record.did)
-                .execute(&mut *$conn)
-                .await?;
+        if let (1, Some(stored)) = (done.rows_affected(), &stored) {
+            delete_terms!($conn, stored);
             let terms: Vec<[String; 3]> = record
                 .terms()
                 .into_iter()
                 .map(|(kind, value)| [kind, value, record.did.clone()])
                 .collect();
-            insert_terms!($conn, &terms);
+            insert_terms!($conn, &terms, $insert);
             true
         } else {
             false
@@ -324,30 +337,37 @@ macro_rules! replace_record {
     }};
 }
 
-/// Apply a submission's index writes on its transaction's connection.
+/// Apply a submission's index writes on its transaction's connection: new
+/// records in multi-row statements, replacements one by one.
 macro_rules! apply_index_writes {
-    ($conn:expr, $writes:expr) => {{
-        for write in $writes {
-            match write {
-                IndexWrite::Insert(record, aliases) => {
-                    insert_records!($conn, std::slice::from_ref(record));
-                    insert_aliases!($conn, &record.did, aliases);
-                }
-                IndexWrite::Replace(record) => {
-                    let stored: Option<String> =
-                        sqlx::query_scalar("SELECT rev FROM index_records WHERE did = $1")
-                            .bind(&record.did)
-                            .fetch_optional(&mut *$conn)
-                            .await?;
-                    let Some(stored) = stored else {
-                        return Err(StoreError::Conflict(format!(
-                            "index record {} was deleted meanwhile",
-                            record.did
-                        )));
-                    };
-                    replace_record!($conn, record, &stored);
-                }
+    ($conn:expr, $writes:expr, $insert:expr) => {{
+        let writes: &[IndexWrite] = $writes;
+        let mut records = Vec::new();
+        let mut aliases = Vec::new();
+        for write in writes {
+            if let IndexWrite::Insert(record, names) = write {
+                records.push(record.clone());
+                aliases.extend(names.iter().map(|a| (a.as_str(), record.did.as_str())));
             }
+        }
+        insert_records!($conn, &records, $insert);
+        insert_aliases!($conn, &aliases, $insert);
+        for write in writes {
+            let IndexWrite::Replace(record) = write else {
+                continue;
+            };
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT rev FROM index_records WHERE did = $1")
+                    .bind(&record.did)
+                    .fetch_optional(&mut *$conn)
+                    .await?;
+            let Some(stored) = stored else {
+                return Err(StoreError::Conflict(format!(
+                    "index record {} was deleted meanwhile",
+                    record.did
+                )));
+            };
+            replace_record!($conn, record, &stored, $insert);
         }
         Ok(())
     }};
@@ -357,33 +377,88 @@ pub(super) async fn apply_sqlite(
     conn: &mut sqlx::SqliteConnection,
     writes: &[IndexWrite],
 ) -> Result<()> {
-    apply_index_writes!(conn, writes)
+    apply_index_writes!(conn, writes, Dialect::Sqlite.insert_or_fail())
 }
 
 pub(super) async fn apply_postgres(
     conn: &mut sqlx::PgConnection,
     writes: &[IndexWrite],
 ) -> Result<()> {
-    apply_index_writes!(conn, writes)
+    apply_index_writes!(conn, writes, Dialect::Postgres.insert_or_fail())
 }
 
-/// Run `$body` in a transaction of its own (`$conn`: its connection), committed if `Ok`.
-macro_rules! in_transaction {
-    ($store:expr, $conn:ident => $body:expr) => {
-        on_pool!($store, pool => {
-            let mut tx = pool.begin().await?;
-            let $conn = &mut *tx;
-            let result: Result<_> = async { $body }.await;
-            if result.is_ok() {
-                tx.commit().await?;
-            }
-            result
+/// One open transaction of index writes (an import): nothing is visible
+/// until [`IndexWriter::commit`], and dropping it rolls everything back.
+/// On SQLite it holds the graph's write connection until then.
+pub struct IndexWriter {
+    tx: IndexTransaction,
+    upkeep: super::Upkeep,
+    /// Records written so far, for upkeep.
+    written: usize,
+}
+
+enum IndexTransaction {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl IndexWriter {
+    /// Add writes to the transaction.
+    pub async fn apply(&mut self, writes: &[IndexWrite]) -> Result<()> {
+        self.written += writes.len();
+        match &mut self.tx {
+            IndexTransaction::Sqlite(tx) => apply_sqlite(tx, writes).await,
+            IndexTransaction::Postgres(tx) => apply_postgres(tx, writes).await,
+        }
+    }
+
+    /// A record as this transaction sees it (its own writes included).
+    pub async fn record(&mut self, did: &str) -> Result<Option<IndexRecord>> {
+        Ok(match &mut self.tx {
+            IndexTransaction::Sqlite(tx) => stored_record!(&mut **tx, did),
+            IndexTransaction::Postgres(tx) => stored_record!(&mut **tx, did),
         })
-    };
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self.tx {
+            IndexTransaction::Sqlite(tx) => tx.commit().await?,
+            IndexTransaction::Postgres(tx) => tx.commit().await?,
+        }
+        self.upkeep.committed(self.written);
+        Ok(())
+    }
+}
+
+/// Run `$body` in a transaction of its own (`$conn`: its connection),
+/// committed if `Ok`. On SQLite it goes through the graph's write
+/// connection: one writer at a time in this process instead of waiting on
+/// the database's lock, and that connection's large page cache.
+macro_rules! in_transaction {
+    ($store:expr, $conn:ident => $body:expr) => {{
+        let store: &Store = $store;
+        let writes = match (&store.pool, &store.sqlite_dedicated) {
+            (super::Pool::Sqlite(_), Some(dedicated)) => super::Pool::Sqlite(dedicated.writes.clone()),
+            (pool, _) => pool.clone(),
+        };
+        match &writes {
+            super::Pool::Sqlite(pool) => in_transaction!(@run pool, $conn => $body),
+            super::Pool::Postgres(pool) => in_transaction!(@run pool, $conn => $body),
+        }
+    }};
+    (@run $pool:expr, $conn:ident => $body:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let $conn = &mut *tx;
+        let result: Result<_> = async { $body }.await;
+        if result.is_ok() {
+            tx.commit().await?;
+        }
+        result
+    }};
 }
 
 /// The SQL of a listing and its binds.
-fn list_statement(query: &IndexQuery) -> (String, Vec<BindValue>) {
+fn list_statement(query: &IndexQuery, dialect: Dialect) -> (String, Vec<BindValue>) {
     let mut params = Params::default();
     let mut conditions = Vec::new();
     let term = |params: &mut Params, kind: &str, value: &str| {
@@ -394,8 +469,9 @@ fn list_statement(query: &IndexQuery) -> (String, Vec<BindValue>) {
         )
     };
     if let Some(ids) = &query.ids {
-        let list: Vec<String> = ids.iter().map(|id| params.text(id)).collect();
-        conditions.push(format!("r.did IN ({})", list.join(", ")));
+        // One bind for the whole list: a bulk lookup names thousands.
+        let list = params.text(&serde_json::to_string(ids).expect("strings serialize"));
+        conditions.push(dialect.in_text_list("r.did", &list));
     }
     if query.page.is_none()
         && let Some(start) = &query.start
@@ -423,10 +499,8 @@ fn list_statement(query: &IndexQuery) -> (String, Vec<BindValue>) {
     for (kind, values) in [("acl", &query.acl), ("authz", &query.authz)] {
         match values.as_deref() {
             None => {}
-            Some([]) => conditions.push(format!(
-                "NOT EXISTS (SELECT 1 FROM index_terms t WHERE t.did = r.did AND t.kind = {})",
-                params.text(kind)
-            )),
+            // The list column itself: `[]` is how an empty list is stored.
+            Some([]) => conditions.push(format!("r.{kind} = '[]'")),
             Some(values) => {
                 for value in values {
                     conditions.push(term(&mut params, kind, value));
@@ -464,44 +538,63 @@ fn list_statement(query: &IndexQuery) -> (String, Vec<BindValue>) {
 }
 
 impl Store {
+    /// Open a transaction for many index writes ([`IndexWriter`]).
+    pub async fn begin_index_writes(&self) -> Result<IndexWriter> {
+        let tx = match (&self.pool, &self.sqlite_dedicated) {
+            (super::Pool::Sqlite(_), Some(dedicated)) => {
+                IndexTransaction::Sqlite(dedicated.writes.begin().await?)
+            }
+            (super::Pool::Sqlite(pool), None) => IndexTransaction::Sqlite(pool.begin().await?),
+            (super::Pool::Postgres(pool), _) => IndexTransaction::Postgres(pool.begin().await?),
+        };
+        Ok(IndexWriter {
+            tx,
+            upkeep: self.upkeep.clone(),
+            written: 0,
+        })
+    }
+
     /// Insert new records (and their aliases) in one transaction; a did or an
     /// alias already taken is a [`StoreError::Conflict`] and nothing is written.
     pub async fn index_insert(&self, records: &[(IndexRecord, Vec<String>)]) -> Result<()> {
+        let insert = self.dialect().insert_or_fail();
+        let plain: Vec<IndexRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        let aliases: Vec<(&str, &str)> = records
+            .iter()
+            .flat_map(|(r, names)| names.iter().map(|a| (a.as_str(), r.did.as_str())))
+            .collect();
         in_transaction!(self, conn => {
-            for chunk in records.chunks(INSERT_ROWS) {
-                let plain: Vec<IndexRecord> = chunk.iter().map(|(r, _)| r.clone()).collect();
-                insert_records!(conn, &plain);
-                for (record, aliases) in chunk {
-                    insert_aliases!(conn, &record.did, aliases);
-                }
-            }
+            insert_records!(conn, &plain, insert);
+            insert_aliases!(conn, &aliases, insert);
             Ok(())
-        })
+        })?;
+        self.upkeep.committed(records.len());
+        Ok(())
     }
 
     /// Replace a record if its stored rev is `rev`; false if it is not (or
     /// the record is gone).
     pub async fn index_replace(&self, record: &IndexRecord, rev: &str) -> Result<bool> {
-        in_transaction!(self, conn => Ok(replace_record!(conn, record, rev)))
+        let insert = self.dialect().insert_or_fail();
+        in_transaction!(self, conn => Ok(replace_record!(conn, record, rev, insert)))
     }
 
     /// Delete a record with its terms and aliases if its rev is `rev`.
     pub async fn index_delete(&self, did: &str, rev: &str) -> Result<bool> {
         in_transaction!(self, conn => {
-            let done = sqlx::query("DELETE FROM index_records WHERE did = $1 AND rev = $2")
+            let stored: Option<IndexRecord> = stored_record!(conn, did);
+            let Some(stored) = stored.filter(|r| r.rev == rev) else {
+                return Ok(false);
+            };
+            sqlx::query("DELETE FROM index_records WHERE did = $1")
                 .bind(did)
-                .bind(rev)
                 .execute(&mut *conn)
                 .await?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            for table in ["index_terms", "index_aliases"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE did = $1"))
-                    .bind(did)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            delete_terms!(conn, &stored);
+            sqlx::query("DELETE FROM index_aliases WHERE did = $1")
+                .bind(did)
+                .execute(&mut *conn)
+                .await?;
             Ok(true)
         })
     }
@@ -523,7 +616,7 @@ impl Store {
     }
 
     pub async fn index_list(&self, query: &IndexQuery) -> Result<Vec<IndexRecord>> {
-        let (sql, binds) = list_statement(query);
+        let (sql, binds) = list_statement(query, self.dialect());
         on_pool!(self, pool => {
             let rows = bind_all!(sqlx::query(&sql), &binds).fetch_all(pool).await?;
             rows.iter().map(|row| record_from_row!(row)).collect()
@@ -579,6 +672,7 @@ impl Store {
         aliases: &[String],
         replace: bool,
     ) -> Result<()> {
+        let insert = self.dialect().insert_or_fail();
         in_transaction!(self, conn => {
             if replace {
                 sqlx::query("DELETE FROM index_aliases WHERE did = $1")
@@ -591,8 +685,12 @@ impl Store {
                     .bind(did)
                     .fetch_all(&mut *conn)
                     .await?;
-            let new = aliases.iter().filter(|a| !held.contains(a));
-            insert_aliases!(conn, did, new);
+            let new: Vec<(&str, &str)> = aliases
+                .iter()
+                .filter(|a| !held.contains(a))
+                .map(|a| (a.as_str(), did))
+                .collect();
+            insert_aliases!(conn, &new, insert);
             Ok(())
         })
     }

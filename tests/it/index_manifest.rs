@@ -179,3 +179,50 @@ async fn a_bad_row_stops_the_import_before_anything_is_written() {
         .json();
     assert_eq!(record["hashes"]["md5"], MD5_A);
 }
+
+/// A row refused only when it is written (its guid is indexed with another
+/// md5), after a first batch of 10,000 rows went into the transaction:
+/// nothing of the manifest is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_is_all_or_nothing_across_batches() {
+    let app = TestApp::new(None).await;
+    let reply = app
+        .admin_json(
+            "POST",
+            "/index/index/",
+            &serde_json::json!({
+                "did": GUID_A, "form": "object", "size": 1,
+                "hashes": {"md5": MD5_A}, "urls": [], "authz": ["/programs/p"],
+            }),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.tsv");
+    let mut text = String::from("guid\tmd5\tsize\tauthz\n");
+    for i in 0..10_050 {
+        text.push_str(&format!("\t{MD5_A}\t{}\t/programs/p\n", i + 10));
+    }
+    text.push_str(&format!("{GUID_A}\t{MD5_B}\t1\t/programs/p\n"));
+    std::fs::write(&manifest, text).unwrap();
+    let output = commons(&[
+        "index",
+        "import",
+        manifest.to_str().unwrap(),
+        "--database-url",
+        &app.database_url,
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("line 10052") && stderr(&output).contains("different size or md5"),
+        "{}",
+        stderr(&output)
+    );
+    let stats = app.get("/index/_stats", None).await.json();
+    assert_eq!(
+        stats["fileCount"], 1,
+        "only the record from before: {stats}"
+    );
+}

@@ -4,6 +4,11 @@
 //! by `object_id` (an upload) is checked against the node's hash and size
 //! and handed to the project. The record changes go into the submission's
 //! own transaction, so a node and its record commit or roll back together.
+//!
+//! Two departures from sheepdog, both keeping node and record in agreement:
+//! an update whose hash or size contradicts the record is refused (sheepdog
+//! then only pushes `urls`), and an updated node whose file is not indexed
+//! (a node older than the index) is registered (sheepdog leaves it without).
 
 use std::collections::HashMap;
 
@@ -122,31 +127,37 @@ impl FileLinks {
             },
             _ => None,
         };
+        let creating = entity.existing.is_none();
         if let Some(record) = by_did {
             return self
-                .check_indexed(submission, project, entity, &facts, record)
+                .check_indexed(submission, project, entity, &facts, record, creating)
                 .await;
         }
         if let Some((md5, size)) = facts.did.as_ref().and_then(|d| self.planned_dids.get(d)) {
             // Registered by an earlier entity of this request: the same file or an error.
             if facts.md5.as_ref() != Some(md5) || facts.size != Some(*size) {
+                let did = facts.did.clone().unwrap_or_default();
                 entity.result.error(
                     ErrorType::InvalidValue,
                     &["md5sum", "file_size"],
-                    mismatch(
-                        &facts,
-                        facts.did.as_deref().unwrap_or_default(),
-                        Some(md5),
-                        Some(*size),
-                    ),
+                    mismatch(&facts, &did),
                 );
             }
             return Ok(None);
         }
         if let Some(hash_did) = by_hash {
             // The file is indexed under another id.
-            if facts.uses_object_id && facts.did.is_none() {
-                entity.props.insert("object_id".into(), json!(hash_did));
+            if facts.uses_object_id {
+                match &facts.did {
+                    None => {
+                        entity.props.insert("object_id".into(), json!(hash_did));
+                    }
+                    Some(object_id) => entity.result.error(
+                        ErrorType::InvalidValue,
+                        &["object_id"],
+                        format!("Provided object_id {object_id} does not match any indexed file."),
+                    ),
+                }
                 return Ok(None);
             }
             let graph_id = facts.did.clone().unwrap_or_default();
@@ -154,7 +165,7 @@ impl FileLinks {
                 ErrorType::NotUnique,
                 &["id"],
                 format!(
-                    "Graph ID and index file ID found in index service do not match, which is currently not permitted. Graph ID: {graph_id}. Index ID: {hash_did}."
+                    "Graph ID and index file ID found in index service do not match, which is currently not permitted. Graph ID: {graph_id}. Index ID found using hash/size: {hash_did}. Index ID found using uuid: None."
                 ),
             );
             return Ok(None);
@@ -204,9 +215,11 @@ impl FileLinks {
         Ok(Some(IndexWrite::Insert(record, aliases)))
     }
 
-    /// A node naming a record that exists: hash and size must agree; an
-    /// upload still unmapped (no acl or authz, uploaded by the submitter)
-    /// becomes the project's; new `urls` replace the record's.
+    /// A node naming a record that exists: hash and size must agree. A new
+    /// node maps an upload (sheepdog's data upload flow): a record without
+    /// acl or authz becomes the project's, and the uploader's own upload
+    /// also gets the project's acl and loses its uploader. An updated node's
+    /// `urls` replace the record's.
     async fn check_indexed(
         &mut self,
         submission: &Submission<'_>,
@@ -214,13 +227,14 @@ impl FileLinks {
         entity: &mut Staged<'_>,
         facts: &FileFacts,
         record: IndexRecord,
+        creating: bool,
     ) -> Result<Option<IndexWrite>, StoreError> {
         if record.size.is_none() || record.hashes.is_empty() {
             entity.result.error(
                 ErrorType::InvalidValue,
                 &["object_id"],
                 format!(
-                    "The file with object_id {} is not ready for metadata submission yet: its size and hashes are not in the index.",
+                    "Indexed file of id {} is not ready for metadata submission yet (no hashes and size).",
                     record.did
                 ),
             );
@@ -230,25 +244,39 @@ impl FileLinks {
             .md5
             .as_ref()
             .is_none_or(|md5| record.hashes.get("md5") == Some(md5));
-        let size_matches = facts.size.is_none_or(|size| record.size == Some(size));
-        if !hash_matches || !size_matches {
+        if !hash_matches || facts.size != record.size {
             entity.result.error(
                 ErrorType::InvalidValue,
                 &["md5sum", "file_size"],
-                mismatch(facts, &record.did, record.hashes.get("md5"), record.size),
+                mismatch(facts, &record.did),
             );
             return Ok(None);
         }
         let mut updated = record.clone();
-        let unmapped = record.acl.is_empty()
-            && record.authz.is_empty()
-            && record.uploader.as_deref() == Some(submission.username);
-        if unmapped {
-            updated.acl = self.acl(submission, project).await?;
-            updated.authz = project_authz(project, entity);
-            updated.uploader = None;
-        }
-        if let Some(urls) = &entity.urls {
+        if creating {
+            if record.acl.is_empty() && record.authz.is_empty() {
+                match record.uploader.as_deref() {
+                    // Already handed to a project: only its authz is set.
+                    None | Some("") => {}
+                    Some(uploader) if uploader == submission.username => {
+                        updated.acl = self.acl(submission, project).await?;
+                        updated.uploader = None;
+                    }
+                    Some(uploader) => {
+                        entity.result.error(
+                            ErrorType::InvalidValue,
+                            &["object_id"],
+                            format!(
+                                "Failed to update acl and uploader fields in indexd: current uploader ({}) is not original file uploader ({uploader}) and/or acl ([]) is not empty.",
+                                submission.username
+                            ),
+                        );
+                        return Ok(None);
+                    }
+                }
+                updated.authz = project_authz(project, entity);
+            }
+        } else if let Some(urls) = entity.urls.as_ref().filter(|u| !u.is_empty()) {
             updated.urls_metadata.retain(|url, _| urls.contains(url));
             updated.urls = urls.clone();
         }
@@ -321,13 +349,15 @@ fn project_authz(project: &Project, entity: &Staged<'_>) -> Vec<String> {
     }
 }
 
-/// The error of a node whose hash or size contradicts its file's record.
-fn mismatch(facts: &FileFacts, did: &str, md5: Option<&String>, size: Option<i64>) -> String {
+/// sheepdog's error for a node whose hash or size contradicts its file's
+/// record (the hashes as the Python dict it prints).
+fn mismatch(facts: &FileFacts, did: &str) -> String {
+    let hashes = facts
+        .md5
+        .as_ref()
+        .map_or("None".into(), |md5| format!("{{'md5': '{md5}'}}"));
+    let size = facts.size.map_or("None".into(), |s| s.to_string());
     format!(
-        "Provided hash ({}) and size ({}) do not match those of the file with id {did} in the index (hash {}, size {}).",
-        facts.md5.as_deref().unwrap_or("None"),
-        facts.size.map_or("None".into(), |s| s.to_string()),
-        md5.map_or("None", String::as_str),
-        size.map_or("None".into(), |s| s.to_string()),
+        "Provided hash ({hashes}) and size ({size}) do not match those of indexed file of id {did}."
     )
 }
