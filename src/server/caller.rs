@@ -151,8 +151,20 @@ impl AppState {
                 TokenError::Store(s) => s.into(),
                 other => ApiError::unauthorized(other),
             })?;
-        // The revocation check and the user lookup depend on the claims
-        // alone: one round trip's wait instead of two.
+        // The revocation check, the user lookup and the grants of the user
+        // the token names depend on the claims alone: one round trip's wait
+        // instead of two (the grants are read again if the names disagree).
+        let claimed_name = claims
+            .context
+            .as_ref()
+            .and_then(|c| c["user"]["name"].as_str())
+            .map(str::to_string);
+        let claimed_permissions = async {
+            match &claimed_name {
+                Some(name) => Permissions::load(&self.store, Some(name)).await.map(Some),
+                None => Ok(None),
+            }
+        };
         let revoked = async {
             match &claims.api_key_jti {
                 Some(key) => Ok(self.store.api_key(key).await?.is_none_or(|k| k.revoked)),
@@ -165,7 +177,8 @@ impl AppState {
                 Err(_) => Ok(None),
             }
         };
-        let (revoked, user) = tokio::try_join!(revoked, user)?;
+        let (revoked, user, claimed_permissions) =
+            tokio::try_join!(revoked, user, claimed_permissions)?;
         if revoked {
             return Err(ApiError::unauthorized(TokenError::Revoked));
         }
@@ -184,7 +197,12 @@ impl AppState {
         if claims.api_key_jti.is_none() && claims.iat < user.sessions_after {
             return Err(ApiError::unauthorized(TokenError::Revoked));
         }
-        let permissions = Permissions::load(&self.store, Some(&user.username)).await?;
+        let permissions = match claimed_permissions {
+            Some(permissions) if claimed_name.as_deref() == Some(user.username.as_str()) => {
+                permissions
+            }
+            _ => Permissions::load(&self.store, Some(&user.username)).await?,
+        };
         Ok(Principal {
             user,
             claims,

@@ -213,8 +213,13 @@ impl Store {
                 // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
                 // exports and graph reads otherwise re-read pages through read(2).
                 .pragma("cache_size", "-16384");
+            // No ping before a connection is handed out (sqlx's default): a
+            // connection to a local file does not go stale, and the ping was
+            // one more trip to the connection's thread and back for every
+            // statement (an authenticated request made four).
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 // A GraphQL statement's deadline (`arm_deadline`) ends with its use.
                 .after_release(|conn, _| {
                     Box::pin(async move {
@@ -234,6 +239,7 @@ impl Store {
             // holds that much; readers keep 16 MiB each.
             let writes = SqlitePoolOptions::new()
                 .max_connections(1)
+                .test_before_acquire(false)
                 .connect_lazy_with(
                     options
                         .clone()
@@ -247,6 +253,7 @@ impl Store {
             // connections of their own: the pages they read at once.
             let exports = SqlitePoolOptions::new()
                 .max_connections(EXPORT_READERS as u32)
+                .test_before_acquire(false)
                 .connect_lazy_with(options);
             (
                 Pool::Sqlite(pool),
