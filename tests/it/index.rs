@@ -911,3 +911,114 @@ async fn the_index_admin_resource_grants_every_record() {
     }
     assert_eq!(app.get("/index/_stats", None).await.json()["fileCount"], 3);
 }
+
+/// `commons authz import` of a Gen3 user.yaml grants the index's rights as
+/// Gen3 does: `indexd` on `/services/indexd/admin` for every record,
+/// `file_upload` on `/data_file` for blank records, a project's `create`
+/// for records under it.
+#[tokio::test]
+async fn user_yaml_grants_index_rights_as_gen3() {
+    let app = TestApp::new(None).await;
+    let store = &app.state.store;
+    commons::auth::import_user_yaml(
+        store,
+        r#"
+authz:
+  resources:
+    - name: data_file
+    - name: services
+      subresources:
+        - name: indexd
+          subresources:
+            - name: admin
+    - name: programs
+      subresources:
+        - name: prog
+          subresources:
+            - name: projects
+              subresources:
+                - name: proj
+  policies:
+    - id: indexd_admin
+      role_ids: [indexd_admin]
+      resource_paths: [/services/indexd/admin]
+    - id: data_upload
+      role_ids: [file_uploader]
+      resource_paths: [/data_file]
+    - id: proj_creator
+      role_ids: [creator]
+      resource_paths: [/programs/prog/projects/proj]
+  roles:
+    - id: indexd_admin
+      permissions:
+        - id: indexd_admin
+          action: {service: indexd, method: '*'}
+    - id: file_uploader
+      permissions:
+        - id: file_upload
+          action: {service: '*', method: file_upload}
+    - id: creator
+      permissions:
+        - id: create
+          action: {service: '*', method: create}
+users:
+  ian: {policies: [indexd_admin]}
+  uma: {policies: [data_upload]}
+  sam: {policies: [proj_creator]}
+"#,
+    )
+    .await
+    .unwrap();
+    let mut tokens = Vec::new();
+    for name in ["ian", "uma", "sam"] {
+        let user = store.user_by_name(name).await.unwrap().unwrap();
+        tokens.push(app.state.tokens.issue_access_token(
+            &user,
+            vec!["openid".into(), "user".into()],
+            600,
+            None,
+        ));
+    }
+    let [ian, uma, sam] = <[String; 3]>::try_from(tokens).unwrap();
+    let record = |authz: &str| {
+        json!({
+            "form": "object", "size": 1, "urls": [], "authz": [authz],
+            "hashes": {"md5": "0cc175b9c0f1b6a831c399e269772661"},
+        })
+    };
+    let app = &app;
+    let post = |token: &str, body: Value| {
+        let token = token.to_string();
+        async move {
+            app.send_json("POST", "/index/index/", Some(&token), &body)
+                .await
+                .status
+        }
+    };
+    assert_eq!(post(&ian, record("/programs/other")).await, StatusCode::OK);
+    assert_eq!(post(&sam, record(AUTHZ)).await, StatusCode::OK);
+    assert_eq!(
+        post(&sam, record("/programs/other")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(post(&uma, record(AUTHZ)).await, StatusCode::FORBIDDEN);
+    let blank = app
+        .send_json(
+            "POST",
+            "/index/index/blank/",
+            Some(&uma),
+            &json!({"uploader": "uma", "file_name": "reads.fastq.gz"}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::CREATED, "{}", blank.text());
+    let blank = app
+        .send_json(
+            "POST",
+            "/index/index/blank/",
+            Some(&sam),
+            &json!({"uploader": "sam", "file_name": "reads.fastq.gz"}),
+        )
+        .await;
+    assert_eq!(blank.status, StatusCode::FORBIDDEN, "{}", blank.text());
+    assert_eq!(app.get("/index/_stats", None).await.json()["fileCount"], 3);
+}
