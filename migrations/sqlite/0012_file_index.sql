@@ -32,14 +32,52 @@ CREATE INDEX index_records_by_file_name ON index_records (file_name, did);
 CREATE INDEX index_records_by_update ON index_records (updated_date, did);
 
 -- kind: 'hash:<type>' (md5, sha256...), 'url', 'acl', 'authz', 'metadata'
--- (value: the JSON text of [key, value]). No index by did: a record's terms
--- are deleted by their keys, and an import would pay for it on every term.
+-- (value: key, U+001F, value). The triggers below keep a record's terms: a
+-- write of a record is one statement. No index by did: a record's terms are
+-- deleted by their keys, and an import would pay for it on every term.
 CREATE TABLE index_terms (
     kind TEXT NOT NULL,
     value TEXT NOT NULL,
     did TEXT NOT NULL,
     PRIMARY KEY (kind, value, did)
 ) WITHOUT ROWID;
+
+CREATE TRIGGER index_terms_of_inserted AFTER INSERT ON index_records BEGIN
+    INSERT OR IGNORE INTO index_terms (kind, value, did)
+    SELECT kind, value, NEW.did FROM (
+        SELECT 'hash:' || key AS kind, value FROM json_each(NEW.hashes)
+        UNION ALL SELECT 'url', value FROM json_each(NEW.urls)
+        UNION ALL SELECT 'acl', value FROM json_each(NEW.acl)
+        UNION ALL SELECT 'authz', value FROM json_each(NEW.authz)
+        UNION ALL SELECT 'metadata', key || char(31) || value FROM json_each(NEW.metadata)
+    );
+END;
+CREATE TRIGGER index_terms_of_deleted AFTER DELETE ON index_records BEGIN
+    DELETE FROM index_terms WHERE did = OLD.did AND (kind, value) IN (
+        SELECT 'hash:' || key AS kind, value FROM json_each(OLD.hashes)
+        UNION ALL SELECT 'url', value FROM json_each(OLD.urls)
+        UNION ALL SELECT 'acl', value FROM json_each(OLD.acl)
+        UNION ALL SELECT 'authz', value FROM json_each(OLD.authz)
+        UNION ALL SELECT 'metadata', key || char(31) || value FROM json_each(OLD.metadata)
+    );
+END;
+CREATE TRIGGER index_terms_of_updated AFTER UPDATE ON index_records BEGIN
+    DELETE FROM index_terms WHERE did = OLD.did AND (kind, value) IN (
+        SELECT 'hash:' || key AS kind, value FROM json_each(OLD.hashes)
+        UNION ALL SELECT 'url', value FROM json_each(OLD.urls)
+        UNION ALL SELECT 'acl', value FROM json_each(OLD.acl)
+        UNION ALL SELECT 'authz', value FROM json_each(OLD.authz)
+        UNION ALL SELECT 'metadata', key || char(31) || value FROM json_each(OLD.metadata)
+    );
+    INSERT OR IGNORE INTO index_terms (kind, value, did)
+    SELECT kind, value, NEW.did FROM (
+        SELECT 'hash:' || key AS kind, value FROM json_each(NEW.hashes)
+        UNION ALL SELECT 'url', value FROM json_each(NEW.urls)
+        UNION ALL SELECT 'acl', value FROM json_each(NEW.acl)
+        UNION ALL SELECT 'authz', value FROM json_each(NEW.authz)
+        UNION ALL SELECT 'metadata', key || char(31) || value FROM json_each(NEW.metadata)
+    );
+END;
 
 CREATE TABLE index_aliases (
     alias TEXT PRIMARY KEY,

@@ -17,6 +17,8 @@ enum Kind {
 }
 
 /// Tables in dependency order, with their columns; identity columns first.
+/// `index_terms` is not among them: the target's triggers derive it from
+/// `index_records`.
 const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ("settings", &[("key", Kind::Text), ("value", Kind::Text)]),
     (
@@ -158,14 +160,6 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("updated_date", Kind::Text),
             ("content_created_date", Kind::Text),
             ("content_updated_date", Kind::Text),
-        ],
-    ),
-    (
-        "index_terms",
-        &[
-            ("kind", Kind::Text),
-            ("value", Kind::Text),
-            ("did", Kind::Text),
         ],
     ),
     (

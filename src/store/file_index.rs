@@ -40,36 +40,10 @@ pub struct IndexRecord {
     pub content_updated_date: Option<String>,
 }
 
-impl IndexRecord {
-    /// The `(kind, value)` pairs this record is found by.
-    fn terms(&self) -> Vec<(String, String)> {
-        let mut terms: Vec<(String, String)> = self
-            .hashes
-            .iter()
-            .map(|(t, v)| (format!("hash:{t}"), v.clone()))
-            .collect();
-        for (kind, values) in [
-            ("url", &self.urls),
-            ("acl", &self.acl),
-            ("authz", &self.authz),
-        ] {
-            terms.extend(values.iter().map(|v| (kind.to_string(), v.clone())));
-        }
-        for (key, value) in &self.metadata {
-            let value = value
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string);
-            terms.push(("metadata".into(), metadata_term(key, &value)));
-        }
-        terms.sort();
-        terms.dedup();
-        terms
-    }
-}
-
-/// How a metadata pair is kept as a term.
+/// How a metadata pair is kept as a term (the migrations' triggers write
+/// them): key, U+001F, value.
 fn metadata_term(key: &str, value: &str) -> String {
-    serde_json::to_string(&[key, value]).expect("strings serialize")
+    format!("{key}\u{1f}{value}")
 }
 
 /// Which records a listing returns and how it pages (FILES.md §1.3).
@@ -220,34 +194,6 @@ macro_rules! insert_records {
             });
             insert.build().execute(&mut *$conn).await?;
         }
-        let mut terms: Vec<[String; 3]> = records
-            .iter()
-            .flat_map(|r| {
-                r.terms()
-                    .into_iter()
-                    .map(|(kind, value)| [kind, value, r.did.clone()])
-            })
-            .collect();
-        terms.sort_unstable();
-        insert_terms!($conn, &terms, verb);
-    }};
-}
-
-/// Insert `(kind, value, did)` rows into `index_terms`. The builder writes
-/// each backend's own placeholders: SQLite's positional `?` keep binding
-/// linear where numbered ones are looked up by name, one search per bind.
-macro_rules! insert_terms {
-    ($conn:expr, $terms:expr, $insert:expr) => {{
-        let terms: &[[String; 3]] = $terms;
-        let verb: &str = $insert;
-        for chunk in terms.chunks(INSERT_ROWS * 4) {
-            let mut insert =
-                sqlx::QueryBuilder::new(format!("{verb} INTO index_terms (kind, value, did) "));
-            insert.push_values(chunk, |mut row, [kind, value, did]| {
-                row.push_bind(kind).push_bind(value).push_bind(did);
-            });
-            insert.build().execute(&mut *$conn).await?;
-        }
     }};
 }
 
@@ -262,22 +208,6 @@ macro_rules! insert_aliases {
                 row.push_bind(*alias).push_bind(*did);
             });
             insert.build().execute(&mut *$conn).await?;
-        }
-    }};
-}
-
-/// Delete the `index_terms` rows of `$record` by their keys (the table has
-/// no index by did: imports would pay for it on every term they write).
-macro_rules! delete_terms {
-    ($conn:expr, $record:expr) => {{
-        let record: &IndexRecord = $record;
-        for (kind, value) in record.terms() {
-            sqlx::query("DELETE FROM index_terms WHERE kind = $1 AND value = $2 AND did = $3")
-                .bind(kind)
-                .bind(value)
-                .bind(&record.did)
-                .execute(&mut *$conn)
-                .await?;
         }
     }};
 }
@@ -299,12 +229,11 @@ macro_rules! stored_record {
     }};
 }
 
-/// Replace the stored record `$record.did` whose rev is `$rev`; evaluates
-/// to whether it was there with that rev.
+/// Replace the stored record `$record.did` whose rev is `$rev` (its terms
+/// follow by trigger); evaluates to whether it was there with that rev.
 macro_rules! replace_record {
-    ($conn:expr, $record:expr, $rev:expr, $insert:expr) => {{
+    ($conn:expr, $record:expr, $rev:expr) => {{
         let record: &IndexRecord = $record;
-        let stored: Option<IndexRecord> = stored_record!($conn, &record.did);
         let mut columns = Vec::with_capacity(COLUMN_COUNT + 1);
         record_columns(record, &mut columns);
         columns.push(text($rev));
@@ -319,21 +248,11 @@ macro_rules! replace_record {
             set.join(", "),
             COLUMN_COUNT + 1
         );
-        let done = bind_columns!(sqlx::query(&sql), &columns)
-            .execute(&mut *$conn)
-            .await?;
-        if let (1, Some(stored)) = (done.rows_affected(), &stored) {
-            delete_terms!($conn, stored);
-            let terms: Vec<[String; 3]> = record
-                .terms()
-                .into_iter()
-                .map(|(kind, value)| [kind, value, record.did.clone()])
-                .collect();
-            insert_terms!($conn, &terms, $insert);
-            true
-        } else {
-            false
-        }
+        bind_columns!(sqlx::query(&sql), &columns)
+            .execute($conn)
+            .await?
+            .rows_affected()
+            == 1
     }};
 }
 
@@ -367,7 +286,12 @@ macro_rules! apply_index_writes {
                     record.did
                 )));
             };
-            replace_record!($conn, record, &stored, $insert);
+            if !replace_record!(&mut *$conn, record, &stored) {
+                return Err(StoreError::Conflict(format!(
+                    "index record {} changed meanwhile",
+                    record.did
+                )));
+            }
         }
         Ok(())
     }};
@@ -430,31 +354,33 @@ impl IndexWriter {
     }
 }
 
-/// Run `$body` in a transaction of its own (`$conn`: its connection),
-/// committed if `Ok`. On SQLite it goes through the graph's write
-/// connection: one writer at a time in this process instead of waiting on
-/// the database's lock, and that connection's large page cache.
+/// Run `$body` in a transaction of its own (`$conn`: its connection) on
+/// the pool of index writes ([`on_writes!`]), committed if `Ok`.
 macro_rules! in_transaction {
-    ($store:expr, $conn:ident => $body:expr) => {{
-        let store: &Store = $store;
-        let writes = match (&store.pool, &store.sqlite_dedicated) {
-            (super::Pool::Sqlite(_), Some(dedicated)) => super::Pool::Sqlite(dedicated.writes.clone()),
-            (pool, _) => pool.clone(),
-        };
-        match &writes {
-            super::Pool::Sqlite(pool) => in_transaction!(@run pool, $conn => $body),
-            super::Pool::Postgres(pool) => in_transaction!(@run pool, $conn => $body),
+    ($store:expr, $conn:ident => $body:expr) => {
+        on_writes!($store, pool => {
+            let mut tx = pool.begin().await?;
+            let $conn = &mut *tx;
+            let result: Result<_> = async { $body }.await;
+            if result.is_ok() {
+                tx.commit().await?;
+            }
+            result
+        })
+    };
+}
+
+/// Run `$body` with `$pool` bound to the pool index writes go through: on
+/// SQLite the graph's write connection (one writer at a time in this
+/// process instead of waiting on the database's lock, and its large page
+/// cache), on PostgreSQL the shared pool.
+macro_rules! on_writes {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.index_write_pool() {
+            super::Pool::Sqlite(ref $pool) => $body,
+            super::Pool::Postgres(ref $pool) => $body,
         }
-    }};
-    (@run $pool:expr, $conn:ident => $body:expr) => {{
-        let mut tx = $pool.begin().await?;
-        let $conn = &mut *tx;
-        let result: Result<_> = async { $body }.await;
-        if result.is_ok() {
-            tx.commit().await?;
-        }
-        result
-    }};
+    };
 }
 
 /// The SQL of a listing and its binds.
@@ -538,6 +464,15 @@ fn list_statement(query: &IndexQuery, dialect: Dialect) -> (String, Vec<BindValu
 }
 
 impl Store {
+    fn index_write_pool(&self) -> super::Pool {
+        match (&self.pool, &self.sqlite_dedicated) {
+            (super::Pool::Sqlite(_), Some(dedicated)) => {
+                super::Pool::Sqlite(dedicated.writes.clone())
+            }
+            (pool, _) => pool.clone(),
+        }
+    }
+
     /// Open a transaction for many index writes ([`IndexWriter`]).
     pub async fn begin_index_writes(&self) -> Result<IndexWriter> {
         let tx = match (&self.pool, &self.sqlite_dedicated) {
@@ -563,11 +498,20 @@ impl Store {
             .iter()
             .flat_map(|(r, names)| names.iter().map(|a| (a.as_str(), r.did.as_str())))
             .collect();
-        in_transaction!(self, conn => {
-            insert_records!(conn, &plain, insert);
-            insert_aliases!(conn, &aliases, insert);
-            Ok(())
-        })?;
+        if plain.len() <= INSERT_ROWS && aliases.is_empty() {
+            // One statement (the terms follow by trigger): no transaction needed.
+            on_writes!(self, pool => {
+                let conn = &mut *pool.acquire().await?;
+                insert_records!(conn, &plain, insert);
+                Ok::<(), StoreError>(())
+            })?;
+        } else {
+            in_transaction!(self, conn => {
+                insert_records!(conn, &plain, insert);
+                insert_aliases!(conn, &aliases, insert);
+                Ok(())
+            })?;
+        }
         self.upkeep.committed(records.len());
         Ok(())
     }
@@ -575,22 +519,20 @@ impl Store {
     /// Replace a record if its stored rev is `rev`; false if it is not (or
     /// the record is gone).
     pub async fn index_replace(&self, record: &IndexRecord, rev: &str) -> Result<bool> {
-        let insert = self.dialect().insert_or_fail();
-        in_transaction!(self, conn => Ok(replace_record!(conn, record, rev, insert)))
+        on_writes!(self, pool => Ok(replace_record!(pool, record, rev)))
     }
 
     /// Delete a record with its terms and aliases if its rev is `rev`.
     pub async fn index_delete(&self, did: &str, rev: &str) -> Result<bool> {
         in_transaction!(self, conn => {
-            let stored: Option<IndexRecord> = stored_record!(conn, did);
-            let Some(stored) = stored.filter(|r| r.rev == rev) else {
-                return Ok(false);
-            };
-            sqlx::query("DELETE FROM index_records WHERE did = $1")
+            let done = sqlx::query("DELETE FROM index_records WHERE did = $1 AND rev = $2")
                 .bind(did)
+                .bind(rev)
                 .execute(&mut *conn)
                 .await?;
-            delete_terms!(conn, &stored);
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
             sqlx::query("DELETE FROM index_aliases WHERE did = $1")
                 .bind(did)
                 .execute(&mut *conn)
