@@ -490,3 +490,28 @@ pub fn serve_with(database_url: &str, data_dir: &Path, port: u16, extra: &[&str]
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Send one request to a real server (`http()`); Some(status, body) if
+/// the client saw an answer.
+pub fn send(method: &str, url: &str, token: &str, body: Option<String>) -> Option<(u16, Value)> {
+    let agent = http();
+    let auth = format!("bearer {token}");
+    let result = match (method, body) {
+        ("PUT", Some(body)) => agent
+            .put(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        (_, Some(body)) => agent
+            .post(url)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body),
+        ("DELETE", None) => agent.delete(url).header("Authorization", &auth).call(),
+        (_, None) => agent.get(url).header("Authorization", &auth).call(),
+    };
+    let mut response = result.ok()?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().ok()?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}

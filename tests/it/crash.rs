@@ -14,33 +14,9 @@ use serde_json::{Value, json};
 const ROUNDS: usize = 30;
 const BATCH: usize = 2000;
 
-/// Send one request; Some(status, body) if the client saw an answer.
-fn send(method: &str, url: &str, token: &str, body: Option<String>) -> Option<(u16, Value)> {
-    let agent = common::http();
-    let auth = format!("bearer {token}");
-    let result = match (method, body) {
-        ("PUT", Some(body)) => agent
-            .put(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body),
-        (_, Some(body)) => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body),
-        ("DELETE", None) => agent.delete(url).header("Authorization", &auth).call(),
-        (_, None) => agent.get(url).header("Authorization", &auth).call(),
-    };
-    let mut response = result.ok()?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
 fn count_prefix(url: &str, token: &str, prefix: &str) -> usize {
     let query = json!({"query": format!("{{ subject(quick_search: \"{prefix}\", first: 0) {{ submitter_id }} }}")});
-    let (status, body) = send(
+    let (status, body) = common::send(
         "POST",
         &format!("{url}/api/v0/submission/graphql"),
         token,
@@ -71,7 +47,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
                 .map(|i| json!({"type": "subject", "submitter_id": format!("calibration{attempt}x{i:05}"), "studies": {"submitter_id": "study"}}))
                 .collect();
             let started = Instant::now();
-            let answer = send(
+            let answer = common::send(
                 "PUT",
                 &format!("{url}/api/v0/submission/prog/proj"),
                 &token,
@@ -101,10 +77,10 @@ async fn killed_servers_never_lose_or_half_write_requests() {
             (format!("{url}/api/v0/submission/prog/proj"), token.as_str());
         let kill_after = submission_time.mul_f64(rng.random_range(0.0..2.0));
         let (submitted, deleted) = std::thread::scope(|scope| {
-            let submit = scope.spawn(|| send("PUT", &submit_url, token_ref, Some(body)));
+            let submit = scope.spawn(|| common::send("PUT", &submit_url, token_ref, Some(body)));
             let delete = scope.spawn(|| {
                 deletion.as_ref().map(|(_, ids)| {
-                    send(
+                    common::send(
                         "DELETE",
                         &format!("{submit_url}/entities/{}", ids.join(",")),
                         token_ref,
@@ -172,7 +148,7 @@ async fn killed_servers_never_lose_or_half_write_requests() {
 
     // Uniqueness and integrity of what is left.
     let server = common::serve(&app.database_url, data_dir.path(), port);
-    let (_, body) = send(
+    let (_, body) = common::send(
         "POST",
         &format!("{url}/api/v0/submission/graphql"),
         &token,

@@ -86,29 +86,6 @@ const ROUNDS: usize = 8;
 /// Subjects the files hang off, created first in an acknowledged request.
 const SUBJECTS: usize = 40;
 
-/// Send one request to a real server; Some(status, body) if the client saw an answer.
-fn send(method: &str, url: &str, token: &str, body: Option<String>) -> Option<(u16, Value)> {
-    let agent = common::http();
-    let auth = format!("bearer {token}");
-    let result = match (method, body) {
-        ("PUT", Some(body)) => agent
-            .put(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body),
-        (_, Some(body)) => agent
-            .post(url)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body),
-        (_, None) => agent.get(url).header("Authorization", &auth).call(),
-    };
-    let mut response = result.ok()?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().ok()?;
-    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-}
-
 /// The `round`-th batch of files: submitter ids `f<round>x<i>`, each with its own md5.
 fn file_batch(round: usize) -> Vec<Value> {
     (0..BATCH)
@@ -137,7 +114,7 @@ async fn check_no_orphans(url: &str, token: &str, store: &Store) -> BTreeMap<Str
     let query = json!({"query": format!(
         "{{ clinical_file(project_id: \"{PROJECT_ID}\", first: 0) {{ id submitter_id object_id md5sum file_size }} }}"
     )});
-    let (status, body) = send(
+    let (status, body) = common::send(
         "POST",
         &format!("{url}/api/v0/submission/graphql"),
         token,
@@ -214,7 +191,7 @@ async fn check_no_orphans(url: &str, token: &str, store: &Store) -> BTreeMap<Str
         by_did.keys().map(|d| d.to_string()).collect(),
         "the authz listing differs from the records"
     );
-    let (status, stats) = send("GET", &format!("{url}/index/_stats"), token, None).unwrap();
+    let (status, stats) = common::send("GET", &format!("{url}/index/_stats"), token, None).unwrap();
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["fileCount"], json!(records.len()), "{stats}");
     nodes
@@ -233,7 +210,7 @@ async fn a_crash_during_a_large_data_file_submission_leaves_no_orphans() {
     let mut acknowledged: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let submit = |round: usize| {
         let body = Value::Array(file_batch(round)).to_string();
-        send("PUT", &submit_url, &token, Some(body))
+        common::send("PUT", &submit_url, &token, Some(body))
     };
     let ids_of = |body: &Value| -> BTreeSet<String> {
         body["entities"]
@@ -248,7 +225,7 @@ async fn a_crash_during_a_large_data_file_submission_leaves_no_orphans() {
     let subjects: Vec<Value> = (0..SUBJECTS)
         .map(|s| json!({"type": "subject", "submitter_id": format!("subject-{s:03}"), "studies": {"submitter_id": "study"}}))
         .collect();
-    let answer = send(
+    let answer = common::send(
         "PUT",
         &submit_url,
         &token,
@@ -325,7 +302,7 @@ async fn a_crash_during_a_large_data_file_submission_leaves_no_orphans() {
         // The alias a submission gives each record resolves to the node's record.
         let (&last, _) = acknowledged.last_key_value().unwrap();
         let submitter_id = format!("f{last:02}x{:05}", BATCH - 1);
-        let (status, record) = send(
+        let (status, record) = common::send(
             "GET",
             &format!("{url}/index/{PROJECT_ID}/{submitter_id}"),
             &token,
