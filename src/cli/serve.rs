@@ -29,10 +29,12 @@ pub async fn app_state(
     let tokens = TokenService::load(&store, public_url, lifetimes).await?;
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
     let introspection_gzip = graphql::introspection_gzip(&schema).await.into();
+    let store = Arc::new(store);
     Ok(AppState {
         dictionary: Arc::new(dictionary),
         validators,
-        store: Arc::new(store),
+        index_creates: crate::file_index::CreateQueue::start(store.clone()),
+        store,
         tokens,
         schema,
         introspection_gzip,

@@ -5,6 +5,7 @@
 //! the submission of data-file nodes all make the same records.
 
 mod body;
+mod creates;
 mod manifest;
 mod query;
 
@@ -14,6 +15,7 @@ use crate::auth::Permissions;
 use crate::store::{IndexRecord, Store, StoreError};
 
 pub use body::{update_blank, update_record, update_version_authz};
+pub use creates::CreateQueue;
 pub use manifest::{ImportSummary, ManifestError};
 pub use query::{ListRequest, MAX_LIMIT, list_query};
 

@@ -183,7 +183,7 @@ async fn create(
         "create",
         &record.authz.iter().collect::<Vec<_>>(),
     )?;
-    index.insert(vec![(record.clone(), Vec::new())]).await?;
+    state.index_creates.create(record.clone()).await?;
     ok(receipt(&record))
 }
 

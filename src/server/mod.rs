@@ -59,6 +59,8 @@ pub struct AppState {
     pub refusal_log: Throttle,
     /// Prefix of the dids the file index mints (`dg.XXXX/`), or empty.
     pub index_prefix: String,
+    /// Record creations, committed together when they arrive together.
+    pub index_creates: crate::file_index::CreateQueue,
     pub version: &'static str,
 }
 

@@ -499,10 +499,12 @@ impl Store {
             .flat_map(|(r, names)| names.iter().map(|a| (a.as_str(), r.did.as_str())))
             .collect();
         if plain.len() <= INSERT_ROWS && aliases.is_empty() {
-            // One statement (the terms follow by trigger): no transaction needed.
+            // One statement (the terms follow by trigger): no transaction
+            // needed. Plain `INSERT`, whose failure undoes the whole
+            // statement; `OR FAIL` would keep the rows before a taken did.
             on_writes!(self, pool => {
                 let conn = &mut *pool.acquire().await?;
-                insert_records!(conn, &plain, insert);
+                insert_records!(conn, &plain, "INSERT");
                 Ok::<(), StoreError>(())
             })?;
         } else {

@@ -999,3 +999,52 @@ users:
     assert_eq!(blank.status, StatusCode::FORBIDDEN, "{}", blank.text());
     assert_eq!(app.get("/index/_stats", None).await.json()["fileCount"], 3);
 }
+
+/// Creates that arrive together are committed together (one statement),
+/// yet each gets its own answer: a taken did fails only its own request.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_each_get_their_own_answer() {
+    let app = TestApp::new(None).await;
+    let record = |i: usize, did: &str| {
+        json!({
+            "did": did, "form": "object", "size": i, "urls": [], "authz": [AUTHZ],
+            "hashes": {"md5": format!("{i:032x}")},
+        })
+    };
+    let taken = "dg.TEST/00000000-0000-4000-8000-000000000001";
+    let bodies: Vec<Value> = (0..60)
+        .map(|i| match i {
+            17 | 41 => record(i, taken),
+            _ => record(i, &uuid::Uuid::new_v4().to_string()),
+        })
+        .collect();
+    let replies = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| app.admin_json("POST", "/index/index/", body)),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    let created = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!((created, conflicts), (59, 1), "{statuses:?}");
+    assert_eq!(app.get("/index/_stats", None).await.json()["fileCount"], 59);
+    for (reply, body) in replies.iter().zip(&bodies) {
+        if reply.status == StatusCode::OK {
+            let stored = app
+                .get(
+                    &format!("/index/index/{}", body["did"].as_str().unwrap()),
+                    None,
+                )
+                .await
+                .json();
+            assert_eq!(
+                stored["size"], body["size"],
+                "each answer is its own record's"
+            );
+        }
+    }
+}

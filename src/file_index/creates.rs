@@ -1,0 +1,80 @@
+//! Group commit of record creations. A manifest is published one `POST`
+//! per record from several connections at once (`gen3 objects manifest
+//! publish` uses 8); each create alone would be a commit of its own, one at
+//! a time through the database's single writer. Creates that arrive while
+//! one is being written wait in a queue and go in together, in one
+//! statement, each still answered with its own outcome.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{IndexError, Result};
+use crate::store::{IndexRecord, Store, StoreError};
+
+/// Most creates written together.
+const MOST_AT_ONCE: usize = 500;
+
+type Pending = (IndexRecord, oneshot::Sender<Result<()>>);
+
+/// The queue of creates of one server, written by a task of its own.
+#[derive(Clone)]
+pub struct CreateQueue {
+    sender: mpsc::UnboundedSender<Pending>,
+}
+
+impl CreateQueue {
+    /// Start the writing task (on the current tokio runtime).
+    pub fn start(store: Arc<Store>) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_queued(store, receiver));
+        CreateQueue { sender }
+    }
+
+    /// Create `record`; a did already taken is a [`IndexError::Conflict`].
+    pub async fn create(&self, record: IndexRecord) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send((record, reply))
+            .map_err(|_| IndexError::Store(StoreError::Other("the index writer stopped".into())))?;
+        answer
+            .await
+            .map_err(|_| IndexError::Store(StoreError::Other("the index writer stopped".into())))?
+    }
+}
+
+async fn write_queued(store: Arc<Store>, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MOST_AT_ONCE {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<(IndexRecord, Vec<String>)> =
+            batch.iter().map(|(r, _)| (r.clone(), Vec::new())).collect();
+        if batch.len() == 1 || store.index_insert(&records).await.is_err() {
+            // Alone, or one of them failed (a did taken): each on its own,
+            // so each gets its own answer.
+            for (record, reply) in batch {
+                let written = store
+                    .index_insert(&[(record, Vec::new())])
+                    .await
+                    .map_err(created_error);
+                let _ = reply.send(written);
+            }
+        } else {
+            for (_, reply) in batch {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+}
+
+fn created_error(e: StoreError) -> IndexError {
+    match e {
+        StoreError::Conflict(_) => IndexError::Conflict("did or alias already exists".into()),
+        other => other.into(),
+    }
+}
