@@ -101,6 +101,11 @@ struct SqliteDedicated {
 }
 
 impl Store {
+    /// Whether the database takes one write at a time (SQLite).
+    pub fn writes_one_at_a_time(&self) -> bool {
+        matches!(self.pool, Pool::Sqlite(_))
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.pool {
             Pool::Sqlite(_) => Dialect::Sqlite,
