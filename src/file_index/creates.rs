@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IndexError, Result};
+use super::{IndexError, Result, insert_error};
 use crate::store::{IndexRecord, Store, StoreError};
 
 /// Most creates written together.
@@ -45,7 +45,7 @@ impl CreateQueue {
                 .store
                 .index_insert(&[(record, Vec::new())])
                 .await
-                .map_err(created_error);
+                .map_err(insert_error);
         };
         let (reply, answer) = oneshot::channel();
         sender
@@ -75,7 +75,7 @@ async fn write_queued(store: Arc<Store>, mut receiver: mpsc::UnboundedReceiver<P
                 let written = store
                     .index_insert(&[(record, Vec::new())])
                     .await
-                    .map_err(created_error);
+                    .map_err(insert_error);
                 let _ = reply.send(written);
             }
         } else {
@@ -83,12 +83,5 @@ async fn write_queued(store: Arc<Store>, mut receiver: mpsc::UnboundedReceiver<P
                 let _ = reply.send(Ok(()));
             }
         }
-    }
-}
-
-fn created_error(e: StoreError) -> IndexError {
-    match e {
-        StoreError::Conflict(_) => IndexError::Conflict("did or alias already exists".into()),
-        other => other.into(),
     }
 }

@@ -114,9 +114,15 @@ fn row_error(row: &Row, message: impl ToString) -> ManifestError {
 /// One manifest row, as the body of the `POST /index/` it stands for.
 struct Row {
     line: u64,
-    guid: Option<String>,
     prev_guid: Option<String>,
     body: Value,
+}
+
+impl Row {
+    /// The row's guid, when it names one (the body's `did`).
+    fn guid(&self) -> Option<&str> {
+        self.body["did"].as_str()
+    }
 }
 
 /// Reads manifest rows: tab-separated, or comma-separated when `comma`.
@@ -202,13 +208,11 @@ impl<R: Read> Reader<R> {
         if let Some(name) = self.cell(Column::FileName) {
             body["file_name"] = json!(name);
         }
-        let guid = self.cell(Column::Guid).map(str::to_string);
-        if let Some(guid) = &guid {
+        if let Some(guid) = self.cell(Column::Guid) {
             body["did"] = json!(guid);
         }
         Ok(Some(Row {
             line,
-            guid,
             prev_guid: self.cell(Column::PrevGuid).map(str::to_string),
             body,
         }))
@@ -230,8 +234,8 @@ fn check_manifest(input: Box<dyn Read + Send>, comma: bool) -> Result<(), Manife
     let mut seen: HashMap<String, u64> = HashMap::new();
     while let Some(row) = reader.next()? {
         check_new_record(&row.body).map_err(|e| row_error(&row, e))?;
-        if let Some(guid) = &row.guid
-            && let Some(first) = seen.insert(guid.clone(), row.line)
+        if let Some(guid) = row.guid()
+            && let Some(first) = seen.insert(guid.to_string(), row.line)
         {
             return Err(row_error(
                 &row,
@@ -338,16 +342,20 @@ impl FileIndex<'_> {
         if rows.is_empty() {
             return Ok(None);
         }
-        let guids: Vec<String> = rows.iter().filter_map(|r| r.guid.clone()).collect();
-        let mut existing: HashMap<String, IndexRecord> = HashMap::new();
-        for chunk in guids.chunks(5_000) {
-            for record in self.store.index_records(chunk).await? {
-                existing.insert(record.did.clone(), record);
-            }
-        }
+        let guids: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.guid().map(str::to_string))
+            .collect();
+        let existing: HashMap<String, IndexRecord> = self
+            .store
+            .index_records(&guids)
+            .await?
+            .into_iter()
+            .map(|r| (r.did.clone(), r))
+            .collect();
         let mut batch = Batch::default();
         for row in rows {
-            let stored = row.guid.as_ref().and_then(|g| existing.get(g));
+            let stored = row.guid().and_then(|g| existing.get(g));
             if stored.is_none() && row.prev_guid.is_some() {
                 batch.versions.push(row);
                 continue;
@@ -501,7 +509,7 @@ mod tests {
         let mut reader = Reader::new(tsv.as_bytes(), false).unwrap();
         let row = reader.next().unwrap().unwrap();
         assert_eq!(row.line, 2);
-        assert_eq!(row.guid.as_deref(), Some("g1"));
+        assert_eq!(row.guid(), Some("g1"));
         assert_eq!(row.body["acl"], json!(["*"]));
         assert_eq!(row.body["authz"], json!(["/programs/p"]));
         assert_eq!(row.body["size"], json!(5));

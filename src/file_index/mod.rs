@@ -178,12 +178,7 @@ impl FileIndex<'_> {
         self.store
             .index_insert(&records)
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => {
-                    IndexError::Conflict("did or alias already exists".into())
-                }
-                other => other.into(),
-            })
+            .map_err(insert_error)
     }
 
     /// Replace a record whose stored rev is `rev`; the record goes out with a new rev.
@@ -239,6 +234,14 @@ impl FileIndex<'_> {
                 other => other.into(),
             })?;
         self.aliases(did).await
+    }
+}
+
+/// The index's answer to a failed insert: a taken did or alias is a conflict.
+fn insert_error(e: StoreError) -> IndexError {
+    match e {
+        StoreError::Conflict(_) => IndexError::Conflict("did or alias already exists".into()),
+        other => other.into(),
     }
 }
 

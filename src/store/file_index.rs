@@ -475,12 +475,9 @@ impl Store {
 
     /// Open a transaction for many index writes ([`IndexWriter`]).
     pub async fn begin_index_writes(&self) -> Result<IndexWriter> {
-        let tx = match (&self.pool, &self.sqlite_dedicated) {
-            (super::Pool::Sqlite(_), Some(dedicated)) => {
-                IndexTransaction::Sqlite(dedicated.writes.begin().await?)
-            }
-            (super::Pool::Sqlite(pool), None) => IndexTransaction::Sqlite(pool.begin().await?),
-            (super::Pool::Postgres(pool), _) => IndexTransaction::Postgres(pool.begin().await?),
+        let tx = match self.index_write_pool() {
+            super::Pool::Sqlite(pool) => IndexTransaction::Sqlite(pool.begin().await?),
+            super::Pool::Postgres(pool) => IndexTransaction::Postgres(pool.begin().await?),
         };
         Ok(IndexWriter {
             tx,
@@ -591,6 +588,37 @@ impl Store {
     }
 
     /// The record an alias names.
+    /// The records holding any of these md5s, in did order (a submission's
+    /// data files looked up at once).
+    pub async fn index_records_by_md5(&self, md5s: &[String]) -> Result<Vec<IndexRecord>> {
+        if md5s.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM index_records WHERE did IN \
+             (SELECT did FROM index_terms WHERE kind = 'hash:md5' AND {}) ORDER BY did",
+            self.dialect().in_text_list("value", "$1")
+        );
+        let list = serde_json::to_string(md5s).expect("strings serialize");
+        on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(&list).fetch_all(pool).await?;
+            rows.iter().map(|row| record_from_row!(row)).collect()
+        })
+    }
+
+    /// Which of these aliases are taken.
+    pub async fn index_taken_aliases(&self, aliases: &[String]) -> Result<Vec<String>> {
+        if aliases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT alias FROM index_aliases WHERE {}",
+            self.dialect().in_text_list("alias", "$1")
+        );
+        let list = serde_json::to_string(aliases).expect("strings serialize");
+        on_pool!(self, pool => Ok(sqlx::query_scalar(&sql).bind(&list).fetch_all(pool).await?))
+    }
+
     pub async fn index_did_of_alias(&self, alias: &str) -> Result<Option<String>> {
         on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT did FROM index_aliases WHERE alias = $1")
             .bind(alias)

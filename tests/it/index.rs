@@ -1048,3 +1048,40 @@ async fn concurrent_creates_each_get_their_own_answer() {
         }
     }
 }
+
+/// Two data files of different types may share a submitter id: both are
+/// registered, and the alias `P-Q/<submitter_id>` goes to the first.
+#[tokio::test]
+async fn two_files_with_one_submitter_id_share_no_alias() {
+    let app = TestApp::with_study().await;
+    let md5s = [
+        "11111111111111111111111111111111",
+        "22222222222222222222222222222222",
+    ];
+    let reply = app
+        .admin_json(
+            "PUT",
+            SUBMIT,
+            &json!([
+                clinical_file("same", md5s[0], 10, to_study()),
+                {"type": "subject", "submitter_id": "s1", "studies": {"submitter_id": "study"}},
+                {"type": "sample", "submitter_id": "sa1", "subjects": {"submitter_id": "s1"}},
+                {"type": "aliquot", "submitter_id": "al1", "samples": {"submitter_id": "sa1"}},
+                {
+                    "type": "sequencing_file", "submitter_id": "same",
+                    "file_name": "same.bam", "file_size": 20, "md5sum": md5s[1],
+                    "data_category": "Sequencing Reads", "data_type": "Aligned Reads",
+                    "data_format": "BAM", "aliquots": {"submitter_id": "al1"},
+                },
+            ]),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let store = &app.state.store;
+    let first = records_with_md5(store, md5s[0]).await;
+    let second = records_with_md5(store, md5s[1]).await;
+    assert_eq!((first.len(), second.len()), (1, 1));
+    let aliased = app.get(&format!("/index/{PROJECT_ID}/same"), None).await;
+    assert_eq!(aliased.status, StatusCode::OK, "{}", aliased.text());
+    assert_eq!(aliased.json()["did"], json!(first[0].did));
+}

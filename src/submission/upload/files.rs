@@ -10,13 +10,13 @@
 //! then only pushes `urls`), and an updated node whose file is not indexed
 //! (a node older than the index) is registered (sheepdog leaves it without).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use super::Staged;
 use crate::file_index::{new_rev, now};
-use crate::store::{IndexQuery, IndexRecord, IndexWrite, StoreError};
+use crate::store::{IndexRecord, IndexWrite, StoreError};
 use crate::submission::envelope::ErrorType;
 use crate::submission::{Project, Submission};
 
@@ -31,9 +31,19 @@ pub(super) struct FileLinks {
     planned: HashMap<(String, i64), String>,
     /// did -> `(md5, size)` of the same records, for lookups by id.
     planned_dids: HashMap<String, (String, i64)>,
+    /// Aliases taken, in the index or by records this request registers.
+    taken_aliases: HashSet<String>,
     /// The project's `acl`: `["*"]` when open, else the program's and the
     /// project's dbGaP accessions (read once).
     acl: Option<Vec<String>>,
+}
+
+/// What the index holds for one chunk's files, read in three statements
+/// instead of three per file.
+struct Indexed {
+    by_did: HashMap<String, IndexRecord>,
+    /// `(md5, size)` -> the first did (in did order) of a record with them.
+    by_hash: HashMap<(String, i64), String>,
 }
 
 /// The fields of a data-file node that its record depends on.
@@ -73,10 +83,19 @@ impl FileLinks {
         project: &Project,
         staged: &mut [Staged<'_>],
     ) -> Result<Vec<IndexWrite>, StoreError> {
+        let is_linked = |entity: &Staged<'_>| {
+            entity.node.is_some_and(|n| n.is_data_file())
+                && entity.result.valid()
+                && entity.result.id.is_some()
+        };
+        let linked: Vec<&Staged<'_>> = staged.iter().filter(|e| is_linked(e)).collect();
+        if linked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let indexed = self.look_up(submission, project, &linked).await?;
         let mut writes = Vec::new();
         for entity in staged.iter_mut() {
-            let is_file = entity.node.is_some_and(|n| n.is_data_file());
-            if !is_file || !entity.result.valid() || entity.result.id.is_none() {
+            if !is_linked(entity) {
                 continue;
             }
             if let Some(existing) = &entity.existing {
@@ -92,11 +111,45 @@ impl FileLinks {
                     continue;
                 }
             }
-            if let Some(write) = self.link_one(submission, project, entity).await? {
+            if let Some(write) = self.link_one(submission, project, entity, &indexed).await? {
                 writes.push(write);
             }
         }
         Ok(writes)
+    }
+
+    /// The stored records the chunk's data files name by did, by md5 and
+    /// size, and which of their aliases are taken.
+    async fn look_up(
+        &mut self,
+        submission: &Submission<'_>,
+        project: &Project,
+        linked: &[&Staged<'_>],
+    ) -> Result<Indexed, StoreError> {
+        let store = submission.store;
+        let files: Vec<FileFacts> = linked.iter().map(|e| facts(e)).collect();
+        let dids: Vec<String> = files.iter().filter_map(|f| f.did.clone()).collect();
+        let md5s: Vec<String> = files.iter().filter_map(|f| f.md5.clone()).collect();
+        let aliases: Vec<String> = linked
+            .iter()
+            .filter_map(|e| e.props.get("submitter_id").and_then(Value::as_str))
+            .map(|submitter_id| format!("{}/{submitter_id}", project.project_id))
+            .collect();
+        let by_did = store
+            .index_records(&dids)
+            .await?
+            .into_iter()
+            .map(|r| (r.did.clone(), r))
+            .collect();
+        let mut by_hash = HashMap::new();
+        for record in store.index_records_by_md5(&md5s).await? {
+            if let (Some(md5), Some(size)) = (record.hashes.get("md5"), record.size) {
+                by_hash.entry((md5.clone(), size)).or_insert(record.did);
+            }
+        }
+        self.taken_aliases
+            .extend(store.index_taken_aliases(&aliases).await?);
+        Ok(Indexed { by_did, by_hash })
     }
 
     async fn link_one(
@@ -104,27 +157,22 @@ impl FileLinks {
         submission: &Submission<'_>,
         project: &Project,
         entity: &mut Staged<'_>,
+        indexed: &Indexed,
     ) -> Result<Option<IndexWrite>, StoreError> {
         let facts = facts(entity);
-        let store = submission.store;
-        let by_did = match &facts.did {
-            Some(did) => store.index_record(did).await?,
-            None => None,
-        };
+        let by_did = facts
+            .did
+            .as_ref()
+            .and_then(|did| indexed.by_did.get(did))
+            .cloned();
         let by_hash = match (&facts.md5, facts.size) {
-            (Some(md5), Some(size)) => match self.planned.get(&(md5.clone(), size)) {
-                Some(did) => Some(did.clone()),
-                None => store
-                    .index_list(&IndexQuery {
-                        hashes: vec![("md5".into(), md5.clone())],
-                        size: Some(size),
-                        limit: 1,
-                        ..IndexQuery::default()
-                    })
-                    .await?
-                    .pop()
-                    .map(|r| r.did),
-            },
+            (Some(md5), Some(size)) => {
+                let key = (md5.clone(), size);
+                self.planned
+                    .get(&key)
+                    .or_else(|| indexed.by_hash.get(&key))
+                    .cloned()
+            }
             _ => None,
         };
         let creating = entity.existing.is_none();
@@ -206,12 +254,12 @@ impl FileLinks {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let alias = format!("{}/{submitter_id}", project.project_id);
-        let aliases =
-            if submitter_id.is_empty() || store.index_did_of_alias(&alias).await?.is_some() {
-                Vec::new()
-            } else {
-                vec![alias]
-            };
+        // The first of two files with one submitter id (of two types) takes it.
+        let aliases = if submitter_id.is_empty() || !self.taken_aliases.insert(alias.clone()) {
+            Vec::new()
+        } else {
+            vec![alias]
+        };
         Ok(Some(IndexWrite::Insert(record, aliases)))
     }
 
