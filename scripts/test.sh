@@ -29,19 +29,21 @@ fi
 # cargo-nextest (on the machine, or `cargo install cargo-nextest`) runs each
 # test in a process of its own, side by side; plain `cargo test` runs them as
 # threads of one process.
-# tests/it/database_restart.rs stops the PostgreSQL server, so nextest runs
-# its tests alone, after the others. `--tests` leaves out the benchmark (clippy checks it).
+# tests/it/database_restart.rs stops the PostgreSQL server and
+# tests/it/database_tls.rs changes its certificate, so nextest runs their
+# tests alone, after the others. `--tests` leaves out the benchmark (clippy checks it).
 if cargo nextest --version >/dev/null 2>&1; then
     runner="cargo nextest run"
     run_tests() {
-        cargo nextest run --tests -E 'not test(/^database_restart::/)'
-        cargo nextest run --tests -E 'test(/^database_restart::/)'
+        cargo nextest run --tests -E 'not test(/^database_(restart|tls)::/)'
+        cargo nextest run --tests -E 'test(/^database_(restart|tls)::/)' --test-threads 1
     }
 else
     runner="cargo test"
     run_tests() {
-        cargo test --tests -- --skip database_restart::
-        cargo test --tests database_restart::
+        cargo test --tests -- --skip database_restart:: --skip database_tls::
+        cargo test --tests database_restart:: -- --test-threads 1
+        cargo test --tests database_tls::
     }
 fi
 

@@ -7,6 +7,7 @@ mod backup;
 mod common;
 mod crash;
 mod database_restart;
+mod database_tls;
 mod dictionary_sources;
 mod graphql;
 mod hostile;
