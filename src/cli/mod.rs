@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the commons on one address.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a dictionary and print a summary.
     CheckDictionary {
         /// A folder of YAML schemas, a schema.json bundle or an http(s) URL.
@@ -214,6 +214,23 @@ struct ServeArgs {
     /// e.g. `dg.1234/`); none by default.
     #[arg(long, env = "COMMONS_INDEX_PREFIX", default_value = "")]
     index_prefix: String,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, env = "COMMONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Serve `/metrics` on this address instead of the main listener.
+    #[arg(long, env = "COMMONS_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
+    /// before their connections are closed, in seconds.
+    #[arg(long, env = "COMMONS_SHUTDOWN_TIMEOUT", default_value_t = ConnectionLimits::default().shutdown_timeout.as_secs())]
+    shutdown_timeout: u64,
+}
+
+/// How `serve` writes its log.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -357,7 +374,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::CheckDictionary { path } => check_dictionary(&path),
         Command::Migrate(database) => {
             database.open().await?;

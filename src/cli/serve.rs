@@ -48,13 +48,26 @@ pub async fn app_state(
 }
 
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    // Colours only on a terminal: escape codes in a log file hide its text.
+    let log = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
+    match args.log_format {
+        super::LogFormat::Text => log.init(),
+        super::LogFormat::Json => log.json().with_current_span(true).init(),
+    }
+    let metrics = server::metrics();
+    tokio::spawn(async move {
+        // Histograms keep their samples until drained: drain them between scrapes.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics.run_upkeep();
+        }
+    });
     let dictionary = dictionary::load(args.dictionary.as_deref())?;
     let store = args.database.open().await?;
     let public_url = args
@@ -84,12 +97,14 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Some(created) =
             auth::bootstrap(&state.store, &state.tokens, &args.database.data_dir).await?
     {
+        // Log events, not bare lines: with `--log-format json` every line
+        // of the server's output is a JSON object.
         let path = created.credentials.display();
-        eprintln!("Created the administrator 'admin'; API key written to {path}");
-        eprintln!(
+        tracing::info!("Created the administrator 'admin'; API key written to {path}");
+        tracing::info!(
             "Exchange it for an access token: curl -X POST {public_url}/user/credentials/api/access_token -H 'Content-Type: application/json' -d @{path}"
         );
-        eprintln!(
+        tracing::info!(
             "Open the portal as admin (one-time link, valid {} hours): {public_url}/user/login/link?token={}",
             auth::LOGIN_LINK_TTL / 3600,
             created.login_secret
@@ -108,7 +123,8 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let limits = server::HttpLimits {
+    let options = server::HttpOptions {
+        metrics_route: args.metrics_listen.is_none(),
         max_body_bytes: args.max_body_bytes,
         body_idle_timeout: std::time::Duration::from_secs(args.body_idle_timeout),
         documents: crate::formats::DocumentLimits {
@@ -116,11 +132,23 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_cell_bytes: args.max_cell_bytes,
         },
     };
-    let app = server::service(state, limits);
+    if let Some(address) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for metrics"))?;
+        tracing::info!("Metrics at http://{address}/metrics");
+        let metrics = server::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
+    let app = server::service(state.clone(), options);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!(
+    tracing::info!(
         "Commons listening on {} (public URL {public_url})",
         args.listen
     );
@@ -129,8 +157,12 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_per_client: args.max_connections_per_client as usize,
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         write_timeout: std::time::Duration::from_secs(args.write_timeout),
+        shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout),
     };
     server::serve(listener, app, connections, shutdown_signal()).await;
+    // Every request has finished or been cut off: nothing writes any more.
+    state.store.close().await?;
+    tracing::info!("database closed; stopped");
     Ok(())
 }
 

@@ -116,6 +116,9 @@ pub fn pages(
         .try_buffered(PAGES_IN_FLIGHT)
         // A range whose nodes were all deleted after its bounds were read.
         .try_filter(|page| std::future::ready(!page.is_empty()))
+        .inspect_ok(|page| {
+            metrics::counter!("commons_export_rows_total").increment(page.len() as u64)
+        })
 }
 
 /// Run a statement on a task of its own: it completes whether or not its

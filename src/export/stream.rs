@@ -91,4 +91,7 @@ pub fn stream(
             }
         },
     )
+    // The gzip encoder of the compression layer polls a body once more
+    // after its end; `unfold` alone would panic then.
+    .fuse()
 }

@@ -49,6 +49,7 @@ impl<S: RequiredScope> FromRequestParts<SharedState> for Caller<S> {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let principal = state.principal(&parts.headers, S::SCOPE).await?;
+        note_user(parts, &principal);
         Ok(Caller(principal, PhantomData))
     }
 }
@@ -61,6 +62,7 @@ impl FromRequestParts<SharedState> for ArboristAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
         let principal = state.principal(&parts.headers, None).await?;
+        note_user(parts, &principal);
         require_admin(&principal)?;
         Ok(ArboristAdmin(principal))
     }
@@ -89,7 +91,10 @@ impl FromRequestParts<SharedState> for CallerPermissions {
             Some(token) => state
                 .principal_from_token(token, None)
                 .await
-                .map(|p| p.permissions)
+                .map(|p| {
+                    note_user(parts, &p);
+                    p.permissions
+                })
                 // Arborist answers 400 for an undecodable token; other failures
                 // (e.g. the database away, 503) keep their status.
                 .map_err(|e| {
@@ -101,6 +106,13 @@ impl FromRequestParts<SharedState> for CallerPermissions {
                 })?,
         };
         Ok(CallerPermissions(permissions))
+    }
+}
+
+/// The access log names the user a request acted as.
+fn note_user(parts: &Parts, principal: &Principal) {
+    if let Some(notes) = parts.extensions.get::<super::RequestNotes>() {
+        notes.user(&principal.user.username);
     }
 }
 

@@ -41,7 +41,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"message": self.message}))).into_response()
+        // The request id, so a user's report can be found in the server's log.
+        let body = match super::current_request_id() {
+            Some(id) => json!({"message": self.message, "request_id": &*id}),
+            None => json!({"message": self.message}),
+        };
+        (self.status, axum::Json(body)).into_response()
     }
 }
 

@@ -22,9 +22,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-/// How long a shutdown waits for requests in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// The limits on connections (`commons serve` flags).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -34,6 +31,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest a client may leave a response's bytes untaken.
     pub write_timeout: Duration,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -46,6 +45,7 @@ impl Default for ConnectionLimits {
             // while after a fast start (Linux wakes writers only when a third
             // of the send buffer is free): five minutes is generous for that.
             write_timeout: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -156,11 +156,15 @@ pub async fn serve<S>(
     }
     drop(listener);
     // Requests in flight may finish; long streams do not hold the exit for ever.
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+    tracing::info!(
+        timeout_seconds = limits.shutdown_timeout.as_secs(),
+        "shutting down: no new connections; waiting for requests in flight"
+    );
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
+        tracing::warn!("connections still open after the shutdown timeout; closing them");
     }
 }
 

@@ -9,6 +9,7 @@ mod fence;
 mod graphql;
 mod indexd;
 mod listen;
+mod observe;
 mod portal;
 mod session;
 mod sheepdog;
@@ -19,6 +20,7 @@ pub use caller::{
 };
 pub use error::ApiError;
 pub use listen::{ConnectionLimits, serve};
+pub use observe::{RequestNotes, current_request_id, metrics, metrics_router};
 pub use throttle::Throttle;
 
 use std::sync::Arc;
@@ -81,37 +83,50 @@ pub const USER_BODY_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
-/// Limits on what one request may send: its size, and how long the body may
-/// stall between two pieces (a slow or stuck client gets 408, not a held slot).
+/// How the application serves: limits on what one request may send (its
+/// size, and how long the body may stall between two pieces: a slow or
+/// stuck client gets 408, not a held slot), and whether `/metrics` is one of
+/// its routes.
 #[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
+pub struct HttpOptions {
     pub max_body_bytes: usize,
     pub body_idle_timeout: std::time::Duration,
     /// How large one submitted document and one value in it may be.
     pub documents: crate::formats::DocumentLimits,
+    /// `/metrics` on this listener (false: on `--metrics-listen` instead).
+    pub metrics_route: bool,
 }
 
-impl Default for HttpLimits {
+impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: 1 << 30,
             body_idle_timeout: std::time::Duration::from_secs(60),
             documents: crate::formats::DocumentLimits::default(),
+            metrics_route: true,
         }
     }
 }
 
 /// The application as served: trailing slashes are ignored, never redirected (API.md G2).
-pub fn service(state: SharedState, limits: HttpLimits) -> NormalizePath<Router> {
+pub fn service(state: SharedState, limits: HttpOptions) -> NormalizePath<Router> {
     NormalizePathLayer::trim_trailing_slash().layer(router(state, limits))
 }
 
-/// The whole application.
-pub fn router(state: SharedState, limits: HttpLimits) -> Router {
-    let max_body_bytes = limits.max_body_bytes;
+/// The whole application. Outermost first: the request id, access log and
+/// metrics ([`observe`]); compression of what the client accepts; a panic
+/// becomes a logged 500 instead of a dropped connection; then limits,
+/// session cookies and Gen3's error shape around the routes.
+pub fn router(state: SharedState, options: HttpOptions) -> Router {
+    with_layers(routes(options), options).with_state(state)
+}
+
+/// Every route of the commons.
+fn routes(options: HttpOptions) -> Router<SharedState> {
     let submission = sheepdog::routes().merge(graphql::routes());
-    Router::new()
+    let mut routes = Router::new()
         .route("/_status", get(healthy))
+        .route("/_ready", get(ready))
         .route("/api/_status", get(healthy))
         .route("/user/_status", get(healthy))
         .route("/api/_version", get(version))
@@ -129,7 +144,20 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
             indexd::routes().layer(DefaultBodyLimit::max(indexd::INDEX_BODY_BYTES)),
         )
         .nest("/api/v0/submission", submission.clone())
-        .nest("/api/submission", submission)
+        .nest("/api/submission", submission);
+    if options.metrics_route {
+        routes = routes.route("/metrics", get(observe::scrape));
+    }
+    routes
+}
+
+/// The layers every request goes through, around `routes`.
+pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<SharedState> {
+    let max_body_bytes = options.max_body_bytes;
+    // Measured from the first request on.
+    observe::metrics();
+    routes
+        .route_layer(axum::middleware::from_fn(observe::note_route))
         .fallback(not_found)
         .layer(axum::middleware::map_response(move |response: Response| {
             json_errors(response, max_body_bytes)
@@ -137,12 +165,60 @@ pub fn router(state: SharedState, limits: HttpLimits) -> Router {
         .layer(axum::middleware::from_fn(session::cookie_to_bearer))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(BodyLimit(max_body_bytes)))
-        .layer(axum::Extension(limits.documents))
+        .layer(axum::Extension(options.documents))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            limits.body_idle_timeout,
+            options.body_idle_timeout,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
+        .layer(axum::middleware::from_fn(observe::observe))
+        .layer(
+            tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]),
+        )
+}
+
+/// A handler that panicked: logged, and answered as any internal error.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(detail, "a request's handler panicked");
+    ApiError::new(500, "internal server error").into_response()
+}
+
+/// `GET /_ready`: 200 once the database answers and has every migration
+/// this binary knows; 503 otherwise (liveness is `/_status`).
+async fn ready(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> Result<&'static str, ApiError> {
+    let pending = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.store.pending_migrations(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            503,
+            "not ready: the database did not answer within 5 seconds",
+        )
+    })?
+    .map_err(|e| ApiError::new(503, format!("not ready: the database is unavailable ({e})")))?;
+    if pending > 0 {
+        return Err(ApiError::new(
+            503,
+            format!("not ready: {pending} database migrations are pending (run `commons migrate`)"),
+        ));
+    }
+    Ok("Ready")
 }
 
 async fn version(

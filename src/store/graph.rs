@@ -563,6 +563,7 @@ impl Store {
     /// until [`Writer::commit`], and dropping the writer rolls everything back.
     /// On SQLite it holds the database's write lock until then.
     pub async fn begin_write(&self, _guard: &WriteGuard<'_>) -> Result<Writer> {
+        let waiting = std::time::Instant::now();
         let tx = match &self.pool {
             Pool::Sqlite(pool) => {
                 let writes = self.sqlite_dedicated.as_ref().map_or(pool, |d| &d.writes);
@@ -570,6 +571,8 @@ impl Store {
             }
             Pool::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
         };
+        metrics::histogram!("commons_db_acquire_seconds", "pool" => "writes")
+            .record(waiting.elapsed());
         Ok(Writer {
             tx,
             counted: BTreeSet::new(),
@@ -614,15 +617,14 @@ impl Writer {
     /// Fold the node counts, write the transaction log row and commit;
     /// returns the log id.
     pub async fn commit(self, record: &TransactionRecord) -> Result<i64> {
-        match self.tx {
+        let id = match self.tx {
             Transaction::Sqlite(mut tx) => {
                 for project in &self.counted {
                     sqlite::fold_counts(&mut tx, project.as_deref()).await?;
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
-                self.upkeep.committed(self.entities);
-                Ok(id)
+                id
             }
             Transaction::Postgres(mut tx) => {
                 // In one order, so two writers folding the same projects never deadlock.
@@ -631,10 +633,12 @@ impl Writer {
                 }
                 let id = insert_transaction_row!(&mut *tx, record);
                 tx.commit().await?;
-                self.upkeep.committed(self.entities);
-                Ok(id)
+                id
             }
-        }
+        };
+        self.upkeep.committed(self.entities);
+        metrics::counter!("commons_submission_rows_total").increment(self.entities as u64);
+        Ok(id)
     }
 }
 

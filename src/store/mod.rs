@@ -84,6 +84,38 @@ pub struct Store {
     totals: std::sync::Mutex<Option<(std::time::Instant, NodeTotals)>>,
 }
 
+/// How much of one connection pool is in use (`/metrics`).
+pub struct PoolUse {
+    pub name: &'static str,
+    pub idle: usize,
+    pub in_use: usize,
+    pub max: u32,
+}
+
+impl Store {
+    /// The use of each connection pool, now.
+    pub fn pool_use(&self) -> Vec<PoolUse> {
+        fn of<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolUse {
+            let idle = pool.num_idle();
+            PoolUse {
+                name,
+                idle,
+                in_use: (pool.size() as usize).saturating_sub(idle),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        let mut pools = vec![match &self.pool {
+            Pool::Sqlite(pool) => of("main", pool),
+            Pool::Postgres(pool) => of("main", pool),
+        }];
+        if let Some(dedicated) = &self.sqlite_dedicated {
+            pools.push(of("writes", &dedicated.writes));
+            pools.push(of("exports", &dedicated.exports));
+        }
+        pools
+    }
+}
+
 /// Rows per node type.
 pub type NodeTotals = Arc<HashMap<String, i64>>;
 

@@ -316,6 +316,26 @@ impl Store {
     }
 }
 
+impl Store {
+    /// How many of this binary's migrations the database has not applied
+    /// (readiness: a database restored from an older backup has some).
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        let known = match &self.pool {
+            Pool::Sqlite(_) => SQLITE_MIGRATIONS,
+            Pool::Postgres(_) => POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(known
+            .iter()
+            .filter(|(version, _, _)| !applied.contains(version))
+            .count())
+    }
+}
+
 async fn migrate<'a, A>(
     pool: A,
     migrations: &'static [(i64, &'static str, &'static str)],

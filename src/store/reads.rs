@@ -34,19 +34,30 @@ macro_rules! within_deadline {
     ($store:expr, $limit:expr, $conn:ident => $body:expr) => {
         match &$store.pool {
             $crate::store::Pool::Sqlite(pool) => {
+                let waiting = std::time::Instant::now();
                 let mut $conn = pool.acquire().await?;
+                metrics::histogram!("commons_db_acquire_seconds", "pool" => "reads")
+                    .record(waiting.elapsed());
                 let _armed = arm_deadline(&mut $conn, $limit).await?;
-                $body
+                let running = std::time::Instant::now();
+                let result = $body;
+                metrics::histogram!("commons_graphql_statement_seconds").record(running.elapsed());
+                result
             }
             $crate::store::Pool::Postgres(pool) => {
                 // One round trip opens the transaction and sets its timeout.
+                let waiting = std::time::Instant::now();
                 let mut $conn = pool
                     .begin_with(format!(
                         "BEGIN; SET LOCAL statement_timeout = {}",
                         $limit.as_millis().clamp(1, i32::MAX as u128)
                     ))
                     .await?;
+                metrics::histogram!("commons_db_acquire_seconds", "pool" => "reads")
+                    .record(waiting.elapsed());
+                let running = std::time::Instant::now();
                 let result = $body;
+                metrics::histogram!("commons_graphql_statement_seconds").record(running.elapsed());
                 if result.is_ok() {
                     $conn.commit().await?;
                 }

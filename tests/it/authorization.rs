@@ -71,6 +71,9 @@ const ROWS: &[Row] = &[
     row("GET", "/portal/{*path}", "/portal/index.html", "", PUBLIC),
     row("GET", "/_status", "/_status", "", PUBLIC),
     row("GET", "/api/_status", "/api/_status", "", PUBLIC),
+    row("GET", "/_ready", "/_ready", "", PUBLIC),
+    // Counts and timings per route, nothing about any user or project.
+    row("GET", "/metrics", "/metrics", "", PUBLIC),
     row("GET", "/user/_status", "/user/_status", "", PUBLIC),
     row("GET", "/api/_version", "/api/_version", "", PUBLIC),
     // fence
@@ -602,6 +605,7 @@ fn registered_routes() -> BTreeSet<String> {
     let mut scanned = BTreeSet::new();
     for (file, prefixes) in [
         ("mod.rs", vec![""]),
+        ("observe.rs", vec![""]),
         ("portal.rs", vec![""]),
         ("fence.rs", vec!["/user"]),
         ("session.rs", vec!["/user"]),

@@ -199,7 +199,7 @@ impl TestApp {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let service = server::service(self.state.clone(), server::HttpLimits::default());
+        let service = server::service(self.state.clone(), server::HttpOptions::default());
         let response = service
             .oneshot(builder.body(Body::from(body)).unwrap())
             .await
@@ -432,6 +432,17 @@ pub fn serve(database_url: &str, data_dir: &Path, port: u16) -> Server {
 
 /// [`serve`] with more `commons serve` arguments.
 pub fn serve_with(database_url: &str, data_dir: &Path, port: u16, extra: &[&str]) -> Server {
+    serve_logged(database_url, data_dir, port, extra, "warn")
+}
+
+/// [`serve_with`] logging at `rust_log` (`RUST_LOG`).
+pub fn serve_logged(
+    database_url: &str,
+    data_dir: &Path,
+    port: u16,
+    extra: &[&str],
+    rust_log: &str,
+) -> Server {
     let log_path = data_dir.join("server.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -456,7 +467,7 @@ pub fn serve_with(database_url: &str, data_dir: &Path, port: u16, extra: &[&str]
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

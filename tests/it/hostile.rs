@@ -195,7 +195,7 @@ async fn forged_tokens_are_refused() {
 #[tokio::test]
 async fn oversized_and_malformed_bodies_get_clear_errors() {
     let (app, before) = populated().await;
-    let limits = commons::server::HttpLimits {
+    let limits = commons::server::HttpOptions {
         max_body_bytes: 1024,
         ..Default::default()
     };
@@ -336,7 +336,7 @@ async fn password_guessing_is_throttled() {
 #[tokio::test]
 async fn a_stalled_body_gets_408_instead_of_holding_the_server() {
     let (app, before) = populated().await;
-    let limits = commons::server::HttpLimits {
+    let limits = commons::server::HttpOptions {
         body_idle_timeout: std::time::Duration::from_millis(200),
         ..Default::default()
     };

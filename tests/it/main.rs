@@ -17,6 +17,7 @@ mod keys;
 mod large_uploads;
 mod load;
 mod migrate_data;
+mod operations;
 mod plan;
 mod scale_out;
 mod sessions;

@@ -628,9 +628,11 @@ async fn the_submission_manifest_lists_data_files_as_sheepdog_does() {
     for route in ["manifest", "upload_manifest"] {
         let reply = app.get(&format!("{}/{route}", path()), token).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        // Gen3's body, and the request's id (README "Operating Commons").
+        let id = reply.headers["x-request-id"].to_str().unwrap();
         assert_eq!(
             reply.json(),
-            json!({"message": "No ids specified. Use query parameter 'ids', e.g. 'ids=id1,id2'."})
+            json!({"message": "No ids specified. Use query parameter 'ids', e.g. 'ids=id1,id2'.", "request_id": id})
         );
     }
     let reply = app
