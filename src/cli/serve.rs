@@ -39,9 +39,13 @@ pub async fn app_state(
         schema,
         introspection_gzip,
         graphql_limits: limits,
-        login_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
-        key_throttle: server::Throttle::new(10, std::time::Duration::from_secs(300)),
-        refusal_log: server::Throttle::new(10, std::time::Duration::from_secs(300)),
+        // Ten password guesses per name, then one every 30 seconds; a
+        // hundred logins per address, then one a second (a proxy's users
+        // share one).
+        logins_by_name: server::RateLimit::new(10, std::time::Duration::from_secs(300)),
+        logins_by_address: server::RateLimit::new(100, std::time::Duration::from_secs(100)),
+        failed_exchanges: server::RateLimit::new(10, std::time::Duration::from_secs(300)),
+        refusal_log: server::RateLimit::new(10, std::time::Duration::from_secs(300)),
         index_prefix: String::new(),
         version: env!("CARGO_PKG_VERSION"),
     })

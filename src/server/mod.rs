@@ -21,7 +21,7 @@ pub use caller::{
 pub use error::ApiError;
 pub use listen::{ConnectionLimits, serve};
 pub use observe::{RequestNotes, current_request_id, metrics, metrics_router};
-pub use throttle::Throttle;
+pub use throttle::RateLimit;
 
 use std::sync::Arc;
 
@@ -52,13 +52,14 @@ pub struct AppState {
     pub introspection_gzip: axum::body::Bytes,
     /// Time, depth, complexity and answer-size limits of GraphQL requests.
     pub graphql_limits: crate::graphql::Limits,
-    /// Password attempts per user name.
-    pub login_throttle: Throttle,
+    /// Password attempts per user name, and per client address.
+    pub logins_by_name: RateLimit,
+    pub logins_by_address: RateLimit,
     /// Failed key exchanges per client address and claimed user.
-    pub key_throttle: Throttle,
+    pub failed_exchanges: RateLimit,
     /// Refused submissions logged per caller and project (the rest go to
     /// the server log only, so refusals cannot flood a project's audit trail).
-    pub refusal_log: Throttle,
+    pub refusal_log: RateLimit,
     /// Prefix of the dids the file index mints (`dg.XXXX/`), or empty.
     pub index_prefix: String,
     /// Record creations, committed together when they arrive together.

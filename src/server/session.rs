@@ -6,9 +6,11 @@
 //! sends, so every handler checks a browser exactly as it checks the SDK.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{AppendHeaders, IntoResponse, Response};
@@ -164,6 +166,7 @@ fn start_session(state: &SharedState, user: &UserRow) -> (String, Cookies) {
 /// user's API keys.
 async fn login(
     State(state): State<SharedState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -191,21 +194,31 @@ async fn login(
     if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
         return Err(refused());
     }
-    let throttle_key = format!("login:{}", username.to_lowercase());
-    state.login_throttle.attempt(&throttle_key)?;
+    // Counted before the password is checked, so concurrent guesses cannot
+    // all pass the test first.
+    state.logins_by_name.take(&username.to_lowercase())?;
+    let address = peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string());
+    state.logins_by_address.take(&address)?;
     let user = state.store.user_by_name(username).await?;
     // An unknown name costs one hash check too, so timing does not tell
     // which names exist.
     let hash = user
         .as_ref()
-        .and_then(|u| u.password_hash.as_deref())
-        .unwrap_or(DUMMY_HASH.as_str());
-    let password_ok = verify_password(password, hash);
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    // Argon2 takes tens of milliseconds of CPU: off the async workers, which
+    // would otherwise stop serving every other request meanwhile.
+    let typed = password.to_string();
+    let password_ok = tokio::task::spawn_blocking(move || verify_password(&typed, &hash))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "a password check failed");
+            ApiError::new(500, "internal server error")
+        })?;
     let Some(user) = user.filter(|u| u.active && u.password_hash.is_some() && password_ok) else {
         tracing::warn!(username = %crate::auth::loggable(username), "failed login");
         return Err(refused());
     };
-    state.login_throttle.succeeded(&throttle_key);
     let (token, cookies) = start_session(&state, &user);
     let body = json!({
         "access_token": token,

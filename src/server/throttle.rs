@@ -1,132 +1,92 @@
-//! Throttling of credential checks (password logins, API-key exchanges), so
-//! guessing is slow: after `limit` attempts for one key within `window` that
-//! did not succeed, that key is refused with 429 until the window has passed.
+//! Rate limits, keyed, on governor's GCRA limiters: password logins (per
+//! user name and per client address, each attempt counted before its
+//! password is checked, so concurrent guesses cannot all pass first),
+//! failed API-key exchanges (per client address and claimed user, counted
+//! after the check: one right key may run many exchanges at once), and
+//! refused submissions written to a project's audit trail.
 //!
-//! A password attempt is counted before its password is checked, in the same
-//! step as the test against the limit ([`Throttle::attempt`]): concurrent
-//! guesses cannot all pass the test before any of them is counted. Key
-//! exchanges, which one right key may run many of at once, count failures
-//! after the check ([`Throttle::check`], [`Throttle::failed`]). Logins and key
-//! exchanges have a throttle each, so keys made up for one cannot crowd out
-//! the other's. Keys are kept as SHA-256 digests, and
-//! at most [`MAX_KEYS`] of them (the oldest go first), so memory stays bounded
+//! A key may use `burst` at once and gets one more every `window / burst`.
+//! Keys are kept as SHA-256 digests, and at most [`MAX_KEYS`] of them: past
+//! that, keys back to a full allowance are forgotten, and while every one
+//! kept is still in use, new keys are refused, so memory stays bounded
 //! whatever names clients send.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
 
-/// Most keys remembered at once (about 5 MB).
+/// Most keys remembered at once (a few MB).
 pub const MAX_KEYS: usize = 100_000;
 
 type Key = [u8; 32];
 
-pub struct Throttle {
-    limit: u32,
-    window: Duration,
-    attempts: Mutex<HashMap<Key, (u32, Instant)>>,
+pub struct RateLimit {
+    limiter: DefaultKeyedRateLimiter<Key>,
+    clock: DefaultClock,
 }
 
-impl Throttle {
-    pub fn new(limit: u32, window: Duration) -> Self {
+/// Why a use was refused.
+#[derive(Debug, PartialEq)]
+pub enum Limited {
+    /// This key has used its allowance: wait this long.
+    Wait(Duration),
+    /// Too many keys are in use at once.
+    Full,
+}
+
+impl RateLimit {
+    /// `burst` uses at once, refilled over `window`.
+    pub fn new(burst: u32, window: Duration) -> Self {
+        let burst = std::num::NonZeroU32::new(burst).expect("a burst of at least one");
+        let quota = Quota::with_period(window / burst.get())
+            .expect("a window longer than zero")
+            .allow_burst(burst);
         Self {
-            limit,
-            window,
-            attempts: Mutex::new(HashMap::new()),
+            limiter: DefaultKeyedRateLimiter::dashmap(quota),
+            clock: DefaultClock::default(),
         }
     }
 
-    fn key(key: &str) -> Key {
-        Sha256::digest(key.as_bytes()).into()
-    }
-
-    /// Count an attempt for `key`, or refuse it while the key has used up its
-    /// attempts in the current window.
-    pub fn attempt(&self, key: &str) -> Result<(), ApiError> {
-        let key = Self::key(key);
-        let mut attempts = self.attempts.lock().expect("throttle lock poisoned");
-        let now = Instant::now();
-        if let Some((count, since)) = attempts.get_mut(&key) {
-            let elapsed = now.duration_since(*since);
-            if elapsed >= self.window {
-                *count = 0;
-                *since = now;
-            }
-            if *count >= self.limit {
-                let wait = self.window.saturating_sub(elapsed).as_secs().max(1);
-                return Err(ApiError::new(
-                    429,
-                    format!("Too many failed attempts; try again in {wait} seconds"),
-                ));
-            }
-            *count += 1;
-            return Ok(());
-        }
-        if attempts.len() >= MAX_KEYS {
-            attempts.retain(|_, (_, since)| now.duration_since(*since) < self.window);
-        }
-        if attempts.len() >= MAX_KEYS {
-            // The oldest key still under its limit goes; a locked key stays
-            // locked, so flooding with new keys cannot unlock one.
-            let oldest = attempts
-                .iter()
-                .filter(|(_, (count, _))| *count < self.limit)
-                .min_by_key(|(_, (_, since))| *since)
-                .map(|(key, _)| *key);
-            match oldest {
-                Some(oldest) => {
-                    attempts.remove(&oldest);
-                }
-                None => {
-                    return Err(ApiError::new(
-                        429,
-                        "Too many clients are failing to log in at once; try again later",
-                    ));
-                }
+    /// Count one use of `key`, or refuse it.
+    pub fn take(&self, key: &str) -> Result<(), Limited> {
+        if self.limiter.len() >= MAX_KEYS {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+            if self.limiter.len() >= MAX_KEYS {
+                return Err(Limited::Full);
             }
         }
-        attempts.insert(key, (1, now));
-        Ok(())
-    }
-
-    /// Refuse `key` while it has used up its attempts, without counting one:
-    /// for checks a right credential may run many of at once (one API key
-    /// shared by a hundred workers), counted by [`Throttle::failed`] after.
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        let attempts = self.attempts.lock().expect("throttle lock poisoned");
-        match attempts.get(&Self::key(key)) {
-            Some((count, since)) if *count >= self.limit && since.elapsed() < self.window => {
-                let wait = self.window.saturating_sub(since.elapsed()).as_secs().max(1);
-                Err(ApiError::new(
-                    429,
-                    format!("Too many failed attempts; try again in {wait} seconds"),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Count a failed check of `key` (see [`Throttle::check`]).
-    pub fn failed(&self, key: &str) {
-        // At the limit already, the refusal simply stands until the window ends.
-        let _ = self.attempt(key);
-    }
-
-    /// The credential was right: forget the key's attempts.
-    pub fn succeeded(&self, key: &str) {
-        self.attempts
-            .lock()
-            .expect("throttle lock poisoned")
-            .remove(&Self::key(key));
+        let key: Key = Sha256::digest(key.as_bytes()).into();
+        self.limiter
+            .check_key(&key)
+            .map_err(|not_until| Limited::Wait(not_until.wait_time_from(self.clock.now())))
     }
 
     #[cfg(test)]
     fn remembered(&self) -> usize {
-        self.attempts.lock().unwrap().len()
+        self.limiter.len()
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        match limited {
+            Limited::Wait(wait) => ApiError::new(
+                429,
+                format!(
+                    "Too many attempts; try again in {} seconds",
+                    wait.as_secs().max(1)
+                ),
+            ),
+            Limited::Full => ApiError::new(
+                429,
+                "Too many clients are failing to log in at once; try again later",
+            ),
+        }
     }
 }
 
@@ -135,34 +95,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attempts_past_the_limit_are_refused_until_the_window_ends() {
-        let throttle = Throttle::new(3, Duration::from_millis(200));
+    fn uses_past_the_burst_wait_for_the_refill() {
+        let limit = RateLimit::new(3, Duration::from_millis(300));
         for _ in 0..3 {
-            assert!(throttle.attempt("alice").is_ok());
+            assert!(limit.take("alice").is_ok());
         }
-        assert_eq!(throttle.attempt("alice").unwrap_err().status.as_u16(), 429);
-        assert!(
-            throttle.attempt("bob").is_ok(),
-            "other keys are not affected"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(throttle.attempt("alice").is_ok());
-        throttle.succeeded("alice");
-        for _ in 0..3 {
-            assert!(throttle.check("carol").is_ok());
-            throttle.failed("carol");
-        }
-        assert!(throttle.check("carol").is_err());
+        let Err(Limited::Wait(wait)) = limit.take("alice") else {
+            panic!("the fourth use was allowed");
+        };
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(limit.take("bob").is_ok(), "other keys are not affected");
+        std::thread::sleep(Duration::from_millis(110));
+        assert!(limit.take("alice").is_ok());
     }
 
     #[test]
-    fn concurrent_attempts_are_counted_before_any_is_checked() {
-        let throttle = std::sync::Arc::new(Throttle::new(10, Duration::from_secs(60)));
+    fn concurrent_uses_get_exactly_the_burst() {
+        let limit = std::sync::Arc::new(RateLimit::new(10, Duration::from_secs(60)));
         let allowed: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..300)
                 .map(|_| {
-                    let throttle = throttle.clone();
-                    scope.spawn(move || throttle.attempt("alice").is_ok())
+                    let limit = limit.clone();
+                    scope.spawn(move || limit.take("alice").is_ok())
                 })
                 .collect();
             handles
@@ -175,11 +129,16 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_whatever_keys_arrive() {
-        let throttle = Throttle::new(3, Duration::from_secs(60));
+        let limit = RateLimit::new(3, Duration::from_secs(60));
         let long = "x".repeat(1 << 20);
+        let mut full = 0;
         for i in 0..MAX_KEYS + 50 {
-            let _ = throttle.attempt(&format!("{i}{}", if i == 0 { &long } else { "" }));
+            let key = format!("{i}{}", if i == 0 { &long } else { "" });
+            if limit.take(&key) == Err(Limited::Full) {
+                full += 1;
+            }
         }
-        assert_eq!(throttle.remembered(), MAX_KEYS);
+        assert_eq!(limit.remembered(), MAX_KEYS);
+        assert_eq!(full, 50);
     }
 }

@@ -143,7 +143,7 @@ async fn refused(
     record.is_dry_run = dry_run;
     let user = &principal.user.username;
     let key = format!("{user}\u{1e}{}", project.project_id);
-    if state.refusal_log.attempt(&key).is_err() {
+    if state.refusal_log.take(&key).is_err() {
         tracing::warn!(
             user = %crate::auth::loggable(user),
             project = %project.project_id,
