@@ -81,10 +81,12 @@ fn start(
         ])
         .arg("--data-dir")
         .arg(data_dir)
-        .env("RUST_LOG", "warn")
+        // As in production: the access log on (a line per request, to a
+        // file) and the metrics recorded.
+        .env("RUST_LOG", "info,sqlx=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(data_dir.join("server.log")).expect("the server's log file"));
     if let Some(db) = database_url {
         command.args(["--database-url", db]);
     }

@@ -53,6 +53,9 @@ cargo fmt --all -- --check
 section "lint: cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
+section "dependencies: scripts/deny.sh (advisories, licences, bans, sources)"
+scripts/deny.sh
+
 section "Rust tests on SQLite: $runner"
 run_tests
 

@@ -92,3 +92,66 @@ fn shortened(message: String) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The message of every kind of violation a dictionary's schemas can
+    /// produce, as clients read it: pinned, so a new jsonschema release
+    /// cannot change what users see unnoticed.
+    #[test]
+    fn violation_messages_keep_their_wording() {
+        let schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["submitter_id", "type"],
+            "properties": {
+                "submitter_id": {"type": "string"},
+                "type": {"enum": ["sample"]},
+                "count": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+                "ratio": {"type": "number"},
+                "flag": {"type": "boolean"},
+                "code": {"type": "string", "pattern": "^[A-Z]+$"},
+                "kind": {"enum": ["a", "b", null]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "when": {"type": "string", "format": "date-time"},
+                "subjects": {"anyOf": [
+                    {"type": "object", "required": ["submitter_id"]},
+                    {"type": "array", "items": {"type": "object", "required": ["submitter_id"]}}
+                ]},
+                "parent": {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+            }
+        });
+        let validator = jsonschema::draft4::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap();
+        let cases = [
+            json!({"type": "sample"}),
+            json!({"submitter_id": "s", "type": "sample", "extra": 1, "other": 2}),
+            json!({"submitter_id": 7, "type": "sample"}),
+            json!({"submitter_id": "s", "type": "case"}),
+            json!({"submitter_id": "s", "type": "sample", "count": "many"}),
+            json!({"submitter_id": "s", "type": "sample", "count": -1}),
+            json!({"submitter_id": "s", "type": "sample", "count": 101}),
+            json!({"submitter_id": "s", "type": "sample", "ratio": "half"}),
+            json!({"submitter_id": "s", "type": "sample", "flag": "yes"}),
+            json!({"submitter_id": "s", "type": "sample", "code": "abc"}),
+            json!({"submitter_id": "s", "type": "sample", "kind": "c"}),
+            json!({"submitter_id": "s", "type": "sample", "tags": ["x", 3]}),
+            json!({"submitter_id": "s", "type": "sample", "when": "yesterday"}),
+            json!({"submitter_id": "s", "type": "sample", "subjects": {"id": "x"}}),
+            json!({"submitter_id": "s", "type": "sample", "parent": 1.5}),
+        ];
+        let mut report = String::new();
+        for case in &cases {
+            for error in validator.iter_errors(case) {
+                let described = describe(&error);
+                report.push_str(&format!("{:?}: {}\n", described.keys, described.message));
+            }
+        }
+        insta::assert_snapshot!(report);
+    }
+}
