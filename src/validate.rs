@@ -17,50 +17,57 @@ pub struct SchemaError {
 }
 
 pub struct Validators {
-    by_type: HashMap<String, jsonschema::Validator>,
+    /// Each node type's validator, and the schema it was built from.
+    by_type: HashMap<String, (jsonschema::Validator, Value)>,
 }
 
 impl Validators {
     pub fn compile(dictionary: &Dictionary) -> Result<Self, DictionaryError> {
         let mut by_type = HashMap::new();
         for node in dictionary.nodes() {
+            let schema = node.validation_schema();
             let validator = jsonschema::draft4::options()
                 .should_validate_formats(true)
-                .build(&node.validation_schema())
+                .build(&schema)
                 .map_err(|e| {
                     DictionaryError(format!(
                         "node '{}': invalid JSON schema at {}: {e}",
-                        node.id, e.schema_path
+                        node.id,
+                        e.schema_path()
                     ))
                 })?;
-            by_type.insert(node.id.clone(), validator);
+            by_type.insert(node.id.clone(), (validator, schema));
         }
         Ok(Self { by_type })
     }
 
     /// Every violation of `node_type`'s schema by `doc` (empty when valid).
     pub fn check(&self, node_type: &str, doc: &Value) -> Vec<SchemaError> {
-        let Some(validator) = self.by_type.get(node_type) else {
+        let Some((validator, schema)) = self.by_type.get(node_type) else {
             return Vec::new();
         };
         // Most documents are valid, and the yes/no check is much cheaper.
         if validator.is_valid(doc) {
             return Vec::new();
         }
-        validator.iter_errors(doc).map(|e| describe(&e)).collect()
+        validator
+            .iter_errors(doc)
+            .map(|e| describe(&e, schema))
+            .collect()
     }
 }
 
-fn describe(error: &jsonschema::ValidationError<'_>) -> SchemaError {
+/// A violation of `schema`, in the words clients know.
+fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value) -> SchemaError {
     let path: Vec<String> = error
-        .instance_path
+        .instance_path()
         .into_iter()
         .map(|segment| match segment {
             jsonschema::paths::LocationSegment::Property(p) => p.to_string(),
             jsonschema::paths::LocationSegment::Index(i) => i.to_string(),
         })
         .collect();
-    let keys = match &error.kind {
+    let keys = match error.kind() {
         ValidationErrorKind::Required { property } => {
             vec![
                 property
@@ -74,8 +81,23 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> SchemaError {
     };
     SchemaError {
         keys,
-        message: shortened(error.to_string()),
+        message: shortened(message(error, schema)),
     }
+}
+
+/// jsonschema's message, except that several allowed types are named in
+/// the schema's order (`"integer", "null"`), as they always were: jsonschema
+/// names them in an order of its own.
+fn message(error: &jsonschema::ValidationError<'_>, schema: &Value) -> String {
+    if let ValidationErrorKind::Type {
+        kind: jsonschema::error::TypeKind::Multiple(_),
+    } = error.kind()
+        && let Some(Value::Array(types)) = schema.pointer(error.schema_path().as_str())
+    {
+        let names: Vec<String> = types.iter().map(Value::to_string).collect();
+        return format!("{} is not of types {}", error.instance(), names.join(", "));
+    }
+    error.to_string()
 }
 
 /// Longest validation message kept whole: messages quote the value, and a
@@ -148,7 +170,7 @@ mod tests {
         let mut report = String::new();
         for case in &cases {
             for error in validator.iter_errors(case) {
-                let described = describe(&error);
+                let described = describe(&error, &schema);
                 report.push_str(&format!("{:?}: {}\n", described.keys, described.message));
             }
         }

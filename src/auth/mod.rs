@@ -8,7 +8,7 @@ pub mod tokens;
 use std::path::Path;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHasher, SaltString};
+use argon2::password_hash::PasswordHasher;
 use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
@@ -25,11 +25,10 @@ pub struct Principal {
     pub permissions: Permissions,
 }
 
+/// An Argon2id hash of `password` with a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> String {
-    let salt =
-        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes make a valid salt");
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .expect("argon2 hashing with default parameters cannot fail")
         .to_string()
 }
@@ -62,7 +61,8 @@ pub fn loggable(value: &str) -> String {
 
 /// Check a password against a stored argon2 hash.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::phc::PasswordHash;
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -225,5 +225,25 @@ mod loggable_tests {
         assert!(logged.contains("\\n"));
         let long = super::loggable(&"x".repeat(10_000));
         assert_eq!(long.chars().count(), 65);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_from_elsewhere_and_from_here_verify() {
+        // The Argon2 reference implementation's argon2id vector (password
+        // "password", salt "somesalt", m=65536, t=2, p=1): stored hashes
+        // made by earlier releases or other tools keep working.
+        let reference = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(verify_password("password", reference));
+        assert!(!verify_password("Password", reference));
+        let ours = hash_password("correct horse");
+        assert!(ours.starts_with("$argon2id$v=19$"), "{ours}");
+        assert!(verify_password("correct horse", &ours));
+        assert!(!verify_password("correct horse ", &ours));
+        assert_ne!(ours, hash_password("correct horse"), "a new salt each time");
     }
 }

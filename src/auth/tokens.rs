@@ -364,3 +364,65 @@ pub async fn rotate(store: &Store) -> Result<String, TokenError> {
     store.insert_signing_key(&kid, der.as_ref()).await?;
     Ok(kid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token of `header` and `claims` (as JSON), signed by `service`'s key.
+    fn forged(service: &TokenService, header: Value, claims: Value) -> String {
+        let keys = service.keys.read().unwrap();
+        let key = keys.last().unwrap();
+        let mut header = header;
+        header["kid"] = json!(key.kid);
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key.encoding, Algorithm::RS256).unwrap();
+        format!("{input}.{signature}")
+    }
+
+    #[tokio::test]
+    async fn unknown_critical_headers_and_mistyped_claims_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::default_url(dir.path())).await.unwrap();
+        let service = TokenService::load(&store, "http://commons.test", Lifetimes::default())
+            .await
+            .unwrap();
+        let now = now_unix();
+        let claims = json!({
+            "pur": "access", "iss": "http://commons.test/user", "sub": "1", "aud": ["gen3"],
+            "iat": now, "exp": now + 600, "jti": "j", "azp": "", "scope": ["openid"],
+        });
+        let good = forged(
+            &service,
+            json!({"alg": "RS256", "typ": "JWT"}),
+            claims.clone(),
+        );
+        assert!(service.verify(&store, &good, "access").await.is_ok());
+
+        let critical = forged(
+            &service,
+            json!({"alg": "RS256", "typ": "JWT", "crit": ["exp2"], "exp2": 1}),
+            claims.clone(),
+        );
+        assert!(service.verify(&store, &critical, "access").await.is_err());
+
+        for (name, wrong) in [
+            ("iss", json!(["http://commons.test/user"])),
+            ("sub", json!(1)),
+            ("exp", json!((now + 600).to_string())),
+        ] {
+            let mut mistyped = claims.clone();
+            mistyped[name] = wrong;
+            let token = forged(&service, json!({"alg": "RS256", "typ": "JWT"}), mistyped);
+            assert!(
+                service.verify(&store, &token, "access").await.is_err(),
+                "{name} of the wrong type was accepted"
+            );
+        }
+    }
+}

@@ -140,7 +140,7 @@ fn check(schema: &jsonschema::Validator, body: &Value) -> Result<()> {
     match schema.iter_errors(body).next() {
         None => Ok(()),
         Some(error) => {
-            let at = error.instance_path.to_string();
+            let at = error.instance_path().to_string();
             Err(IndexError::Invalid(if at.is_empty() {
                 error.to_string()
             } else {
