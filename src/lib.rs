@@ -6,7 +6,8 @@
 //!   resolves it, [`validate`] checks documents against it;
 //! - bodies: [`formats`] turns TSV and JSON into documents and back;
 //! - writes: [`submission`] (sheepdog's write side) into the [`store`];
-//!   [`file_index`] (indexd) keeps the records of data files there too;
+//!   [`file_index`] (indexd) keeps the records of data files there too,
+//!   [`storage`] their bytes;
 //! - reads: [`graphql`] (peregrine) asks [`plan`] for one statement per root
 //!   field, written in the [`sql`] of the store's dialect; [`export`] pages
 //!   through a project;
@@ -25,6 +26,7 @@ pub mod formats;
 // Writes and storage
 pub mod file_index;
 pub mod sql;
+pub mod storage;
 pub mod store;
 pub mod submission;
 pub mod time;

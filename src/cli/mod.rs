@@ -214,6 +214,9 @@ struct ServeArgs {
     /// e.g. `dg.1234/`); none by default.
     #[arg(long, env = "COMMONS_INDEX_PREFIX", default_value = "")]
     index_prefix: String,
+    /// Folder for data files' bytes (default: <data-dir>/objects).
+    #[arg(long, env = "COMMONS_STORAGE")]
+    storage: Option<PathBuf>,
     /// Log lines as text, or as one JSON object per line.
     #[arg(long, env = "COMMONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,

@@ -24,7 +24,14 @@ pub async fn app_state(
     public_url: &str,
     lifetimes: Lifetimes,
     limits: Limits,
+    objects_root: &std::path::Path,
 ) -> anyhow::Result<AppState> {
+    let objects = crate::storage::LocalStore::open(
+        objects_root,
+        object_url_secret(&store).await?,
+        public_url,
+    )
+    .with_context(|| format!("cannot open the object store {}", objects_root.display()))?;
     let validators = Validators::compile(&dictionary)?;
     let tokens = TokenService::load(&store, public_url, lifetimes).await?;
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
@@ -47,8 +54,23 @@ pub async fn app_state(
         failed_exchanges: server::RateLimit::new(10, std::time::Duration::from_secs(300)),
         refusal_log: server::RateLimit::new(10, std::time::Duration::from_secs(300)),
         index_prefix: String::new(),
+        objects,
         version: env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// The key of the object store's signed URLs, made on first use and kept
+/// in the database: every instance of the commons signs alike.
+async fn object_url_secret(store: &Store) -> anyhow::Result<Vec<u8>> {
+    const SETTING: &str = "object_url_secret";
+    if store.setting(SETTING).await?.is_none() {
+        store
+            .set_setting(SETTING, &hex::encode(rand::random::<[u8; 32]>()))
+            .await?;
+    }
+    // Read back: of two instances starting at once, the last write counts.
+    let secret = store.setting(SETTING).await?.unwrap_or_default();
+    hex::decode(secret).context("the object URL secret in the database is not hex")
 }
 
 pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,7 +114,19 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_estimated_rows: args.graphql_max_rows,
         max_answer_bytes: args.graphql_max_answer_bytes,
     };
-    let mut state = app_state(dictionary, store, &public_url, lifetimes, limits).await?;
+    let objects_root = args
+        .storage
+        .clone()
+        .unwrap_or_else(|| args.database.data_dir.join("objects"));
+    let mut state = app_state(
+        dictionary,
+        store,
+        &public_url,
+        lifetimes,
+        limits,
+        &objects_root,
+    )
+    .await?;
     state.index_prefix = args.index_prefix.clone();
     let state = Arc::new(state);
     release_start_up_memory();

@@ -4,11 +4,13 @@
 
 mod arborist;
 mod caller;
+mod data;
 mod error;
 mod fence;
 mod graphql;
 mod indexd;
 mod listen;
+mod objects;
 mod observe;
 mod portal;
 mod session;
@@ -64,6 +66,8 @@ pub struct AppState {
     pub index_prefix: String,
     /// Record creations, committed together when they arrive together.
     pub index_creates: crate::file_index::CreateQueue,
+    /// Where data files' bytes are kept.
+    pub objects: crate::storage::LocalStore,
     pub version: &'static str,
 }
 
@@ -137,6 +141,7 @@ fn routes(options: HttpOptions) -> Router<SharedState> {
             "/user",
             fence::routes()
                 .merge(session::routes())
+                .merge(data::routes())
                 .layer(DefaultBodyLimit::max(USER_BODY_BYTES)),
         )
         .nest("/authz", arborist::routes())
@@ -144,6 +149,7 @@ fn routes(options: HttpOptions) -> Router<SharedState> {
             "/index",
             indexd::routes().layer(DefaultBodyLimit::max(indexd::INDEX_BODY_BYTES)),
         )
+        .merge(objects::routes())
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission);
     if options.metrics_route {
@@ -174,7 +180,14 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)
-                .quality(tower_http::CompressionLevel::Fastest),
+                .quality(tower_http::CompressionLevel::Fastest)
+                // Data files keep their bytes and their Content-Length.
+                .compress_when(tower_http::compression::predicate::Predicate::and(
+                    tower_http::compression::DefaultPredicate::new(),
+                    tower_http::compression::predicate::NotForContentType::const_new(
+                        "application/octet-stream",
+                    ),
+                )),
         )
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(

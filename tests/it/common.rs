@@ -139,6 +139,7 @@ impl TestApp {
             PUBLIC_URL,
             Lifetimes::default(),
             Limits::default(),
+            &dir.path().join("objects"),
         )
         .await
         .unwrap();

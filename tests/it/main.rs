@@ -6,6 +6,7 @@ mod authz_import;
 mod backup;
 mod common;
 mod crash;
+mod data;
 mod database_restart;
 mod database_tls;
 mod dictionary_sources;

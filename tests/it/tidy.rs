@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("plan", &["dictionary", "sql", "time"]),
     ("store", &["sql", "time"]),
     ("file_index", &["auth", "store"]),
+    ("storage", &[]),
     (
         "submission",
         &[
@@ -41,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "file_index",
             "formats",
             "graphql",
+            "storage",
             "store",
             "submission",
             "time",
@@ -57,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "graphql",
             "server",
             "simulate",
+            "storage",
             "store",
             "validate",
         ],
