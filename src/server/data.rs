@@ -247,21 +247,53 @@ async fn download(
     let param = |name: &str| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
     let expires = expires_in(param("expires_in").map(|v| json!(v)).as_ref())?;
     let protocol = param("protocol").filter(|p| !p.is_empty());
+    let principal = optional_caller(caller, &headers)?;
+    let signed = signed_download_url(
+        &state,
+        principal.as_ref(),
+        &guid,
+        protocol.map(String::as_str),
+        expires,
+    )
+    .await?;
+    if param("redirect").is_some() {
+        // 302, as fence's redirect.
+        return Ok((StatusCode::FOUND, [(header::LOCATION, signed)]).into_response());
+    }
+    Ok(Json(json!({"url": signed})).into_response())
+}
+
+/// The caller when the request carries a token: a missing token is
+/// anonymous (public files), a bad one is refused.
+pub(super) fn optional_caller(
+    caller: Result<Caller, ApiError>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    match caller {
+        Ok(Caller(principal, _)) => Ok(Some(principal)),
+        Err(_) if !headers.contains_key(header::AUTHORIZATION) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A URL to read `guid`'s bytes from, valid `expires` seconds, under
+/// fence's download rules (also DRS access URLs).
+pub(super) async fn signed_download_url(
+    state: &SharedState,
+    principal: Option<&Principal>,
+    guid: &str,
+    protocol: Option<&str>,
+    expires: i64,
+) -> Result<String, ApiError> {
     if let Some(protocol) = protocol
-        && !PROTOCOLS.contains(&protocol.as_str())
+        && !PROTOCOLS.contains(&protocol)
     {
         return Err(ApiError::bad_request(format!(
             "The specified protocol {protocol} is not supported"
         )));
     }
-    let record = record(&state, &guid).await?;
-    // A missing token is anonymous (public files); a bad one is refused.
-    let principal = match caller {
-        Ok(Caller(principal, _)) => Some(principal),
-        Err(_) if !headers.contains_key(header::AUTHORIZATION) => None,
-        Err(e) => return Err(e),
-    };
-    may_download(principal.as_ref(), &record)?;
+    let record = record(state, guid).await?;
+    may_download(principal, &record)?;
     if record.urls.is_empty() {
         return Err(ApiError::new(404, "Can't find any file locations."));
     }
@@ -283,24 +315,19 @@ async fn download(
                 )
             })?,
     };
-    let signed = if let Some(key) = state.objects.key_of(url) {
-        state.objects.signed_url("GET", key, now_unix() + expires)
+    if let Some(key) = state.objects.key_of(url) {
+        Ok(state.objects.signed_url("GET", key, now_unix() + expires))
     } else if ["http://", "https://", "ftp://"]
         .iter()
         .any(|p| url.starts_with(p))
     {
-        url.to_string()
+        Ok(url.to_string())
     } else {
-        return Err(ApiError::new(
+        Err(ApiError::new(
             404,
             format!("File {guid} is stored at {url}, which this commons does not serve."),
-        ));
-    };
-    if param("redirect").is_some() {
-        // 302, as fence's redirect.
-        return Ok((StatusCode::FOUND, [(header::LOCATION, signed)]).into_response());
+        ))
     }
-    Ok(Json(json!({"url": signed})).into_response())
 }
 
 /// `DELETE /user/data/<guid>`: the stored objects, then the record.

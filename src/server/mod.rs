@@ -5,6 +5,7 @@
 mod arborist;
 mod caller;
 mod data;
+mod drs;
 mod error;
 mod fence;
 mod graphql;
@@ -150,6 +151,7 @@ fn routes(options: HttpOptions) -> Router<SharedState> {
             indexd::routes().layer(DefaultBodyLimit::max(indexd::INDEX_BODY_BYTES)),
         )
         .merge(objects::routes())
+        .merge(drs::routes())
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission);
     if options.metrics_route {

@@ -104,6 +104,57 @@ const ROWS: &[Row] = &[
         "",
         [X, X, X, X, X, 404, 404, 404, 404],
     ),
+    // GA4GH DRS: object metadata is anonymous (tokens are not even read);
+    // an access URL follows the download rules above.
+    row(
+        "GET",
+        "/ga4gh/drs/v1/service-info",
+        "/ga4gh/drs/v1/service-info",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/wts/external_oidc",
+        "/wts/external_oidc/",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/ga4gh/drs/v1/objects",
+        "/ga4gh/drs/v1/objects?limit=5",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "POST",
+        "/ga4gh/drs/v1/objects",
+        "/ga4gh/drs/v1/objects",
+        r#"{"bulk_object_ids": ["{did}"]}"#,
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/ga4gh/drs/v1/objects/{*rest}",
+        "/ga4gh/drs/v1/objects/{did}",
+        "",
+        PUBLIC,
+    ),
+    row(
+        "POST",
+        "/ga4gh/drs/v1/objects/{*rest}",
+        "/ga4gh/drs/v1/objects/{did}",
+        "{}",
+        PUBLIC,
+    ),
+    row(
+        "GET",
+        "/ga4gh/drs/v1/objects/{*rest}",
+        "/ga4gh/drs/v1/objects/{did}/access/s3",
+        "",
+        [X, X, X, X, X, 403, 403, 403, 404],
+    ),
     // Signed object URLs: the signature is the permission, tokens count for nothing.
     row(
         "GET",
@@ -657,6 +708,7 @@ fn registered_routes() -> BTreeSet<String> {
         ("fence.rs", vec!["/user"]),
         ("data.rs", vec!["/user"]),
         ("objects.rs", vec![""]),
+        ("drs.rs", vec![""]),
         ("session.rs", vec!["/user"]),
         ("arborist.rs", vec!["/authz"]),
         ("sheepdog/mod.rs", vec!["/api/v0/submission"]),

@@ -10,6 +10,7 @@ mod data;
 mod database_restart;
 mod database_tls;
 mod dictionary_sources;
+mod drs;
 mod graphql;
 mod hostile;
 mod index;
