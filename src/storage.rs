@@ -77,11 +77,12 @@ impl LocalStore {
         valid_key(key).then_some(key)
     }
 
-    fn signature(&self, method: &str, key: &str, expires: i64) -> String {
+    /// The MAC of one signed permission: method, key and expiry.
+    fn mac(&self, method: &str, key: &str, expires: i64) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(format!("{method}\n{key}\n{expires}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac
     }
 
     /// A URL that lets its holder `method` (GET or PUT) `key` until
@@ -95,7 +96,7 @@ impl LocalStore {
             "{}/{}?expires={expires}&sig={}",
             self.base_url,
             path.join("/"),
-            self.signature(method, key, expires)
+            hex::encode(self.mac(method, key, expires).finalize().into_bytes())
         )
     }
 
@@ -104,11 +105,8 @@ impl LocalStore {
         let Ok(given) = hex::decode(signature) else {
             return false;
         };
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
-        mac.update(format!("{method}\n{key}\n{expires}").as_bytes());
         // Constant-time comparison first, so timing tells nothing of the signature.
-        mac.verify_slice(&given).is_ok() && now < expires
+        self.mac(method, key, expires).verify_slice(&given).is_ok() && now < expires
     }
 
     /// The file of `key`.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Caller, SharedState, parse_json_body};
 use crate::auth::Principal;
-use crate::file_index::{FileIndex, IndexError, UPLOAD_RESOURCE};
+use crate::file_index::{IndexError, UPLOAD_RESOURCE};
 use crate::storage::StorageError;
 use crate::store::{IndexRecord, now_unix};
 
@@ -36,16 +36,9 @@ pub fn routes() -> Router<SharedState> {
         .route("/data/{*guid}", axum::routing::delete(delete_file))
 }
 
-pub(super) fn index(state: &SharedState) -> FileIndex<'_> {
-    FileIndex {
-        store: &state.store,
-        prefix: &state.index_prefix,
-    }
-}
-
 /// A record, or fence's 404.
 pub(super) async fn record(state: &SharedState, guid: &str) -> Result<IndexRecord, ApiError> {
-    index(state).get(guid).await.map_err(|e| match e {
+    state.file_index().get(guid).await.map_err(|e| match e {
         IndexError::NotFound => {
             ApiError::new(404, format!("No indexed document found with id {guid}"))
         }
@@ -157,7 +150,7 @@ async fn upload(
     if let Some(guid) = body.get("guid").filter(|g| !g.is_null()) {
         blank["did"] = guid.clone();
     }
-    let index = index(&state);
+    let index = state.file_index();
     let mut record = index.blank_record(&blank, None).map_err(index_error)?;
     if !authz.is_empty() {
         // Files with authz belong to their resources, not to the uploader.
@@ -355,7 +348,8 @@ async fn delete_file(
             state.objects.delete(key).await.map_err(storage_error)?;
         }
     }
-    index(&state)
+    state
+        .file_index()
         .delete(&record, &record.rev)
         .await
         .map_err(index_error)?;

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::data::{self, index};
+use super::data;
 use super::{ApiError, Caller, SharedState};
 use crate::auth::Principal;
 use crate::file_index::IndexError;
@@ -150,6 +150,16 @@ fn drs_object(state: &SharedState, record: &IndexRecord, aliases: Vec<String>) -
     })
 }
 
+/// Records as DrsObjects, their aliases read in one statement.
+async fn drs_objects(state: &SharedState, records: &[IndexRecord]) -> Result<Vec<Value>, DrsError> {
+    let dids: Vec<String> = records.iter().map(|r| r.did.clone()).collect();
+    let mut aliases = state.store.index_aliases_of(&dids).await?;
+    Ok(records
+        .iter()
+        .map(|r| drs_object(state, r, aliases.remove(&r.did).unwrap_or_default()))
+        .collect())
+}
+
 /// How a client may be authorized for a record's access URLs.
 fn authorizations(state: &SharedState, record: &IndexRecord) -> Value {
     let mut info = json!({
@@ -168,7 +178,7 @@ fn authorizations(state: &SharedState, record: &IndexRecord) -> Value {
 }
 
 async fn object(state: &SharedState, id: &str) -> Result<Value, DrsError> {
-    let record = index(state).get(id).await.map_err(|e| match e {
+    let record = state.file_index().get(id).await.map_err(|e| match e {
         IndexError::NotFound => {
             DrsError(StatusCode::NOT_FOUND, format!("no record found for {id}"))
         }
@@ -217,12 +227,9 @@ async fn list(
             ..IndexQuery::default()
         })
         .await?;
-    let mut objects = Vec::with_capacity(records.len());
-    for record in &records {
-        let aliases = state.store.index_aliases(&record.did).await?;
-        objects.push(drs_object(&state, record, aliases));
-    }
-    Ok(Json(json!({"drs_objects": objects})))
+    Ok(Json(
+        json!({"drs_objects": drs_objects(&state, &records).await?}),
+    ))
 }
 
 /// `POST /ga4gh/drs/v1/objects {"bulk_object_ids": [...]}`.
@@ -252,11 +259,7 @@ async fn bulk_objects(
         ));
     }
     let records = state.store.index_records(&ids).await?;
-    let mut resolved = Vec::with_capacity(records.len());
-    for record in &records {
-        let aliases = state.store.index_aliases(&record.did).await?;
-        resolved.push(drs_object(&state, record, aliases));
-    }
+    let resolved = drs_objects(&state, &records).await?;
     let mut missing: Vec<&String> = ids
         .iter()
         .filter(|id| !records.iter().any(|r| &&r.did == id))

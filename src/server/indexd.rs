@@ -19,9 +19,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Caller, SharedState, parse_json_body};
 use crate::auth::Principal;
-use crate::file_index::{
-    self, FileIndex, IndexError, UPLOAD_RESOURCE, authorize, document, receipt,
-};
+use crate::file_index::{self, IndexError, UPLOAD_RESOURCE, authorize, document, receipt};
 use crate::store::{IndexRecord, StoreError};
 
 /// The largest `/index` request body (a bulk lookup of 10,000 dids fits).
@@ -100,13 +98,6 @@ impl From<IndexError> for IndexdError {
 
 type Reply = Result<Response, IndexdError>;
 
-fn index(state: &SharedState) -> FileIndex<'_> {
-    FileIndex {
-        store: &state.store,
-        prefix: &state.index_prefix,
-    }
-}
-
 /// The caller of a write, or indexd's refusal of a missing or bad token.
 fn writer(caller: Result<Caller, ApiError>) -> Result<Principal, IndexdError> {
     caller
@@ -176,7 +167,7 @@ async fn create(
 ) -> Reply {
     let principal = writer(caller)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     let record = index.new_record(&body, None)?;
     authorize(
         &principal.permissions,
@@ -220,7 +211,7 @@ async fn create_blank(
 ) -> Reply {
     let principal = writer(caller)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     let record = index.blank_record(&body, None)?;
     authorize_blank(&principal, "create", &record.authz)?;
     index.insert(vec![(record.clone(), Vec::new())]).await?;
@@ -237,7 +228,7 @@ async fn fill_blank(
     let principal = writer(caller)?;
     let rev = rev(&query_pairs(query)?)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     let stored = index.get(&did).await?;
     let filled = file_index::update_blank(stored.clone(), &body)?;
     let mut authz = stored.authz.clone();
@@ -255,7 +246,7 @@ async fn new_blank_version(
 ) -> Reply {
     let principal = writer(caller)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     let stored = index.get_or_latest(&did).await?;
     let record = index.blank_record(&body, Some(&stored))?;
     let mut authz = stored.authz.clone();
@@ -305,7 +296,7 @@ async fn read_record(
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Reply {
-    let index = index(&state);
+    let index = state.file_index();
     match record_path(&path)? {
         RecordPath::Record(did) => ok(document(&index.get_or_latest(&did).await?)),
         RecordPath::Versions(did) => {
@@ -352,7 +343,7 @@ async fn update_record(
 ) -> Reply {
     let principal = writer(caller)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     match record_path(&path)? {
         RecordPath::Record(did) => {
             let rev = rev(&query_pairs(query)?)?;
@@ -404,7 +395,7 @@ async fn new_version_or_aliases(
 ) -> Reply {
     let principal = writer(caller)?;
     let body = body_json(&body)?;
-    let index = index(&state);
+    let index = state.file_index();
     match record_path(&path)? {
         RecordPath::Record(did) => {
             let stored = index.get_or_latest(&did).await?;
@@ -433,7 +424,7 @@ async fn delete_record(
     caller: Result<Caller, ApiError>,
 ) -> Reply {
     let principal = writer(caller)?;
-    let index = index(&state);
+    let index = state.file_index();
     match record_path(&path)? {
         RecordPath::Record(did) => {
             let rev = rev(&query_pairs(query)?)?;
@@ -468,7 +459,7 @@ async fn delete_record(
 }
 
 async fn resolve(State(state): State<SharedState>, Path(name): Path<String>) -> Reply {
-    ok(document(&index(&state).resolve(&name).await?))
+    ok(document(&state.file_index().resolve(&name).await?))
 }
 
 async fn bulk_documents(State(state): State<SharedState>, body: Bytes) -> Reply {
@@ -604,7 +595,7 @@ async fn mint(State(state): State<SharedState>, RawQuery(query): RawQuery) -> Re
             format!("count must be between 1 and {MAX_MINT}"),
         ));
     }
-    let index = index(&state);
+    let index = state.file_index();
     let guids: Vec<String> = (0..count).map(|_| index.mint()).collect();
     ok(json!({"guids": guids}))
 }

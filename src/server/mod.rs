@@ -74,6 +74,16 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+impl AppState {
+    /// The file index, minting dids with this commons' prefix.
+    pub fn file_index(&self) -> crate::file_index::FileIndex<'_> {
+        crate::file_index::FileIndex {
+            store: &self.store,
+            prefix: &self.index_prefix,
+        }
+    }
+}
+
 async fn healthy() -> &'static str {
     "Healthy"
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceExt;
 
-use super::data::{index, index_error, record, storage_error};
+use super::data::{index_error, record, storage_error};
 use super::{ApiError, SharedState};
 use crate::store::now_unix;
 
@@ -96,7 +96,7 @@ async fn put_object(
     if filled.file_name.is_none() {
         filled.file_name = Some(file_name.to_string());
     }
-    if let Err(e) = index(&state).replace(filled, &stored_record.rev).await {
+    if let Err(e) = state.file_index().replace(filled, &stored_record.rev).await {
         // The record changed meanwhile (another PUT, a delete): the bytes go.
         let _ = state.objects.delete(&key).await;
         return Err(index_error(e));

@@ -636,6 +636,29 @@ impl Store {
         .await?))
     }
 
+    /// The aliases of each of `dids` (those with none are absent), in order:
+    /// one statement for a page of records.
+    pub async fn index_aliases_of(
+        &self,
+        dids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        let mut out = std::collections::HashMap::<String, Vec<String>>::new();
+        if dids.is_empty() {
+            return Ok(out);
+        }
+        let sql = format!(
+            "SELECT did, alias FROM index_aliases WHERE {} ORDER BY did, alias",
+            self.dialect().in_text_list("did", "$1")
+        );
+        let list = serde_json::to_string(dids).expect("strings serialize");
+        let rows: Vec<(String, String)> =
+            on_pool!(self, pool => sqlx::query_as(&sql).bind(&list).fetch_all(pool).await?);
+        for (did, alias) in rows {
+            out.entry(did).or_default().push(alias);
+        }
+        Ok(out)
+    }
+
     /// Add aliases to a record (`replace`: instead of its current ones); an
     /// alias another record holds is a [`StoreError::Conflict`].
     pub async fn index_set_aliases(
