@@ -12,7 +12,8 @@
 //!   field, written in the [`sql`] of the store's dialect; [`export`] pages
 //!   through a project;
 //! - who may do what: [`auth`] (fence and arborist, without HTTP);
-//! - the edges: [`server`] speaks Gen3's HTTP API, [`cli`] wires it all up;
+//! - the edges: [`server`] speaks Gen3's HTTP API, [`cli`] wires it all up,
+//!   [`outbound`] sends the few requests Commons makes itself;
 //!   [`simulate`] makes records, [`time`] stamps them.
 
 // The model
@@ -41,5 +42,6 @@ pub mod auth;
 
 // The edges
 pub mod cli;
+pub mod outbound;
 pub mod server;
 pub mod simulate;

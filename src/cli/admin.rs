@@ -188,6 +188,7 @@ pub(super) async fn index(command: IndexCommand) -> anyhow::Result<()> {
             let index = FileIndex {
                 store: &store,
                 prefix: &index_prefix,
+                landing: None,
             };
             let comma = manifest.extension().is_some_and(|e| e == "csv");
             let started = std::time::Instant::now();
@@ -216,6 +217,7 @@ pub(super) async fn index(command: IndexCommand) -> anyhow::Result<()> {
             let index = FileIndex {
                 store: &store,
                 prefix: "",
+                landing: None,
             };
             let (written, skipped) = match &out {
                 Some(path) => {

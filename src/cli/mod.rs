@@ -214,9 +214,14 @@ struct ServeArgs {
     /// e.g. `dg.1234/`); none by default.
     #[arg(long, env = "COMMONS_INDEX_PREFIX", default_value = "")]
     index_prefix: String,
-    /// Folder for data files' bytes (default: <data-dir>/objects).
-    #[arg(long, env = "COMMONS_STORAGE")]
-    storage: Option<PathBuf>,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// PEM certificate chain: serve HTTPS (with --tls-key) instead of HTTP.
+    #[arg(long, env = "COMMONS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "COMMONS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log lines as text, or as one JSON object per line.
     #[arg(long, env = "COMMONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -227,6 +232,39 @@ struct ServeArgs {
     /// before their connections are closed, in seconds.
     #[arg(long, env = "COMMONS_SHUTDOWN_TIMEOUT", default_value_t = ConnectionLimits::default().shutdown_timeout.as_secs())]
     shutdown_timeout: u64,
+}
+
+/// Where data files' bytes go.
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// A folder, or an S3-compatible bucket as s3://bucket/prefix; repeat
+    /// for several (the first is the default, an upload's `bucket` picks
+    /// another; a folder is named `local`). Default: <data-dir>/objects.
+    #[arg(long = "storage", env = "COMMONS_STORAGE", value_delimiter = ',')]
+    locations: Vec<String>,
+    /// URL of the S3-compatible service (default: AWS's, by region).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    s3_endpoint: Option<String>,
+    /// Region the S3 URLs are signed for.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Name the bucket in the URL's path rather than its host (most
+    /// S3-compatible services need it).
+    #[arg(long, env = "COMMONS_S3_PATH_STYLE")]
+    s3_path_style: bool,
+}
+
+impl StorageArgs {
+    fn config(&self) -> crate::storage::StorageConfig {
+        crate::storage::StorageConfig {
+            locations: self.locations.clone(),
+            s3: crate::storage::S3Settings {
+                endpoint: self.s3_endpoint.clone(),
+                region: self.s3_region.clone(),
+                path_style: self.s3_path_style,
+            },
+        }
+    }
 }
 
 /// How `serve` writes its log.

@@ -24,14 +24,9 @@ pub async fn app_state(
     public_url: &str,
     lifetimes: Lifetimes,
     limits: Limits,
-    objects_root: &std::path::Path,
+    storage: &crate::storage::StorageConfig,
 ) -> anyhow::Result<AppState> {
-    let objects = crate::storage::LocalStore::open(
-        objects_root,
-        object_url_secret(&store).await?,
-        public_url,
-    )
-    .with_context(|| format!("cannot open the object store {}", objects_root.display()))?;
+    let objects = storage.open(&object_url_secret(&store).await?, public_url)?;
     let validators = Validators::compile(&dictionary)?;
     let tokens = TokenService::load(&store, public_url, lifetimes).await?;
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
@@ -94,12 +89,20 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics.run_upkeep();
         }
     });
+    // A bad certificate stops the start before anything else is opened.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_config(cert, key)?),
+        _ => None,
+    };
     let dictionary = dictionary::load(args.dictionary.as_deref())?;
     let store = args.database.open().await?;
     let public_url = args
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", args.listen))
+        .unwrap_or_else(|| {
+            let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", args.listen)
+        })
         .trim_end_matches('/')
         .to_string();
     store.set_setting("public_url", &public_url).await?;
@@ -114,19 +117,12 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_estimated_rows: args.graphql_max_rows,
         max_answer_bytes: args.graphql_max_answer_bytes,
     };
-    let objects_root = args
-        .storage
-        .clone()
-        .unwrap_or_else(|| args.database.data_dir.join("objects"));
-    let mut state = app_state(
-        dictionary,
-        store,
-        &public_url,
-        lifetimes,
-        limits,
-        &objects_root,
-    )
-    .await?;
+    let mut storage = args.storage.config();
+    if storage.locations.is_empty() {
+        let default = args.database.data_dir.join("objects");
+        storage.locations.push(default.display().to_string());
+    }
+    let mut state = app_state(dictionary, store, &public_url, lifetimes, limits, &storage).await?;
     state.index_prefix = args.index_prefix.clone();
     let state = Arc::new(state);
     release_start_up_memory();
@@ -197,7 +193,7 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         write_timeout: std::time::Duration::from_secs(args.write_timeout),
         shutdown_timeout: std::time::Duration::from_secs(args.shutdown_timeout),
     };
-    server::serve(listener, app, connections, shutdown_signal()).await;
+    server::serve(listener, app, connections, tls, shutdown_signal()).await;
     // Every request has finished or been cut off: nothing writes any more.
     state.store.close().await?;
     tracing::info!("database closed; stopped");

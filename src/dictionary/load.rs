@@ -53,15 +53,7 @@ pub fn load(source: Option<&str>) -> Result<Dictionary, DictionaryError> {
 }
 
 fn fetch(url: &str) -> Result<String, DictionaryError> {
-    // The binary's one TLS crypto provider (aws-lc-rs, as for PostgreSQL
-    // and tokens), named here: ureq would otherwise bring ring along.
-    let tls = ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    let agent = crate::outbound::agent(true);
     let mut response = agent
         .get(url)
         .call()

@@ -12,6 +12,7 @@ mod query;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Permissions;
+use crate::storage::{Storage, StoredObject};
 use crate::store::{IndexRecord, Store, StoreError};
 
 pub use body::{update_blank, update_record, update_version_authz};
@@ -52,6 +53,26 @@ pub struct FileIndex<'a> {
     pub store: &'a Store,
     /// `DEFAULT_PREFIX` of indexd (`dg.XXXX/`), or empty.
     pub prefix: &'a str,
+    /// The buckets clients upload to. Bytes PUT straight to an S3 bucket
+    /// pass no Commons code, so a blank record is filled from its bucket
+    /// when it is read: the first read after the upload shows size and MD5.
+    pub landing: Option<&'a Storage>,
+}
+
+/// Whether a record still waits for its bytes (an upload's blank record).
+pub fn is_blank(record: &IndexRecord) -> bool {
+    record.size.is_none() && record.hashes.is_empty() && record.urls.is_empty()
+}
+
+/// `record` filled with what was stored at `url`.
+pub fn filled(record: &IndexRecord, url: String, stored: &StoredObject) -> IndexRecord {
+    let mut filled = record.clone();
+    filled.size = Some(stored.size as i64);
+    filled.hashes = std::iter::once(("md5".to_string(), stored.md5.clone()))
+        .chain(stored.sha256.clone().map(|sha| ("sha256".to_string(), sha)))
+        .collect();
+    filled.urls = vec![url];
+    filled
 }
 
 /// A new record's rev: the first eight hex digits of a fresh UUID, as indexd.
@@ -136,17 +157,66 @@ impl FileIndex<'_> {
     /// `get_with_nonstrict_prefix`.
     pub async fn get(&self, did: &str) -> Result<IndexRecord> {
         if let Some(record) = self.store.index_record(did).await? {
-            return Ok(record);
+            return Ok(self.settle(record).await);
         }
         let other = match did.strip_prefix(self.prefix) {
             Some(bare) if !self.prefix.is_empty() => bare.to_string(),
             _ if !self.prefix.is_empty() => format!("{}{did}", self.prefix),
             _ => return Err(IndexError::NotFound),
         };
-        self.store
+        let record = self
+            .store
             .index_record(&other)
             .await?
-            .ok_or(IndexError::NotFound)
+            .ok_or(IndexError::NotFound)?;
+        Ok(self.settle(record).await)
+    }
+
+    /// `record`, filled if it is blank and its bytes have landed in a
+    /// bucket. A bucket that cannot be asked leaves the record as it is.
+    pub async fn settle(&self, record: IndexRecord) -> IndexRecord {
+        let (Some(storage), Some(file_name)) = (self.landing, record.file_name.as_deref()) else {
+            return record;
+        };
+        if !is_blank(&record) {
+            return record;
+        }
+        for bucket in storage.buckets() {
+            let key = bucket.object_key(&format!("{}/{file_name}", record.did));
+            match bucket.landed(&key).await {
+                Ok(Some(stored)) => {
+                    let full = filled(&record, bucket.url_of(&key), &stored);
+                    return match self.replace(full, &record.rev).await {
+                        Ok(full) => full,
+                        // Filled meanwhile by another reader: theirs is the same.
+                        Err(_) => self
+                            .store
+                            .index_record(&record.did)
+                            .await
+                            .ok()
+                            .flatten()
+                            .unwrap_or(record),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(did = %record.did, bucket = bucket.name(), error = %e, "cannot ask the bucket whether an upload landed");
+                }
+            }
+        }
+        record
+    }
+
+    /// Records of a listing, blank ones settled as [`Self::settle`] does.
+    pub async fn settle_all(&self, records: Vec<IndexRecord>) -> Vec<IndexRecord> {
+        if self.landing.is_none() || !records.iter().any(is_blank) {
+            return records;
+        }
+        let mut settled = Vec::with_capacity(records.len());
+        for record in records {
+            settled.push(self.settle(record).await);
+        }
+        settled
     }
 
     /// A did, or a baseid (its newest version).

@@ -6,7 +6,8 @@
 //! it held, instead of holding them forever).
 //!
 //! axum's own `serve` configures none of these; this is the same hyper
-//! connection loop with them set.
+//! connection loop with them set, and TLS (rustls) when the server is given
+//! a certificate: `gen3 drs-pull` only speaks HTTPS.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -90,12 +91,39 @@ fn admit(open: &Arc<Mutex<Open>>, client: IpAddr, limits: ConnectionLimits) -> O
     })
 }
 
-/// Serve `app` on `listener` until `shutdown` completes, then let the open
-/// connections finish their requests.
+/// The TLS settings of `--tls-cert` and `--tls-key` (PEM files): HTTP/1.1
+/// over TLS 1.2 or 1.3, on the binary's one crypto provider.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read certificates from {}", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
+    let private_key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read a private key from {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, private_key)
+    .context("the certificate and the key do not go together")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serve `app` on `listener` (over TLS when `tls` is given) until `shutdown`
+/// completes, then let the open connections finish their requests.
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: ConnectionLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower::Service<
@@ -108,6 +136,7 @@ pub async fn serve<S>(
     S::Future: Send,
 {
     let open = Arc::new(Mutex::new(Open::default()));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -145,11 +174,31 @@ pub async fn serve<S>(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout);
-        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
-        let connection = graceful.watch(builder.serve_connection(io, service));
+        let io = WriteDeadline::new(stream, limits.write_timeout);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _admission = admission;
-            if let Err(e) = connection.await {
+            let ended = match acceptor {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(io), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    // The handshake has the headers' deadline too.
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await;
+                    let Ok(Ok(stream)) = handshake else {
+                        tracing::debug!(client = %peer.ip(), "TLS handshake failed");
+                        return;
+                    };
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::trace!(error = %e, "connection ended");
             }
         });

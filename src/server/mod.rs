@@ -4,6 +4,7 @@
 
 mod arborist;
 mod caller;
+mod coremetadata;
 mod data;
 mod drs;
 mod error;
@@ -22,7 +23,7 @@ pub use caller::{
     AnyScope, ArboristAdmin, Caller, CallerPermissions, Credentials, OpenId, UserInfo,
 };
 pub use error::ApiError;
-pub use listen::{ConnectionLimits, serve};
+pub use listen::{ConnectionLimits, serve, tls_config};
 pub use observe::{RequestNotes, current_request_id, metrics, metrics_router};
 pub use throttle::RateLimit;
 
@@ -68,7 +69,7 @@ pub struct AppState {
     /// Record creations, committed together when they arrive together.
     pub index_creates: crate::file_index::CreateQueue,
     /// Where data files' bytes are kept.
-    pub objects: crate::storage::LocalStore,
+    pub objects: crate::storage::Storage,
     pub version: &'static str,
 }
 
@@ -80,6 +81,7 @@ impl AppState {
         crate::file_index::FileIndex {
             store: &self.store,
             prefix: &self.index_prefix,
+            landing: Some(&self.objects),
         }
     }
 }
@@ -162,6 +164,7 @@ fn routes(options: HttpOptions) -> Router<SharedState> {
         )
         .merge(objects::routes())
         .merge(drs::routes())
+        .merge(coremetadata::routes())
         .nest("/api/v0/submission", submission.clone())
         .nest("/api/submission", submission);
     if options.metrics_route {

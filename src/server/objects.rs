@@ -1,8 +1,10 @@
 //! The signed object URLs of the local store (`/_objects/<guid>/<file_name>`,
 //! handed out by `data.rs`): no token, the signature is the permission. A
 //! PUT stores the bytes and fills the blank record with their size and
-//! hashes in the same request; a GET or HEAD serves them with
-//! `Content-Length`, `Accept-Ranges`/`Range`, `ETag` and the file name.
+//! hashes in the same request (a part's PUT, with `uploadId` and
+//! `partNumber`, stores the part and answers its MD5 as ETag); a GET or
+//! HEAD serves them with `Content-Length`, `Accept-Ranges`/`Range`, `ETag`
+//! and the file name.
 
 use axum::Router;
 use axum::body::Body;
@@ -12,12 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceExt;
 
-use super::data::{index_error, record, storage_error};
+use super::data::{fill_record, record, storage_error};
 use super::{ApiError, SharedState};
+use crate::file_index::is_blank;
+use crate::storage::{Bucket, LocalStore, MAX_OBJECT_BYTES};
 use crate::store::now_unix;
-
-/// The largest object one PUT may store (S3's limit for a single PUT).
-pub const MAX_OBJECT_BYTES: u64 = 5 << 30;
 
 pub fn routes() -> Router<SharedState> {
     Router::new().route(
@@ -32,28 +33,42 @@ pub fn routes() -> Router<SharedState> {
 struct Signature {
     expires: i64,
     sig: String,
+    #[serde(rename = "uploadId")]
+    upload_id: Option<String>,
+    #[serde(rename = "partNumber")]
+    part_number: Option<u16>,
 }
 
-/// The signature of a request to `key` (its query), checked for `method`.
+/// The local store, which these URLs are for.
+fn local(state: &SharedState) -> Result<&LocalStore, ApiError> {
+    state
+        .objects
+        .local()
+        .ok_or_else(|| ApiError::new(404, "this commons keeps no objects on local disk"))
+}
+
+/// The signature of a request to `key` (its query), checked for `method`;
+/// the part it is for, if any.
 fn check_signature(
-    state: &SharedState,
+    store: &LocalStore,
     method: &str,
     key: &str,
     query: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<Option<(String, u16)>, ApiError> {
     let signature: Option<Signature> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or("")).ok();
-    match signature {
-        Some(s)
-            if state
-                .objects
-                .verify(method, key, s.expires, &s.sig, now_unix()) =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::forbidden(
-            "This URL's signature is invalid or has expired.",
-        )),
+    let refused = || ApiError::forbidden("This URL's signature is invalid or has expired.");
+    let s = signature.ok_or_else(refused)?;
+    let part = match (s.upload_id, s.part_number) {
+        (Some(upload_id), Some(number)) => Some((upload_id, number)),
+        (None, None) => None,
+        _ => return Err(refused()),
+    };
+    let signed_part = part.as_ref().map(|(id, n)| (id.as_str(), *n));
+    if store.verify(method, key, signed_part, s.expires, &s.sig, now_unix()) {
+        Ok(part)
+    } else {
+        Err(refused())
     }
 }
 
@@ -63,47 +78,54 @@ fn split_key(key: &str) -> Result<(&str, &str), ApiError> {
         .ok_or_else(|| ApiError::new(404, "no such object"))
 }
 
-/// `PUT /_objects/<guid>/<file_name>`: store the bytes and fill the record.
+/// `PUT /_objects/<guid>/<file_name>`: store the bytes and fill the record,
+/// or store one part of a multipart upload.
 async fn put_object(
     State(state): State<SharedState>,
     Path(key): Path<String>,
     RawQuery(signature): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_signature(&state, "PUT", &key, signature)?;
-    let (guid, file_name) = split_key(&key)?;
-    let stored_record = record(&state, guid).await?;
-    if stored_record.size.is_some() || !stored_record.hashes.is_empty() {
+    let store = local(&state)?;
+    let part = check_signature(store, "PUT", &key, signature)?;
+    let etag = match part {
+        Some((upload_id, number)) => store
+            .put_part(&key, &upload_id, number, body.into_data_stream())
+            .await
+            .map_err(storage_error)?,
+        None => put_whole(&state, store, &key, body).await?,
+    };
+    let etag = HeaderValue::from_str(&format!("\"{etag}\"")).expect("hex is a valid header");
+    Ok(([(header::ETAG, etag)], StatusCode::OK).into_response())
+}
+
+/// Store a whole object and fill its blank record: its MD5.
+async fn put_whole(
+    state: &SharedState,
+    store: &LocalStore,
+    key: &str,
+    body: Body,
+) -> Result<String, ApiError> {
+    let (guid, _) = split_key(key)?;
+    let blank = record(state, guid).await?;
+    if !is_blank(&blank) {
         return Err(ApiError::new(
             409,
             format!("File {guid} already has its content; upload to a new record."),
         ));
     }
-    let stored = state
-        .objects
-        .put(&key, body.into_data_stream(), MAX_OBJECT_BYTES)
+    let stored = store
+        .put(key, body.into_data_stream(), MAX_OBJECT_BYTES)
         .await
         .map_err(storage_error)?;
-    let mut filled = stored_record.clone();
-    filled.size = Some(stored.size as i64);
-    filled.hashes = [
-        ("md5".to_string(), stored.md5.clone()),
-        ("sha256".to_string(), stored.sha256.clone()),
-    ]
-    .into_iter()
-    .collect();
-    filled.urls = vec![state.objects.url_of(&key)];
-    if filled.file_name.is_none() {
-        filled.file_name = Some(file_name.to_string());
-    }
-    if let Err(e) = state.file_index().replace(filled, &stored_record.rev).await {
-        // The record changed meanwhile (another PUT, a delete): the bytes go.
-        let _ = state.objects.delete(&key).await;
-        return Err(index_error(e));
-    }
-    let etag =
-        HeaderValue::from_str(&format!("\"{}\"", stored.md5)).expect("hex is a valid header");
-    Ok(([(header::ETAG, etag)], StatusCode::OK).into_response())
+    let bucket = state
+        .objects
+        .buckets()
+        .iter()
+        .find(|b| matches!(b, Bucket::Local(_)))
+        .expect("the local store is a bucket");
+    fill_record(state, bucket, &blank, key, &stored).await?;
+    Ok(stored.md5)
 }
 
 /// `GET|HEAD /_objects/<guid>/<file_name>`: the bytes, with `Range`.
@@ -113,10 +135,14 @@ async fn get_object(
     RawQuery(signature): RawQuery,
     request: Request,
 ) -> Result<Response, ApiError> {
-    check_signature(&state, "GET", &key, signature)?;
+    let store = local(&state)?;
+    if check_signature(store, "GET", &key, signature)?.is_some() {
+        return Err(ApiError::forbidden(
+            "This URL's signature is invalid or has expired.",
+        ));
+    }
     let (guid, file_name) = split_key(&key)?;
-    let path = state
-        .objects
+    let path = store
         .path(&key)
         .filter(|p| p.is_file())
         .ok_or_else(|| ApiError::new(404, "no such object"))?;

@@ -65,7 +65,7 @@ async fn backup_and_restore_round_trip_every_record() {
         PUBLIC_URL,
         commons::auth::Lifetimes::default(),
         commons::graphql::Limits::default(),
-        &restored_dir.join("objects"),
+        &commons::storage::StorageConfig::local(&restored_dir.join("objects")),
     )
     .await
     .unwrap();

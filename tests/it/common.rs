@@ -139,7 +139,7 @@ impl TestApp {
             PUBLIC_URL,
             Lifetimes::default(),
             Limits::default(),
-            &dir.path().join("objects"),
+            &commons::storage::StorageConfig::local(&dir.path().join("objects")),
         )
         .await
         .unwrap();

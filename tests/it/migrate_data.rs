@@ -30,7 +30,7 @@ async fn a_copied_commons_answers_like_the_original() {
         PUBLIC_URL,
         Lifetimes::default(),
         Limits::default(),
-        &dir.path().join("objects"),
+        &commons::storage::StorageConfig::local(&dir.path().join("objects")),
     )
     .await
     .unwrap();
