@@ -100,7 +100,11 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| {
-            let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+            let scheme = if args.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             format!("{scheme}://{}", args.listen)
         })
         .trim_end_matches('/')

@@ -132,7 +132,7 @@ fn flatten(file: Map<String, Value>) -> Map<String, Value> {
         }
     }
     let citation = citation(&mut flat);
-    flat.remove("title");
+    flat.shift_remove("title");
     flat.insert("citation".into(), Value::String(citation));
     flat
 }
@@ -154,7 +154,7 @@ fn citation(metadata: &mut Map<String, Value>) -> String {
         citation += &format!("{creator}, ");
     }
     if let Some(updated) = text(metadata.get("updated_datetime")) {
-        metadata.remove("updated_datetime");
+        metadata.shift_remove("updated_datetime");
         citation += &format!("{}: ", updated.split('-').next().unwrap_or_default());
     }
     if let Some(title) = text(metadata.get("title")) {

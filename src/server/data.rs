@@ -355,9 +355,9 @@ async fn multipart_complete(
         .collect::<Result<_, ApiError>>()?;
     parts.sort_by_key(|p| p.number);
     let bucket = bucket(&state, body.get("bucket"))?;
-    let (guid, _file_name) = key.rsplit_once('/').ok_or_else(|| {
-        ApiError::bad_request(format!("key {key:?} is not <guid>/<file_name>"))
-    })?;
+    let (guid, _file_name) = key
+        .rsplit_once('/')
+        .ok_or_else(|| ApiError::bad_request(format!("key {key:?} is not <guid>/<file_name>")))?;
     let blank = record(&state, guid).await?;
     if !is_blank(&blank) {
         return Err(ApiError::new(

@@ -69,7 +69,13 @@ impl LocalStore {
 
     /// The MAC of one signed permission: method, key, expiry and, for a
     /// part of a multipart upload, the upload and the part's number.
-    fn mac(&self, method: &str, key: &str, expires: i64, part: Option<(&str, u16)>) -> Hmac<Sha256> {
+    fn mac(
+        &self,
+        method: &str,
+        key: &str,
+        expires: i64,
+        part: Option<(&str, u16)>,
+    ) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(format!("{method}\n{key}\n{expires}").as_bytes());
@@ -236,11 +242,10 @@ impl LocalStore {
             .join(uuid::Uuid::new_v4().simple().to_string());
         let parts = parts.to_vec();
         let (joined_into, part_folder) = (temporary.clone(), folder.clone());
-        let joined = tokio::task::spawn_blocking(move || {
-            join_parts(&part_folder, &parts, &joined_into)
-        })
-        .await
-        .map_err(std::io::Error::other)?;
+        let joined =
+            tokio::task::spawn_blocking(move || join_parts(&part_folder, &parts, &joined_into))
+                .await
+                .map_err(std::io::Error::other)?;
         let stored = match joined {
             Ok(stored) => stored,
             Err(e) => {
@@ -466,6 +471,7 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(dir.path().join(INCOMING))
                 .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name() != MULTIPART)
                 .count(),
             0
         );
@@ -479,20 +485,39 @@ mod tests {
     async fn parts_join_in_order_only_when_every_etag_matches() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let one = |data: Vec<u8>| futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))]);
+        let one = |data: Vec<u8>| {
+            futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(data))])
+        };
         let first = vec![b'a'; MIN_PART_BYTES as usize];
         let upload = store.start_multipart("g/big.bin").await.unwrap();
-        let etag1 = store.put_part("g/big.bin", &upload, 1, one(first.clone())).await.unwrap();
-        let etag2 = store.put_part("g/big.bin", &upload, 2, one(b"tail".to_vec())).await.unwrap();
+        let etag1 = store
+            .put_part("g/big.bin", &upload, 1, one(first.clone()))
+            .await
+            .unwrap();
+        let etag2 = store
+            .put_part("g/big.bin", &upload, 2, one(b"tail".to_vec()))
+            .await
+            .unwrap();
         assert_eq!(etag2, hex::encode(Md5::digest(b"tail")));
-        assert!(matches!(
-            store.put_part("g/other.bin", &upload, 1, one(vec![1])).await,
-            Err(StorageError::NoSuchUpload(_))
-        ), "an upload id is bound to its key");
+        assert!(
+            matches!(
+                store
+                    .put_part("g/other.bin", &upload, 1, one(vec![1]))
+                    .await,
+                Err(StorageError::NoSuchUpload(_))
+            ),
+            "an upload id is bound to its key"
+        );
 
         let wrong = [
-            Part { number: 1, etag: etag1.clone() },
-            Part { number: 2, etag: format!("\"{etag1}\"") },
+            Part {
+                number: 1,
+                etag: etag1.clone(),
+            },
+            Part {
+                number: 2,
+                etag: format!("\"{etag1}\""),
+            },
         ];
         assert!(matches!(
             store.complete_multipart("g/big.bin", &upload, &wrong).await,
@@ -500,31 +525,61 @@ mod tests {
         ));
         assert!(!dir.path().join("g/big.bin").exists());
 
-        let small_first = [
-            Part { number: 1, etag: etag2.clone() },
-        ];
+        let small_first = [Part {
+            number: 1,
+            etag: etag2.clone(),
+        }];
         let upload_small = store.start_multipart("g/s.bin").await.unwrap();
-        store.put_part("g/s.bin", &upload_small, 1, one(b"tail".to_vec())).await.unwrap();
-        store.put_part("g/s.bin", &upload_small, 2, one(b"tail".to_vec())).await.unwrap();
-        let two_small = [small_first[0].clone(), Part { number: 2, etag: etag2.clone() }];
-        assert!(matches!(
-            store.complete_multipart("g/s.bin", &upload_small, &two_small).await,
-            Err(StorageError::InvalidParts(_))
-        ), "parts but the last need 5 MiB");
+        store
+            .put_part("g/s.bin", &upload_small, 1, one(b"tail".to_vec()))
+            .await
+            .unwrap();
+        store
+            .put_part("g/s.bin", &upload_small, 2, one(b"tail".to_vec()))
+            .await
+            .unwrap();
+        let two_small = [
+            small_first[0].clone(),
+            Part {
+                number: 2,
+                etag: etag2.clone(),
+            },
+        ];
+        assert!(
+            matches!(
+                store
+                    .complete_multipart("g/s.bin", &upload_small, &two_small)
+                    .await,
+                Err(StorageError::InvalidParts(_))
+            ),
+            "parts but the last need 5 MiB"
+        );
 
         let right = [
-            Part { number: 1, etag: format!("\"{etag1}\"") },
-            Part { number: 2, etag: etag2 },
+            Part {
+                number: 1,
+                etag: format!("\"{etag1}\""),
+            },
+            Part {
+                number: 2,
+                etag: etag2,
+            },
         ];
-        let stored = store.complete_multipart("g/big.bin", &upload, &right).await.unwrap();
+        let stored = store
+            .complete_multipart("g/big.bin", &upload, &right)
+            .await
+            .unwrap();
         let mut whole = first;
         whole.extend_from_slice(b"tail");
         assert_eq!(stored.size, whole.len() as u64);
         assert_eq!(stored.md5, hex::encode(Md5::digest(&whole)));
         assert_eq!(std::fs::read(dir.path().join("g/big.bin")).unwrap(), whole);
-        assert!(matches!(
-            store.complete_multipart("g/big.bin", &upload, &right).await,
-            Err(StorageError::NoSuchUpload(_))
-        ), "a completed upload is gone");
+        assert!(
+            matches!(
+                store.complete_multipart("g/big.bin", &upload, &right).await,
+                Err(StorageError::NoSuchUpload(_))
+            ),
+            "a completed upload is gone"
+        );
     }
 }

@@ -101,18 +101,19 @@ impl StorageConfig {
     pub fn open(&self, secret: &[u8], public_url: &str) -> anyhow::Result<Storage> {
         let mut buckets = Vec::new();
         for location in &self.locations {
-            let bucket = if location.starts_with("s3://") {
-                Bucket::S3(S3Bucket::open(location, &self.s3)?)
-            } else {
-                anyhow::ensure!(
-                    !buckets.iter().any(|b| matches!(b, Bucket::Local(_))),
-                    "only one folder may hold objects; {location} is a second"
-                );
-                let root = std::path::Path::new(location);
-                Bucket::Local(LocalStore::open(root, secret.to_vec(), public_url).map_err(
-                    |e| anyhow::anyhow!("cannot open the object store {location}: {e}"),
-                )?)
-            };
+            let bucket =
+                if location.starts_with("s3://") {
+                    Bucket::S3(S3Bucket::open(location, &self.s3)?)
+                } else {
+                    anyhow::ensure!(
+                        !buckets.iter().any(|b| matches!(b, Bucket::Local(_))),
+                        "only one folder may hold objects; {location} is a second"
+                    );
+                    let root = std::path::Path::new(location);
+                    Bucket::Local(LocalStore::open(root, secret.to_vec(), public_url).map_err(
+                        |e| anyhow::anyhow!("cannot open the object store {location}: {e}"),
+                    )?)
+                };
             anyhow::ensure!(
                 !buckets.iter().any(|b: &Bucket| b.name() == bucket.name()),
                 "the bucket {} is configured twice",

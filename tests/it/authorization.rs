@@ -97,6 +97,48 @@ const ROWS: &[Row] = &[
         "",
         [X, X, X, X, X, 403, 403, 403, 404],
     ),
+    // Multipart uploads need `file_upload` on /data_file, which only the
+    // administrator has; {did} already has its bytes, so completing an
+    // upload into it is a conflict even for the administrator.
+    row(
+        "POST",
+        "/user/data/multipart/init",
+        "/user/data/multipart/init",
+        r#"{"file_name": "f.txt"}"#,
+        [X, X, X, X, X, 403, 403, 403, 201],
+    ),
+    row(
+        "POST",
+        "/user/data/multipart/upload",
+        "/user/data/multipart/upload",
+        r#"{"key": "{did}/f.txt", "uploadId": "0123456789abcdef0123456789abcdef", "partNumber": 1}"#,
+        [X, X, X, X, X, 403, 403, 403, 200],
+    ),
+    row(
+        "POST",
+        "/user/data/multipart/complete",
+        "/user/data/multipart/complete",
+        r#"{"key": "{did}/f.txt", "uploadId": "0123456789abcdef0123456789abcdef", "parts": [{"PartNumber": 1, "ETag": "x"}]}"#,
+        [X, X, X, X, X, 403, 403, 403, 409],
+    ),
+    // Bulk download URLs: anonymous callers get the public ones; every
+    // record a caller may not read is listed as failed, not signed.
+    row(
+        "POST",
+        "/user/data/download/bulk",
+        "/user/data/download/bulk",
+        r#"{"guids": ["{did}"]}"#,
+        [200, X, X, X, X, 200, 200, 200, 200],
+    ),
+    // peregrine's core metadata: found through GraphQL as the caller, so a
+    // project the caller cannot read has no such file.
+    row(
+        "GET",
+        "/api/search/coremetadata/{*object_id}",
+        "/api/search/coremetadata/{did}",
+        "",
+        [X, X, X, X, X, 404, 200, 200, 200],
+    ),
     row(
         "DELETE",
         "/user/data/{*guid}",
@@ -709,6 +751,7 @@ fn registered_routes() -> BTreeSet<String> {
         ("data.rs", vec!["/user"]),
         ("objects.rs", vec![""]),
         ("drs.rs", vec![""]),
+        ("coremetadata.rs", vec![""]),
         ("session.rs", vec!["/user"]),
         ("arborist.rs", vec!["/authz"]),
         ("sheepdog/mod.rs", vec!["/api/v0/submission"]),

@@ -447,3 +447,224 @@ async fn blank_records_public_files_and_upload_urls() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json()["url"], "https://example.org/abc");
 }
+
+/// Start a multipart upload as `token`: (guid, uploadId).
+async fn multipart_init(app: &TestApp, token: &str, file_name: &str) -> (String, String) {
+    let reply = json_call(
+        app,
+        "POST",
+        "/user/data/multipart/init",
+        Some(token),
+        json!({"file_name": file_name}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let answer = reply.json();
+    (
+        answer["guid"].as_str().unwrap().to_string(),
+        answer["uploadId"].as_str().unwrap().to_string(),
+    )
+}
+
+/// PUT one part to the URL fence hands out for it: its ETag.
+async fn put_part(
+    app: &TestApp,
+    token: &str,
+    key: &str,
+    upload_id: &str,
+    number: u16,
+    bytes: &[u8],
+) -> String {
+    let reply = json_call(
+        app,
+        "POST",
+        "/user/data/multipart/upload",
+        Some(token),
+        json!({"key": key, "uploadId": upload_id, "partNumber": number}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let url = reply.json()["presigned_url"].as_str().unwrap().to_string();
+    let stored = put_bytes(app, &url, bytes).await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    stored.headers["etag"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_multipart_upload_is_indexed_at_complete_and_refuses_wrong_etags() {
+    let (app, [alice, bob, _, _]) = commons().await;
+    let (guid, upload_id) = multipart_init(&app, &alice, "big.bin").await;
+    let key = format!("{guid}/big.bin");
+    let blank = app.get(&format!("/index/index/{guid}"), None).await.json();
+    assert_eq!(blank["uploader"], "alice");
+    assert_eq!(blank["size"], Value::Null);
+
+    let first: Vec<u8> = (0..5 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let second = b"the last part may be small".to_vec();
+    let etag1 = put_part(&app, &alice, &key, &upload_id, 1, &first).await;
+    let etag2 = put_part(&app, &alice, &key, &upload_id, 2, &second).await;
+    assert!(etag1.starts_with('"') && etag1.len() == 34, "{etag1}");
+
+    // Refusals: no grant, missing arguments, a wrong ETag (nothing indexed).
+    let complete = |parts: Value| json!({"key": key, "uploadId": upload_id, "parts": parts});
+    let good = json!([{"PartNumber": 2, "ETag": etag2}, {"PartNumber": 1, "ETag": etag1}]);
+    let refused = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&bob),
+        complete(good.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let missing = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&alice),
+        json!({"key": key}),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(missing.text().contains("uploadId"), "{}", missing.text());
+    let wrong = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&alice),
+        complete(json!([{"PartNumber": 1, "ETag": etag2}, {"PartNumber": 2, "ETag": etag2}])),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::CONFLICT, "{}", wrong.text());
+    let still_blank = app.get(&format!("/index/index/{guid}"), None).await.json();
+    assert_eq!(still_blank["size"], Value::Null);
+
+    // Parts given out of order are joined in order; the record is filled at once.
+    let done = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&alice),
+        complete(good.clone()),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text());
+    assert_eq!(done.json(), json!({"message": "OK"}));
+    let mut whole = first.clone();
+    whole.extend_from_slice(&second);
+    let record = app.get(&format!("/index/index/{guid}"), None).await.json();
+    assert_eq!(record["size"], whole.len());
+    let md5 = {
+        use md5::Digest;
+        hex::encode(md5::Md5::digest(&whole))
+    };
+    assert_eq!(record["hashes"]["md5"], md5);
+    assert_eq!(record["file_name"], "big.bin");
+
+    let url = json_call(
+        &app,
+        "GET",
+        &format!("/user/data/download/{guid}"),
+        Some(&alice),
+        Value::Null,
+    )
+    .await
+    .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = app.get(&path_of(&url), None).await;
+    assert_eq!(body.status, StatusCode::OK);
+    assert!(
+        body.body == whole,
+        "the download is the upload, byte for byte"
+    );
+
+    // Completing again: the upload is gone and the record full.
+    let again = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&alice),
+        complete(good),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    let bad_number = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/upload",
+        Some(&alice),
+        json!({"key": key, "uploadId": upload_id, "partNumber": 10001}),
+    )
+    .await;
+    assert_eq!(bad_number.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bulk_download_urls_list_what_each_caller_may_not_read() {
+    let (app, [alice, bob, carol, _]) = commons().await;
+    let mine = upload(&app, &alice, json!({"file_name": "mine.txt"}), b"mine").await;
+    let project = upload(
+        &app,
+        &carol,
+        json!({"file_name": "p.txt", "authz": [PROJECT]}),
+        b"project",
+    )
+    .await;
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let ask = |token: Option<String>| {
+        let app = &app;
+        let (mine, project) = (mine.clone(), project.clone());
+        async move {
+            let reply = app
+                .request(
+                    "POST",
+                    "/user/data/download/bulk?expires_in=60",
+                    token.as_deref(),
+                    "application/json",
+                    json!({"guids": [mine, project, missing]})
+                        .to_string()
+                        .into_bytes(),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            reply.json()
+        }
+    };
+    let as_alice = ask(Some(alice.clone())).await;
+    assert_eq!(as_alice["urls"].as_array().unwrap().len(), 1);
+    assert_eq!(as_alice["urls"][0]["drs_object_id"], mine.as_str());
+    let url = as_alice["urls"][0]["url"].as_str().unwrap();
+    assert_eq!(app.get(&path_of(url), None).await.body, b"mine");
+    let failed = &as_alice["failed_guids"];
+    assert!(
+        failed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"error_code": 401, "object_ids": [project]})),
+        "{failed}"
+    );
+    assert!(
+        failed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"error_code": 404, "object_ids": [missing]})),
+        "{failed}"
+    );
+    let as_carol = ask(Some(carol)).await;
+    assert_eq!(as_carol["urls"][0]["drs_object_id"], project.as_str());
+    for nobody in [ask(Some(bob)).await, ask(None).await] {
+        assert_eq!(nobody["urls"], json!([]), "{nobody}");
+    }
+    let too_many: Vec<String> = (0..1001).map(|i| format!("g{i}")).collect();
+    let refused = json_call(
+        &app,
+        "POST",
+        "/user/data/download/bulk",
+        Some(&alice),
+        json!({"guids": too_many}),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+}

@@ -218,3 +218,98 @@ async fn drs_objects_describe_index_records_and_access_follows_the_download_rule
     assert_eq!(oidc.status, StatusCode::OK);
     assert_eq!(oidc.json(), json!({"providers": []}));
 }
+
+#[tokio::test]
+async fn core_metadata_describes_a_readable_data_file_in_three_formats() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let records = commons::simulate::records(&app.state.dictionary, "proj", 1);
+    let reply = app
+        .admin_json(
+            "PUT",
+            "/api/v0/submission/prog/proj",
+            &Value::Array(records),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let indexed = app
+        .state
+        .store
+        .index_list(&commons::store::IndexQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let did = indexed[0].did.clone();
+    let path = format!("/api/search/coremetadata/{did}");
+    let admin = Some(app.admin_token.as_str());
+
+    let metadata = app.get(&path, admin).await;
+    assert_eq!(metadata.status, StatusCode::OK, "{}", metadata.text());
+    let metadata = metadata.json();
+    assert_eq!(metadata["object_id"], did.as_str());
+    assert_eq!(metadata["project_id"], "prog-proj");
+    let node_type = metadata["type"].as_str().unwrap();
+    assert!(
+        app.state.dictionary.node(node_type).unwrap().is_data_file(),
+        "{node_type}"
+    );
+    assert_eq!(metadata["md5sum"], indexed[0].hashes["md5"].as_str());
+    assert!(
+        metadata["citation"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{did}.")),
+        "{metadata}"
+    );
+    assert!(
+        metadata.get("updated_datetime").is_none(),
+        "the citation took it"
+    );
+
+    let bearer = format!("Bearer {}", app.admin_token);
+    let bibtex = app
+        .request_with_headers(
+            "GET",
+            &path,
+            &[("authorization", &bearer), ("accept", "x-bibtex")],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        bibtex.text().starts_with(&format!("@misc {{{did}, ")),
+        "{}",
+        bibtex.text()
+    );
+    let ld = app
+        .request_with_headers(
+            "GET",
+            &path,
+            &[
+                ("authorization", &bearer),
+                ("accept", "application/vnd.schemaorg.ld+json"),
+            ],
+            Vec::new(),
+        )
+        .await
+        .json();
+    assert_eq!(ld["@type"], "Dataset");
+    assert_eq!(ld["identifier"][0]["value"], did.as_str());
+    assert_eq!(ld["name"], metadata["file_name"]);
+
+    // Not readable is not found; no token is refused.
+    let (_, _, stranger) = app.user("stranger", &[]).await;
+    let hidden = app.get(&path, Some(&stranger)).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    assert!(!hidden.text().contains("prog-proj"));
+    assert_eq!(app.get(&path, None).await.status, StatusCode::UNAUTHORIZED);
+    let unknown = app
+        .get("/api/search/coremetadata/no-such-file", admin)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        unknown.json()["message"],
+        "object_id \"no-such-file\" not found"
+    );
+}
