@@ -155,14 +155,18 @@ impl S3Bucket {
         .await
     }
 
-    /// Ask the bucket to assemble the parts, then read the object back once
-    /// for its MD5 and SHA-256 (a multipart ETag is no MD5 of the bytes).
+    /// Ask the bucket to assemble the parts, and check the object's ETag
+    /// against the part ETags the client named (some S3-compatible services
+    /// assemble whatever parts they hold): on a mismatch the object goes
+    /// and nothing is indexed. Then read the object back once for its MD5
+    /// and SHA-256 (a multipart ETag is no MD5 of the bytes).
     pub async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[Part],
     ) -> Result<StoredObject> {
+        let expected = multipart_etag(parts)?;
         let etags: Vec<String> = parts.iter().map(|p| p.etag.trim().to_string()).collect();
         let action = self.bucket.complete_multipart_upload(
             Some(&self.credentials),
@@ -173,16 +177,24 @@ impl S3Bucket {
         let url = action.sign(OWN_CALL);
         let body = action.body();
         let read_url = self.download_url(key, OWN_CALL.as_secs() as i64);
-        let upload_id = upload_id.to_string();
-        self.call(move |agent| {
-            let (status, answer_body) = answer(agent.post(url.as_str()).send(body.as_str()))?;
-            // S3 may answer 200 and still fail: the body tells.
-            if status != 200 || CompleteMultipartUploadResponse::parse(&answer_body).is_err() {
-                return Err(remote_error(status, &answer_body, &upload_id));
-            }
-            read_hashed(&agent, &read_url)
-        })
-        .await
+        let owned_id = upload_id.to_string();
+        let etag = self
+            .call(move |agent| {
+                let (status, answer_body) = answer(agent.post(url.as_str()).send(body.as_str()))?;
+                // S3 may answer 200 and still fail: the body tells.
+                match CompleteMultipartUploadResponse::parse(&answer_body) {
+                    Ok(done) if status == 200 => Ok(bare_etag(done.etag())),
+                    _ => Err(remote_error(status, &answer_body, &owned_id)),
+                }
+            })
+            .await?;
+        if etag != expected {
+            self.delete(key).await?;
+            return Err(StorageError::PartMismatch(format!(
+                "the parts' ETags do not match the uploaded parts (the object's ETag is {etag}, the named parts make {expected})"
+            )));
+        }
+        self.call(move |agent| read_hashed(&agent, &read_url)).await
     }
 
     /// The object at `key` once a client's PUT has landed: size from the
@@ -242,6 +254,25 @@ impl S3Bucket {
         })
         .await
     }
+}
+
+/// The ETag S3 gives an object assembled from `parts`: the MD5 of their
+/// MD5s, and their count.
+fn multipart_etag(parts: &[Part]) -> Result<String> {
+    let mut md5 = Md5::new();
+    for part in parts {
+        let digest = hex::decode(bare_etag(&part.etag))
+            .ok()
+            .filter(|d| d.len() == 16)
+            .ok_or_else(|| {
+                StorageError::PartMismatch(format!(
+                    "part {}'s ETag {} is not the one its PUT answered",
+                    part.number, part.etag
+                ))
+            })?;
+        md5.update(digest);
+    }
+    Ok(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
 }
 
 /// A response's status and body text (S3's answers to Commons' own calls are small XML).
@@ -315,6 +346,36 @@ fn read_hashed(agent: &ureq::Agent, url: &str) -> Result<StoredObject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multipart_etag_is_the_md5_of_the_part_md5s() {
+        // The ETag S3 answers for two parts of 5 MiB of 'a' and "tail".
+        let parts = [
+            Part {
+                number: 1,
+                etag: format!("\"{}\"", hex::encode(Md5::digest(vec![b'a'; 5 << 20]))),
+            },
+            Part {
+                number: 2,
+                etag: hex::encode(Md5::digest(b"tail")),
+            },
+        ];
+        let mut whole = Md5::new();
+        whole.update(Md5::digest(vec![b'a'; 5 << 20]));
+        whole.update(Md5::digest(b"tail"));
+        assert_eq!(
+            multipart_etag(&parts).unwrap(),
+            format!("{}-2", hex::encode(whole.finalize()))
+        );
+        let bad = [Part {
+            number: 1,
+            etag: "not-hex".into(),
+        }];
+        assert!(matches!(
+            multipart_etag(&bad),
+            Err(StorageError::PartMismatch(_))
+        ));
+    }
 
     #[test]
     fn error_codes_become_storage_errors() {

@@ -123,6 +123,14 @@ pub fn reference_dictionaries() -> Vec<PathBuf> {
 impl TestApp {
     /// A fresh commons with `dictionary` (None: the bundled one) and an administrator.
     pub async fn new(dictionary: Option<&Path>) -> Self {
+        Self::with_storage(dictionary, None).await
+    }
+
+    /// [`TestApp::new`] keeping objects in `storage` (None: a local folder).
+    pub async fn with_storage(
+        dictionary: Option<&Path>,
+        storage: Option<commons::storage::StorageConfig>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let dictionary = match dictionary {
             Some(path) => dictionary::load_path(path).unwrap(),
@@ -139,7 +147,9 @@ impl TestApp {
             PUBLIC_URL,
             Lifetimes::default(),
             Limits::default(),
-            &commons::storage::StorageConfig::local(&dir.path().join("objects")),
+            &storage.unwrap_or_else(|| {
+                commons::storage::StorageConfig::local(&dir.path().join("objects"))
+            }),
         )
         .await
         .unwrap();

@@ -21,6 +21,7 @@ mod load;
 mod migrate_data;
 mod operations;
 mod plan;
+mod s3;
 mod scale_out;
 mod sessions;
 mod simulate;
