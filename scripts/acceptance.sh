@@ -4,10 +4,13 @@
 # (../shared/acceptance, read-only), then this repository's file-index suite
 # (tests/acceptance), with the same environment. The run fails if either fails.
 #
-# Usage: scripts/acceptance.sh [--database-url URL] [--profile-credentials] [--] [pytest args...]
+# Usage: scripts/acceptance.sh [--database-url URL] [--profile-credentials] [--s3] [--] [pytest args...]
 #   --profile-credentials  COMMONS_CREDENTIALS is an API key the admin creates
 #                          through the profile API (password login, then
 #                          POST /user/credentials/api/), not the bootstrap file
+#   --s3                   keep data files in a bucket of an S3-compatible
+#                          server (s3s-fs, `cargo install s3s-fs --features
+#                          binary`) started for the run, not on local disk
 #   COMMONS_BIN=path  use this binary instead of running `cargo build --release`
 #   CI=true           a skipped test fails the run (CI must have every service)
 # Arguments other than --database-url and --profile-credentials are passed
@@ -38,6 +41,7 @@ own_suite="$repo/tests/acceptance"
 # ---------------------------------------------------------------- arguments
 database_url=
 profile_credentials=false
+s3=false
 pytest_args=()
 while (($#)); do
     case $1 in
@@ -45,6 +49,7 @@ while (($#)); do
                         database_url=$2; shift 2 ;;
         --database-url=*) database_url=${1#*=}; shift ;;
         --profile-credentials) profile_credentials=true; shift ;;
+        --s3) s3=true; shift ;;
         --) shift; pytest_args+=("$@"); break ;;
         *) pytest_args+=("$1"); shift ;;
     esac
@@ -84,9 +89,11 @@ log="$work/server.log"
 junit="$work/junit.xml"
 mkdir "$data"
 server_pid=
+s3_pid=
 
 cleanup() {
     local rc=$?
+    if [[ -n $s3_pid ]]; then kill "$s3_pid" 2>/dev/null || true; fi
     if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill "$server_pid" 2>/dev/null || true
         for _ in {1..50}; do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -108,13 +115,32 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$("$venv/bin/python" -c \
-    'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() {
+    "$venv/bin/python" -c \
+        'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
 url="http://127.0.0.1:$port"
+
+storage_args=()
+export COMMONS_STORAGE_KIND=local
+if $s3; then
+    command -v s3s-fs >/dev/null 2>&1 \
+        || die "--s3 needs s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary)"
+    s3_port=$(free_port)
+    mkdir -p "$work/s3/commons-acceptance"
+    s3s-fs --host 127.0.0.1 --port "$s3_port" --access-key AKACCEPTANCE --secret-key SKACCEPTANCE \
+        "$work/s3" </dev/null >"$work/s3.log" 2>&1 &
+    s3_pid=$!
+    export AWS_ACCESS_KEY_ID=AKACCEPTANCE AWS_SECRET_ACCESS_KEY=SKACCEPTANCE
+    storage_args=(--storage s3://commons-acceptance/data --s3-endpoint "http://127.0.0.1:$s3_port" --s3-path-style)
+    export COMMONS_STORAGE_KIND=s3
+    echo "acceptance: data files go to s3://commons-acceptance/data on s3s-fs at 127.0.0.1:$s3_port"
+fi
 
 echo "acceptance: starting $bin on $url (data in $data)"
 "$bin" serve --listen "127.0.0.1:$port" --data-dir "$data" --dictionary "$dictionary" \
-    --public-url "$url" "${db_args[@]}" </dev/null >"$log" 2>&1 &
+    --public-url "$url" "${db_args[@]}" "${storage_args[@]}" </dev/null >"$log" 2>&1 &
 server_pid=$!
 
 healthy() {
@@ -159,6 +185,10 @@ fi
 
 export COMMONS_URL=$url
 export COMMONS_CREDENTIALS=$credentials
+# For tests that start a second server on the same database and storage
+# (HTTPS for `gen3 drs-pull`): the binary and the arguments of this one.
+export COMMONS_BIN=$bin
+export COMMONS_SERVE_ARGS="--data-dir $data --dictionary $dictionary ${db_args[*]} ${storage_args[*]}"
 export COMMONS_CREDENTIALS_NOACCESS=$work/noaccess.json
 export COMMONS_ARBORIST_URL=$url/authz
 # Nothing may be written into the read-only shared folder; as root the

@@ -75,12 +75,13 @@ section "Gen3 acceptance suite on SQLite"
 COMMONS_BIN=$bin scripts/acceptance.sh "$@"
 
 if $postgres; then
-    section "Gen3 acceptance suite on PostgreSQL"
+    section "Gen3 acceptance suite on PostgreSQL, data files in S3 (s3s-fs)"
     db="commons_acceptance_$$"
     psql "$pg_url" -qc "CREATE DATABASE $db"
     trap 'psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
     # Here the admin's key comes from the profile API (login + POST /user/credentials/api/).
-    COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" --profile-credentials "$@"
+    # And the data files in an S3-compatible bucket.
+    COMMONS_BIN=$bin scripts/acceptance.sh --database-url "${pg_url%/*}/$db" --profile-credentials --s3 "$@"
 fi
 
 section "portal end-to-end tests in headless Chromium"

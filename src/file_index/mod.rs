@@ -175,17 +175,20 @@ impl FileIndex<'_> {
     /// `record`, filled if it is blank and its bytes have landed in a
     /// bucket. A bucket that cannot be asked leaves the record as it is.
     pub async fn settle(&self, record: IndexRecord) -> IndexRecord {
-        let (Some(storage), Some(file_name)) = (self.landing, record.file_name.as_deref()) else {
+        let Some(storage) = self.landing else {
             return record;
         };
         if !is_blank(&record) {
             return record;
         }
         for bucket in storage.buckets() {
-            let key = bucket.object_key(&format!("{}/{file_name}", record.did));
-            match bucket.landed(&key).await {
-                Ok(Some(stored)) => {
-                    let full = filled(&record, bucket.url_of(&key), &stored);
+            let prefix = bucket.object_key(&format!("{}/", record.did));
+            match bucket.landed(&prefix).await {
+                Ok(Some((key, stored))) => {
+                    let mut full = filled(&record, bucket.url_of(&key), &stored);
+                    if full.file_name.is_none() {
+                        full.file_name = key.rsplit('/').next().map(str::to_string);
+                    }
                     return match self.replace(full, &record.rev).await {
                         Ok(full) => full,
                         // Filled meanwhile by another reader: theirs is the same.

@@ -152,6 +152,9 @@ async fn list(State(state): State<SharedState>, RawQuery(query): RawQuery) -> Re
     let pairs = query_pairs(query)?;
     let request = file_index::list_query(&pairs)?;
     let records = state.store.index_list(&request.query).await?;
+    // Uploads that landed in a bucket show their size and hashes (a user's
+    // unmapped uploads are listed so).
+    let records = state.file_index().settle_all(records).await;
     let mut answer = request.echo;
     answer.insert(
         "records".into(),

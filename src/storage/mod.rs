@@ -249,13 +249,14 @@ impl Bucket {
         }
     }
 
-    /// What a client PUT straight to the bucket, once it is there. The
-    /// local store fills records itself when the PUT arrives, so it never
-    /// has anything to report here.
-    pub async fn landed(&self, key: &str) -> Result<Option<StoredObject>> {
+    /// What a client PUT straight to the bucket under `prefix` (a record's
+    /// `<guid>/`), once it is there: its key and what it holds. The local
+    /// store fills records itself when the PUT arrives, so it never has
+    /// anything to report here.
+    pub async fn landed(&self, prefix: &str) -> Result<Option<(String, StoredObject)>> {
         match self {
             Bucket::Local(_) => Ok(None),
-            Bucket::S3(bucket) => bucket.landed(key).await,
+            Bucket::S3(bucket) => bucket.landed(prefix).await,
         }
     }
 

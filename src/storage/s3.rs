@@ -197,47 +197,45 @@ impl S3Bucket {
         self.call(move |agent| read_hashed(&agent, &read_url)).await
     }
 
-    /// The object at `key` once a client's PUT has landed: size from the
-    /// bucket, MD5 from a single PUT's ETag, else from reading it.
-    pub async fn landed(&self, key: &str) -> Result<Option<StoredObject>> {
-        let head_url = self
-            .bucket
-            .head_object(Some(&self.credentials), key)
-            .sign(OWN_CALL);
-        let read_url = self.download_url(key, OWN_CALL.as_secs() as i64);
-        self.call(move |agent| {
-            let response = agent
-                .head(head_url.as_str())
-                .call()
-                .map_err(|e| StorageError::Remote(e.to_string()))?;
-            match response.status().as_u16() {
-                404 => return Ok(None),
-                200 => {}
-                status => return Err(remote_error(status, "", "")),
-            }
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let size = header("content-length").and_then(|v| v.parse::<u64>().ok());
-            let etag = header("etag").map(|e| bare_etag(&e));
-            match (size, etag) {
-                (Some(size), Some(md5))
-                    if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) =>
-                {
-                    Ok(Some(StoredObject {
-                        size,
-                        md5,
-                        sha256: None,
-                    }))
+    /// The object a client PUT under `prefix` (`<guid>/`, whatever file
+    /// name it chose), once it has landed: its key, its size from the
+    /// bucket, its MD5 from a single PUT's ETag, else from reading it.
+    pub async fn landed(&self, prefix: &str) -> Result<Option<(String, StoredObject)>> {
+        let mut action = self.bucket.list_objects_v2(Some(&self.credentials));
+        action.with_prefix(prefix);
+        action.with_max_keys(1);
+        let list_url = action.sign(OWN_CALL);
+        let listed = self
+            .call(move |agent| {
+                let (status, body) = answer(agent.get(list_url.as_str()).call())?;
+                if status != 200 {
+                    return Err(remote_error(status, &body, ""));
                 }
-                _ => read_hashed(&agent, &read_url).map(Some),
+                rusty_s3::actions::ListObjectsV2::parse_response(&body)
+                    .map_err(|e| StorageError::Remote(format!("unreadable answer: {e}")))
+            })
+            .await?;
+        let Some(object) = listed.contents.into_iter().next() else {
+            return Ok(None);
+        };
+        let md5 = object
+            .etag
+            .as_deref()
+            .map(bare_etag)
+            .filter(|e| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit()));
+        let stored = match (object.size, md5) {
+            (Some(size), Some(md5)) => StoredObject {
+                size,
+                md5,
+                sha256: None,
+            },
+            _ => {
+                let read_url = self.download_url(&object.key, OWN_CALL.as_secs() as i64);
+                self.call(move |agent| read_hashed(&agent, &read_url))
+                    .await?
             }
-        })
-        .await
+        };
+        Ok(Some((object.key, stored)))
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
