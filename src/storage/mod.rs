@@ -72,7 +72,8 @@ pub type Result<T> = std::result::Result<T, StorageError>;
 /// A place objects are kept.
 pub enum Bucket {
     Local(LocalStore),
-    S3(S3Bucket),
+    /// Boxed: a bucket's client and signing state are several times a folder's.
+    S3(Box<S3Bucket>),
 }
 
 /// Where a commons keeps objects, as configured: folders and
@@ -103,7 +104,7 @@ impl StorageConfig {
         for location in &self.locations {
             let bucket =
                 if location.starts_with("s3://") {
-                    Bucket::S3(S3Bucket::open(location, &self.s3)?)
+                    Bucket::S3(Box::new(S3Bucket::open(location, &self.s3)?))
                 } else {
                     anyhow::ensure!(
                         !buckets.iter().any(|b| matches!(b, Bucket::Local(_))),
