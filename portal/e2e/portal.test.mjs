@@ -11,6 +11,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -256,6 +257,68 @@ test("deleting a record with dependents shows the server's refusal", async () =>
   await notice.waitFor();
   assert.match(await notice.textContent(), /Nothing was deleted/);
   await shot("09-delete-refused");
+});
+
+test("upload two files from the browser, map them, open a file page, download one, delete an upload", async () => {
+  await page.goto(`${base}/#/files`);
+  await page.getByRole("heading", { name: "My files" }).waitFor();
+  // One file in a single PUT, one above the multipart threshold (8 MiB) in two parts.
+  const small = join(dataDir, "notes.txt");
+  writeFileSync(small, "clinical notes\n".repeat(1000));
+  const big = join(dataDir, "scan.bin");
+  const bigBytes = Buffer.alloc((8 << 20) + 4096);
+  for (let i = 0; i < bigBytes.length; i++) bigBytes[i] = (i * 7) % 251;
+  writeFileSync(big, bigBytes);
+  await page.getByLabel("Files to upload").setInputFiles([small, big]);
+  await page.locator("ul.uploads li", { hasText: "notes.txt" }).getByText("Done").waitFor();
+  await page.locator("ul.uploads li", { hasText: "scan.bin" }).getByText("Done").waitFor({ timeout: 60000 });
+  assert.equal(await page.locator('ul.uploads progress[aria-label="Upload progress of scan.bin"]').evaluate((p) => p.value), 1);
+
+  // Map my files: both listed with size and MD5, mapped to clinical_file records of study-1.
+  const unmapped = page.locator(".unmapped table tbody tr");
+  await page.locator(".unmapped caption").filter({ hasText: "2 unmapped upload(s)" }).waitFor();
+  const md5 = createHash("md5").update(bigBytes).digest("hex");
+  assert.ok((await unmapped.filter({ hasText: "scan.bin" }).textContent()).includes(md5), "the MD5 is shown at once");
+  await shot("14-my-files");
+  await page.getByLabel("Select notes.txt").check();
+  await page.getByLabel("Select scan.bin").check();
+  await page.getByLabel("Project", { exact: true }).selectOption("demo-lung");
+  await page.getByLabel("Data-file type").selectOption("clinical_file");
+  await page.getByLabel("Link", { exact: true }).selectOption("studies");
+  await page.getByLabel("Linked record (submitter_id)").fill("study-1");
+  await page.getByRole("button", { name: "Map selected" }).click();
+  await page.getByText("No unmapped uploads.").waitFor();
+  const files = await api("POST", "/api/v0/submission/graphql", {
+    query: '{ clinical_file(project_id: "demo-lung", order_by_asc: "file_name") { file_name object_id md5sum } }',
+  });
+  assert.deepEqual(files.data.clinical_file.map((f) => f.file_name), ["notes.txt", "scan.bin"]);
+  const scan = files.data.clinical_file[1];
+  assert.equal(scan.md5sum, md5);
+
+  // Browse shows a Download button per data-file row; the file page shows the metadata.
+  await page.goto(`${base}/#/browse/demo-lung/clinical_file`);
+  await page.getByRole("link", { name: "Download scan.bin" }).waitFor();
+  await page.goto(`${base}/files/${scan.object_id}`);
+  await page.getByRole("heading", { name: "scan.bin" }).waitFor();
+  assert.match(await page.locator("dl.file-metadata").textContent(), new RegExp(md5));
+  assert.match(await page.locator("ul.linked").textContent(), /studies: study-1/);
+  await shot("15-file-page");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download", exact: true }).click()]);
+  assert.ok(readFileSync(await download.path()).equals(bigBytes), "the download is the upload, byte for byte");
+
+  // An upload that is not wanted is deleted from the list, bytes and record.
+  await page.goto(`${base}/#/files`);
+  const stray = join(dataDir, "stray.txt");
+  writeFileSync(stray, "not wanted");
+  await page.getByLabel("Files to upload").setInputFiles([stray]);
+  await page.locator("ul.uploads li", { hasText: "stray.txt" }).getByText("Done").waitFor();
+  const strayGuid = await page.locator("ul.uploads li", { hasText: "stray.txt" }).getAttribute("data-guid");
+  await page.getByLabel("Select stray.txt").check();
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete selected uploads" }).click();
+  await page.getByText("Deleted 1 upload(s).").waitFor();
+  const gone = await fetch(`${base}/index/index/${strayGuid}`);
+  assert.equal(gone.status, 404, "the record is gone");
 });
 
 test("GraphiQL runs a query with the session", async () => {

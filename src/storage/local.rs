@@ -48,6 +48,7 @@ impl LocalStore {
     /// The store at `root` (created if missing), signing with `secret`.
     pub fn open(root: &Path, secret: Vec<u8>, public_url: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join(INCOMING).join(MULTIPART))?;
+        sweep(&root.join(INCOMING), std::time::SystemTime::now());
         Ok(Self {
             root: std::fs::canonicalize(root)?,
             secret,
@@ -288,6 +289,35 @@ fn valid_key(key: &str) -> bool {
         && key
             .split('/')
             .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\0'))
+}
+
+/// How long a temporary file of a cut-off upload (a killed process) and a
+/// multipart upload never completed are kept, as S3 lifecycle rules would.
+const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+const STALE_MULTIPART: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Remove what uploads that never finished left in `incoming`; best effort.
+fn sweep(incoming: &Path, now: std::time::SystemTime) {
+    let older_than = |path: &Path, age| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() > age)
+    };
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    for path in entries(incoming) {
+        if path.is_file() && older_than(&path, STALE_UPLOAD) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    for upload in entries(&incoming.join(MULTIPART)) {
+        if older_than(&upload.join("key"), STALE_MULTIPART) {
+            let _ = std::fs::remove_dir_all(&upload);
+        }
+    }
 }
 
 /// Copy the parts in order into `target`, checking each one's size and MD5
@@ -581,5 +611,30 @@ mod tests {
             ),
             "a completed upload is gone"
         );
+    }
+
+    #[tokio::test]
+    async fn uploads_left_unfinished_are_swept_once_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let incoming = dir.path().join(INCOMING);
+        let cut_off = incoming.join("0123");
+        std::fs::write(&cut_off, b"half").unwrap();
+        let upload = store.start_multipart("g/big.bin").await.unwrap();
+        let now = std::time::SystemTime::now();
+        sweep(&incoming, now);
+        assert!(cut_off.exists(), "a fresh upload may still be under way");
+        sweep(
+            &incoming,
+            now + STALE_UPLOAD + std::time::Duration::from_secs(1),
+        );
+        assert!(!cut_off.exists(), "a day-old temporary file goes");
+        let folder = incoming.join(MULTIPART).join(&upload);
+        assert!(folder.exists(), "a multipart upload gets a week");
+        sweep(
+            &incoming,
+            now + STALE_MULTIPART + std::time::Duration::from_secs(1),
+        );
+        assert!(!folder.exists());
     }
 }

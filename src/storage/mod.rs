@@ -180,6 +180,15 @@ impl Bucket {
         }
     }
 
+    /// The origin browsers send this bucket's bytes to, when it is not
+    /// Commons itself.
+    pub fn origin(&self) -> Option<String> {
+        match self {
+            Bucket::Local(_) => None,
+            Bucket::S3(bucket) => Some(bucket.origin()),
+        }
+    }
+
     /// The key a new object `<guid>/<file_name>` gets (under the bucket's prefix).
     pub fn object_key(&self, relative: &str) -> String {
         match self {

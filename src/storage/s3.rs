@@ -83,6 +83,11 @@ impl S3Bucket {
         self.bucket.name()
     }
 
+    /// `scheme://host[:port]` of the bucket's URLs.
+    pub fn origin(&self) -> String {
+        self.bucket.base_url().origin().ascii_serialization()
+    }
+
     pub fn object_key(&self, relative: &str) -> String {
         if self.prefix.is_empty() {
             relative.to_string()

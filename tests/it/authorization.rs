@@ -69,6 +69,7 @@ const ROWS: &[Row] = &[
     // The portal's page and assets hold no data.
     row("GET", "/", "/", "", PUBLIC),
     row("GET", "/portal/{*path}", "/portal/index.html", "", PUBLIC),
+    row("GET", "/files/{*guid}", "/files/{did}", "", PUBLIC),
     row("GET", "/_status", "/_status", "", PUBLIC),
     row("GET", "/api/_status", "/api/_status", "", PUBLIC),
     row("GET", "/_ready", "/_ready", "", PUBLIC),

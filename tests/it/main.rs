@@ -7,6 +7,7 @@ mod backup;
 mod common;
 mod crash;
 mod data;
+mod data_faults;
 mod database_restart;
 mod database_tls;
 mod dictionary_sources;

@@ -12,6 +12,8 @@ import * as browse from "./pages/browse.js";
 import * as submit from "./pages/submit.js";
 import * as query from "./pages/query.js";
 import * as dictionaryPage from "./pages/dictionary.js";
+import * as filePage from "./pages/file.js";
+import * as uploads from "./pages/uploads.js";
 
 /** Routes: `#/name/arg...` -> page module with render(main, session, ...args). */
 const PAGES = {
@@ -23,12 +25,15 @@ const PAGES = {
   submit,
   query,
   dictionary: dictionaryPage,
+  // `#/files`: my uploads; `#/files/<guid>`: one file's page.
+  files: { render: (main, session, guid) => (guid ? filePage.render(main, session, guid) : uploads.render(main, session)) },
 };
 
 const NAV = [
   ["projects", "Projects"],
   ["browse", "Browse"],
   ["submit", "Submit", (s) => s.canAnywhere("create") || s.canAnywhere("update")],
+  ["files", "My files"],
   ["query", "Query"],
   ["dictionary", "Dictionary"],
   ["profile", "Profile"],
@@ -109,7 +114,10 @@ async function logOut() {
 
 /** The page name and arguments of the current hash (`#/name/arg...`). */
 function parseHash() {
-  const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/");
+  const rest = location.hash.replace(/^#\/?/, "").split("?")[0];
+  // A file's guid may hold a slash (dg.XXXX/<uuid>): everything after files/.
+  if (rest.startsWith("files/")) return ["files", safeDecode(rest.slice("files/".length))];
+  const parts = rest.split("/");
   try {
     return parts.map(decodeURIComponent);
   } catch {
@@ -144,6 +152,14 @@ async function route() {
   main.focus({ preventScroll: true });
 }
 
+function safeDecode(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** Called by the login page once the session cookie is set. */
 export async function loggedIn() {
   session = await loadSession();
@@ -155,5 +171,11 @@ export function hashParams() {
   return new URLSearchParams(location.hash.split("?")[1] || "");
 }
 
-window.addEventListener("hashchange", route);
-route();
+// Gen3's file pages live at /files/<guid>: the server answers that path with
+// this page, which shows it as its own route.
+if (location.pathname.startsWith("/files/")) {
+  location.replace(`/#/files/${location.pathname.slice("/files/".length)}`);
+} else {
+  window.addEventListener("hashchange", route);
+  route();
+}

@@ -1,6 +1,7 @@
 // Browse by node: pick a project and node type, then page, sort and search
 // its records, view one, download the table (TSV/JSON), and delete selected
 // records (only offered to users with delete rights; the server decides).
+// Rows of data-file types link to their file page and download their bytes.
 
 import { h, fill, field, announce } from "../dom.js";
 import { graphql, request, dictionary, valueProperties, projectPath } from "../api.js";
@@ -59,6 +60,7 @@ class RecordTable {
     const properties = valueProperties(schema);
     const first = ["id", "submitter_id"].filter((p) => p === "id" || properties.includes(p));
     this.columns = [...first, ...properties.filter((p) => !first.includes(p))];
+    this.isFile = (schema.category || "").endsWith("_file") && properties.includes("object_id");
     this.mayDelete = session.can("delete", projectId);
     this.page = 0;
     this.pageSize = 25;
@@ -119,6 +121,7 @@ class RecordTable {
         ),
       );
     });
+    if (this.isFile) header.push(h("th", { scope: "col" }, "File"));
     const body = rows.map((row) =>
       h(
         "tr",
@@ -148,6 +151,7 @@ class RecordTable {
               : format(row[column]),
           ),
         ),
+        this.isFile ? h("td", { class: "file-links" }, fileLinks(row)) : null,
       ),
     );
     this.actions = h("div", { class: "actions" });
@@ -235,6 +239,22 @@ class RecordTable {
       announce(`Nothing was deleted: ${refusal(e.body) || e.message}`, "error");
     }
   }
+}
+
+/** A data-file row's links: its file page, and its bytes (fence's download, redirected). */
+function fileLinks(row) {
+  if (!row.object_id) return "";
+  const guid = encodeURIComponent(row.object_id);
+  const name = row.file_name || row.submitter_id || row.object_id;
+  return [
+    h("a", { href: `#/files/${guid}` }, "Details"),
+    " ",
+    h(
+      "a",
+      { class: "button secondary", href: `/user/data/download/${guid}?expires_in=900&redirect`, "aria-label": `Download ${name}` },
+      "Download",
+    ),
+  ];
 }
 
 /** Why the server refused a deletion, in words. */
