@@ -261,7 +261,7 @@ test("deleting a record with dependents shows the server's refusal", async () =>
 
 test("upload two files from the browser, map them, open a file page, download one, delete an upload", async () => {
   await page.goto(`${base}/#/files`);
-  await page.getByRole("heading", { name: "My files" }).waitFor();
+  await page.getByRole("heading", { name: "My files", exact: true }).waitFor();
   // One file in a single PUT, one above the multipart threshold (8 MiB) in two parts.
   const small = join(dataDir, "notes.txt");
   writeFileSync(small, "clinical notes\n".repeat(1000));
@@ -272,6 +272,7 @@ test("upload two files from the browser, map them, open a file page, download on
   await page.getByLabel("Files to upload").setInputFiles([small, big]);
   await page.locator("ul.uploads li", { hasText: "notes.txt" }).getByText("Done").waitFor();
   await page.locator("ul.uploads li", { hasText: "scan.bin" }).getByText("Done").waitFor({ timeout: 60000 });
+  assert.equal(await page.getByRole("button", { name: /^Retry/ }).count(), 0, "no retry offered for finished uploads");
   assert.equal(await page.locator('ul.uploads progress[aria-label="Upload progress of scan.bin"]').evaluate((p) => p.value), 1);
 
   // Map my files: both listed with size and MD5, mapped to clinical_file records of study-1.
