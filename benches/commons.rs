@@ -8,7 +8,8 @@
 //! aliquots, ten times as many samples. `BENCH_SIM_SCALES` sets the sizes of
 //! the simulated datasets ingested next, and `BENCH_BIG_NODE` (default
 //! 1,000,000) the subjects of a last project, ingested in one request and
-//! exported whole.
+//! exported whole. `BENCH_SECTIONS` picks among `metadata`, `file_index`
+//! and `data_files` (all by default; the last is in `commons/data_files.rs`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+#[path = "commons/data_files.rs"]
+mod data_files;
 
 const PROJECT: &str = "bench";
 const PROGRAM: &str = "perf";
@@ -68,6 +72,16 @@ fn start(
     database_url: Option<&str>,
     dictionary: Option<&Path>,
 ) -> (Server, Duration) {
+    start_with(data_dir, database_url, dictionary, &[])
+}
+
+/// [`start`] with more `serve` arguments.
+fn start_with(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    dictionary: Option<&Path>,
+    extra: &[&str],
+) -> (Server, Duration) {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut command = Command::new(env!("CARGO_BIN_EXE_commons"));
@@ -93,6 +107,7 @@ fn start(
     if let Some(d) = dictionary {
         command.arg("--dictionary").arg(d);
     }
+    command.args(extra);
     let started = Instant::now();
     let child = command.spawn().unwrap();
     while agent()
@@ -765,12 +780,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let mut report = String::new();
-    let sections = std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "metadata,file_index".into());
+    let sections =
+        std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "metadata,file_index,data_files".into());
     if sections.split(',').any(|s| s == "metadata") {
         metadata_report(&mut report, subjects);
     }
     if sections.split(',').any(|s| s == "file_index") {
         file_index_report(&mut report);
+    }
+    if sections.split(',').any(|s| s == "data_files") {
+        data_files::report(&mut report);
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/benchmarks.md");
     std::fs::write(&out, &report).unwrap();

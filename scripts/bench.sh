@@ -4,6 +4,11 @@
 # section of BENCHMARKS.md with its report. BENCH_SUBJECTS sets the size.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The data-file figures are measured beside nginx (Debian's package) serving
+# the same file.
+if ! [[ -x /usr/sbin/nginx ]]; then
+    apt-get update -qq && apt-get install -y -qq nginx-light
+fi
 cargo bench --bench commons
 report=target/benchmarks.md
 python3 - "$report" <<'PY'

@@ -101,3 +101,22 @@ def test_refusals(files, raw, noaccess_raw):
     signed = raw.get("/user/data/download/%s" % guid).json()["url"]
     assert requests.get(tampered(signed)).status_code == 403
     assert files.delete_file_locations(guid).status_code == 204
+
+
+def test_gen3_file_download_single_cli(files, credentials_path, commons_url, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    content = os.urandom(50_000)
+    name = "cli-%s.bin" % support.unique_suffix()
+    guid = _upload(files, content, name)
+    exe = shutil.which("gen3", path=os.path.dirname(sys.executable)) or shutil.which("gen3")
+    proc = subprocess.run(
+        [exe, "--auth", credentials_path, "--endpoint", commons_url, "file", "download-single", guid,
+         "--path", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / name).read_bytes() == content
+    assert files.delete_file_locations(guid).status_code == 204
