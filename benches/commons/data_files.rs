@@ -219,12 +219,12 @@ pub fn report(report: &mut String) {
     let mut guid = String::new();
     let upload = best(3, || {
         let (new_guid, url) = signed_upload(&server, "big.bin");
-        let file = std::fs::File::open(&big).unwrap();
+        let mut file = std::fs::File::open(&big).unwrap();
         let started = Instant::now();
         let reply = agent()
             .put(&url)
             .header("Content-Length", &size.to_string())
-            .send(ureq::SendBody::from_reader(file))
+            .send(ureq::SendBody::from_reader(&mut file))
             .unwrap();
         assert_eq!(reply.status().as_u16(), 200);
         let seconds = started.elapsed().as_secs_f64();

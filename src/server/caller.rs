@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use super::{ApiError, AppState, SharedState};
 use crate::auth::{Permissions, Principal, TokenError};
 
-/// The scope a token must carry (fence's `openid`, `credentials`, `user`).
+/// The scope a token must carry (fence's `openid`, `credentials`, `user`, `data`).
 pub trait RequiredScope: Send + Sync + 'static {
     const SCOPE: Option<&'static str>;
 }
@@ -26,6 +26,8 @@ pub enum OpenId {}
 pub enum Credentials {}
 /// A token with the `user` scope (`/user/user`).
 pub enum UserInfo {}
+/// A token with the `data` scope (fence's uploads and deletions of data files).
+pub enum Data {}
 
 impl RequiredScope for AnyScope {
     const SCOPE: Option<&'static str> = None;
@@ -38,6 +40,9 @@ impl RequiredScope for Credentials {
 }
 impl RequiredScope for UserInfo {
     const SCOPE: Option<&'static str> = Some("user");
+}
+impl RequiredScope for Data {
+    const SCOPE: Option<&'static str> = Some("data");
 }
 
 /// The authenticated caller: a valid access token of an active user, with

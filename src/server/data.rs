@@ -6,7 +6,8 @@
 //! a record is never seen half indexed. Authorization follows fence:
 //! `read-storage` on a record's `authz` to download, `write-storage` to
 //! upload to it, `delete` to delete it; without `authz`, the uploader (and,
-//! to download, `acl: ["*"]`). The local store's signed URLs are served by
+//! to download, `acl: ["*"]`); uploads and deletions need a token with the
+//! `data` scope, as fence's. The local store's signed URLs are served by
 //! `objects.rs`.
 
 use axum::extract::{Path, Query, RawQuery, State};
@@ -16,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller, SharedState, parse_json_body};
+use super::{ApiError, Caller, Data, SharedState, parse_json_body};
 use crate::auth::Principal;
 use crate::file_index::{IndexError, UPLOAD_RESOURCE, filled, is_blank};
 use crate::storage::{Bucket, MAX_PARTS, Part, StorageError, StoredObject};
@@ -185,7 +186,7 @@ async fn new_blank_record(
 /// `POST /user/data/upload`: a blank record and a URL to PUT its bytes to.
 async fn upload(
     State(state): State<SharedState>,
-    Caller(principal, _): Caller,
+    Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body = parse_json_body(&body)?;
@@ -257,7 +258,7 @@ fn may_upload_parts(principal: &Principal) -> Result<(), ApiError> {
 /// `POST /user/data/multipart/init`: a blank record and an upload id.
 async fn multipart_init(
     State(state): State<SharedState>,
-    Caller(principal, _): Caller,
+    Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     may_upload_parts(&principal)?;
@@ -313,7 +314,7 @@ fn part_number(value: &Value) -> Result<u16, ApiError> {
 /// `POST /user/data/multipart/upload`: a URL to PUT one part to.
 async fn multipart_part_url(
     State(state): State<SharedState>,
-    Caller(principal, _): Caller,
+    Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     may_upload_parts(&principal)?;
@@ -331,7 +332,7 @@ async fn multipart_part_url(
 /// `POST /user/data/multipart/complete`: join the parts, fill the record.
 async fn multipart_complete(
     State(state): State<SharedState>,
-    Caller(principal, _): Caller,
+    Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     may_upload_parts(&principal)?;
@@ -595,7 +596,7 @@ pub(super) async fn signed_download_url(
 async fn delete_file(
     State(state): State<SharedState>,
     Path(guid): Path<String>,
-    Caller(principal, _): Caller,
+    Caller(principal, _): Caller<Data>,
 ) -> Result<StatusCode, ApiError> {
     let record = record(&state, &guid).await?;
     if record.authz.is_empty() {

@@ -291,8 +291,20 @@ impl TestApp {
         reply.json()["access_token"].as_str().unwrap().to_string()
     }
 
-    /// A user with the given grants, and an access token for them.
+    /// A user with the given grants, and an access token for them (scopes
+    /// `user` and `data`, as the keys of Gen3's profile page).
     pub async fn user(&self, name: &str, policies: &[&str]) -> (UserRow, Value, String) {
+        self.user_with_scopes(name, policies, &["user", "data"])
+            .await
+    }
+
+    /// [`TestApp::user`] with a key of the given scopes.
+    pub async fn user_with_scopes(
+        &self,
+        name: &str,
+        policies: &[&str],
+        scopes: &[&str],
+    ) -> (UserRow, Value, String) {
         let user = auth::add_user(&self.state.store, name, None, false)
             .await
             .unwrap();
@@ -307,7 +319,7 @@ impl TestApp {
             &self.state.store,
             &self.state.tokens,
             &user,
-            vec!["user".into()],
+            scopes.iter().map(|s| s.to_string()).collect(),
             None,
         )
         .await

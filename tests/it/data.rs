@@ -668,3 +668,56 @@ async fn bulk_download_urls_list_what_each_caller_may_not_read() {
     .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn uploads_and_deletions_need_the_data_scope_as_in_fence() {
+    let (app, [alice, _, carol, _]) = commons().await;
+    // A key of alice's grants but without the `data` scope.
+    let (_, _, narrow) = app
+        .user_with_scopes("alina", &["data_upload"], &["user"])
+        .await;
+    for (method, path, body) in [
+        ("POST", "/user/data/upload", json!({"file_name": "x.txt"})),
+        (
+            "POST",
+            "/user/data/multipart/init",
+            json!({"file_name": "x.txt"}),
+        ),
+    ] {
+        let refused = json_call(&app, method, path, Some(&narrow), body.clone()).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(refused.text().contains("data"), "{}", refused.text());
+        let allowed = json_call(&app, method, path, Some(&alice), body).await;
+        assert_eq!(allowed.status, StatusCode::CREATED, "{path}");
+    }
+    let guid = upload(&app, &alice, json!({"file_name": "mine.txt"}), b"mine").await;
+    let refused = json_call(
+        &app,
+        "DELETE",
+        &format!("/user/data/{guid}"),
+        Some(&narrow),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    // Downloads, as in fence, need no particular scope.
+    let (_, _, reader) = app
+        .user_with_scopes("rhea", &["proj-storage-reader"], &["user"])
+        .await;
+    let in_project = upload(
+        &app,
+        &carol,
+        json!({"file_name": "p.txt", "authz": [PROJECT]}),
+        b"p",
+    )
+    .await;
+    let download = json_call(
+        &app,
+        "GET",
+        &format!("/user/data/download/{in_project}"),
+        Some(&reader),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(download.status, StatusCode::OK, "{}", download.text());
+}
