@@ -32,6 +32,10 @@ const PROTOCOLS: [&str; 7] = ["s3", "http", "ftp", "https", "gs", "az", "file"];
 /// Most guids one bulk download request may name.
 pub const MAX_BULK_GUIDS: usize = 1000;
 
+/// Largest body of these routes: a multipart `complete` naming 10,000
+/// parts is about 600 KB (the other `/user` routes take 64 KiB).
+pub const DATA_BODY_BYTES: usize = 1 << 20;
+
 /// `/user/data/...`, nested under `/user`.
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -43,6 +47,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/data/download/bulk", post(download_bulk))
         .route("/data/download/{*guid}", get(download))
         .route("/data/{*guid}", axum::routing::delete(delete_file))
+        .layer(axum::extract::DefaultBodyLimit::max(DATA_BODY_BYTES))
 }
 
 /// A record, or fence's 404.

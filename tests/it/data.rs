@@ -599,6 +599,29 @@ async fn a_multipart_upload_is_indexed_at_complete_and_refuses_wrong_etags() {
     )
     .await;
     assert_eq!(bad_number.status, StatusCode::BAD_REQUEST);
+
+    // A complete naming thousands of parts is read (not refused as too
+    // large): here the parts were never uploaded.
+    let (many_guid, many_id) = multipart_init(&app, &alice, "many.bin").await;
+    let parts: Vec<Value> = (1..=3000)
+        .map(|n| json!({"PartNumber": n, "ETag": format!("\"{:032x}\"", n)}))
+        .collect();
+    let body = json!({"key": format!("{many_guid}/many.bin"), "uploadId": many_id, "parts": parts});
+    assert!(body.to_string().len() > 64 << 10);
+    let many = json_call(
+        &app,
+        "POST",
+        "/user/data/multipart/complete",
+        Some(&alice),
+        body,
+    )
+    .await;
+    assert_eq!(many.status, StatusCode::BAD_REQUEST, "{}", many.text());
+    assert!(
+        many.text().contains("part 1 was never uploaded"),
+        "{}",
+        many.text()
+    );
 }
 
 #[tokio::test]

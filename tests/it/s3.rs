@@ -74,6 +74,11 @@ fn s3_server() -> Option<S3Server> {
 
 /// A commons whose objects go to the bucket, with an uploader `alice`.
 async fn commons(s3: &S3Server) -> (TestApp, String) {
+    commons_with(s3, vec![format!("s3://{BUCKET}/uploads")]).await
+}
+
+/// A commons with these `--storage` locations, with an uploader `alice`.
+async fn commons_with(s3: &S3Server, locations: Vec<String>) -> (TestApp, String) {
     // SAFETY: nextest runs every test in a process of its own, and this
     // one sets its credentials before any thread reads the environment.
     unsafe {
@@ -81,7 +86,7 @@ async fn commons(s3: &S3Server) -> (TestApp, String) {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
     }
     let storage = StorageConfig {
-        locations: vec![format!("s3://{BUCKET}/uploads")],
+        locations,
         s3: S3Settings {
             endpoint: Some(s3.endpoint.clone()),
             region: "us-east-1".into(),
@@ -366,4 +371,55 @@ async fn multipart_uploads_complete_in_the_bucket_with_their_etags_checked() {
     let (status, _, body) = to_bucket("GET", &url, b"");
     assert_eq!(status, 200);
     assert!(body == whole, "byte for byte");
+}
+
+#[tokio::test]
+async fn with_several_buckets_an_upload_names_its_own() {
+    let Some(s3) = s3_server() else { return };
+    let folder = tempfile::tempdir().unwrap();
+    let (app, alice) = commons_with(
+        &s3,
+        vec![
+            folder.path().display().to_string(),
+            format!("s3://{BUCKET}/uploads"),
+        ],
+    )
+    .await;
+    let upload = |bucket: Value| {
+        let app = &app;
+        let alice = alice.clone();
+        async move {
+            call(
+                app,
+                "POST",
+                "/user/data/upload",
+                &alice,
+                json!({"file_name": "f.txt", "bucket": bucket}),
+            )
+            .await
+        }
+    };
+    let default = upload(Value::Null).await.json();
+    assert!(
+        default["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(common::PUBLIC_URL),
+        "the first location is the default: {default}"
+    );
+    let named = upload(json!(BUCKET)).await.json();
+    assert!(
+        named["url"].as_str().unwrap().starts_with(&s3.endpoint),
+        "{named}"
+    );
+    let local = upload(json!("local")).await.json();
+    assert!(
+        local["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(common::PUBLIC_URL)
+    );
+    let unknown = upload(json!("elsewhere")).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.text().contains("elsewhere"), "{}", unknown.text());
 }
