@@ -151,7 +151,10 @@ async fn get_object(
         .ok()
         .and_then(|r| r.hashes.get("md5").cloned());
     // tower-http's ServeFile answers Range (206, 416), HEAD and the lengths.
+    // Reads of 256 KiB (not its 64 KiB): a fifth fewer system calls and
+    // wake-ups per gigabyte, at 256 KiB of buffer per download in flight.
     let served = tower_http::services::ServeFile::new(path)
+        .with_buf_chunk_size(256 << 10)
         .oneshot(request)
         .await
         .map_err(|e| {
