@@ -172,34 +172,42 @@ impl FileIndex<'_> {
         Ok(self.settle(record).await)
     }
 
-    /// `record`, filled if it is blank and its bytes have landed in a
-    /// bucket. A bucket that cannot be asked leaves the record as it is.
+    /// `record`, filled and stored if it is blank and its bytes have landed
+    /// in a bucket. A bucket that cannot be asked leaves the record as it is.
     pub async fn settle(&self, record: IndexRecord) -> IndexRecord {
-        let Some(storage) = self.landing else {
+        let Some(full) = self.landed_record(&record).await else {
             return record;
         };
-        if !is_blank(&record) {
-            return record;
+        match self.replace(full, &record.rev).await {
+            Ok(full) => full,
+            // Filled meanwhile by another reader: theirs is the same.
+            Err(_) => self
+                .store
+                .index_record(&record.did)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(record),
+        }
+    }
+
+    /// What a blank `record` becomes with the bytes that landed for it in
+    /// a bucket, without storing it (a submission stores it with its own
+    /// changes, in its own transaction).
+    pub async fn landed_record(&self, record: &IndexRecord) -> Option<IndexRecord> {
+        let storage = self.landing?;
+        if !is_blank(record) {
+            return None;
         }
         for bucket in storage.buckets() {
             let prefix = bucket.object_key(&format!("{}/", record.did));
             match bucket.landed(&prefix).await {
                 Ok(Some((key, stored))) => {
-                    let mut full = filled(&record, bucket.url_of(&key), &stored);
+                    let mut full = filled(record, bucket.url_of(&key), &stored);
                     if full.file_name.is_none() {
                         full.file_name = key.rsplit('/').next().map(str::to_string);
                     }
-                    return match self.replace(full, &record.rev).await {
-                        Ok(full) => full,
-                        // Filled meanwhile by another reader: theirs is the same.
-                        Err(_) => self
-                            .store
-                            .index_record(&record.did)
-                            .await
-                            .ok()
-                            .flatten()
-                            .unwrap_or(record),
-                    };
+                    return Some(full);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -207,7 +215,7 @@ impl FileIndex<'_> {
                 }
             }
         }
-        record
+        None
     }
 
     /// Records of a listing, blank ones settled as [`Self::settle`] does.

@@ -65,6 +65,9 @@ pub struct Submission<'a> {
     pub validators: &'a Validators,
     pub store: &'a Store,
     pub username: &'a str,
+    /// The buckets uploads land in: a data-file node naming an upload that
+    /// went straight to S3 finds its size and MD5 there.
+    pub landing: Option<&'a crate::storage::Storage>,
 }
 
 /// The lower-cased natural key of a document (None when a key value is missing).

@@ -423,3 +423,49 @@ async fn with_several_buckets_an_upload_names_its_own() {
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert!(unknown.text().contains("elsewhere"), "{}", unknown.text());
 }
+
+#[tokio::test]
+async fn a_data_file_node_maps_an_upload_no_one_has_read_yet() {
+    let Some(s3) = s3_server() else { return };
+    let (app, _) = commons(&s3).await;
+    let admin = app.admin_token.clone();
+    app.project("prog", "proj").await;
+    let study = json!({"type": "study", "submitter_id": "study-1", "study_title": "A study",
+        "study_design": "Observational", "projects": {"code": "proj"}});
+    let reply = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &study)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let answer = call(
+        &app,
+        "POST",
+        "/user/data/upload",
+        &admin,
+        json!({"file_name": "notes.tsv"}),
+    )
+    .await
+    .json();
+    let guid = answer["guid"].as_str().unwrap().to_string();
+    let bytes = b"a\tb\n".repeat(100);
+    assert_eq!(
+        to_bucket("PUT", answer["url"].as_str().unwrap(), &bytes).0,
+        200
+    );
+    // Straight to mapping: nothing has read the record since the PUT.
+    let node = json!({"type": "clinical_file", "submitter_id": "notes", "file_name": "notes.tsv",
+        "file_size": bytes.len(), "md5sum": md5_hex(&bytes), "object_id": guid,
+        "data_category": "Clinical", "data_type": "Clinical Supplement", "data_format": "TSV",
+        "studies": {"submitter_id": "study-1"}});
+    let mapped = app
+        .admin_json("PUT", "/api/v0/submission/prog/proj", &node)
+        .await;
+    assert_eq!(mapped.status, StatusCode::OK, "{}", mapped.text());
+    let record = app.get(&format!("/index/index/{guid}"), None).await.json();
+    assert_eq!(record["size"], bytes.len());
+    assert_eq!(record["authz"], json!(["/programs/prog/projects/proj"]));
+    assert_eq!(record["uploader"], Value::Null);
+    assert_eq!(
+        record["urls"],
+        json!([format!("s3://{BUCKET}/uploads/{guid}/notes.tsv")])
+    );
+}

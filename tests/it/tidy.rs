@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "dictionary",
             "file_index",
             "formats",
+            "storage",
             "store",
             "time",
             "validate",

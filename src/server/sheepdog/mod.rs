@@ -95,6 +95,7 @@ fn submission<'a>(state: &'a SharedState, principal: &'a Principal) -> Submissio
         validators: &state.validators,
         store: &state.store,
         username: &principal.user.username,
+        landing: Some(&state.objects),
     }
 }
 

@@ -135,12 +135,19 @@ impl FileLinks {
             .filter_map(|e| e.props.get("submitter_id").and_then(Value::as_str))
             .map(|submitter_id| format!("{}/{submitter_id}", project.project_id))
             .collect();
-        let by_did = store
-            .index_records(&dids)
-            .await?
-            .into_iter()
-            .map(|r| (r.did.clone(), r))
-            .collect();
+        let index = crate::file_index::FileIndex {
+            store,
+            prefix: "",
+            landing: submission.landing,
+        };
+        let mut by_did = HashMap::new();
+        for record in store.index_records(&dids).await? {
+            let record = match index.landed_record(&record).await {
+                Some(full) => full,
+                None => record,
+            };
+            by_did.insert(record.did.clone(), record);
+        }
         let mut by_hash = HashMap::new();
         for record in store.index_records_by_md5(&md5s).await? {
             if let (Some(md5), Some(size)) = (record.hashes.get("md5"), record.size) {
