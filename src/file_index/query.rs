@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{IndexError, Result};
-use crate::store::IndexQuery;
+use crate::store::{IndexNegation, IndexQuery, UrlMetadataFilter};
 
 /// The most records one page may hold.
 pub const MAX_LIMIT: i64 = 1024;
@@ -93,13 +93,14 @@ pub fn list_query(pairs: &[(String, String)]) -> Result<ListRequest> {
     // Any hash type: a record may carry types beside the known ones.
     let hashes = pairs_of(all(pairs, "hash"), "hash")?;
     let metadata = pairs_of(all(pairs, "metadata"), "metadata")?;
-    for unsupported in ["urls_metadata", "negate_params"] {
-        if one(pairs, unsupported).is_some() {
-            return Err(IndexError::Invalid(format!(
-                "the {unsupported} filter is not supported by this index; filter by hash, size, url, file_name, version, uploader, acl, authz or metadata"
-            )));
-        }
-    }
+    let urls_metadata_json = json_parameter(pairs, "urls_metadata")?;
+    let urls_metadata = match &urls_metadata_json {
+        Some(value) => url_metadata_filters(value, "urls_metadata")?,
+        None => Vec::new(),
+    };
+    let negate = json_parameter(pairs, "negate_params")?
+        .map(|value| negation(&value))
+        .transpose()?;
     // Bundles (`form=bundle`) are not kept here: such a listing is empty.
     let bundles_only = one(pairs, "form") == Some("bundle");
     let query = IndexQuery {
@@ -116,6 +117,8 @@ pub fn list_query(pairs: &[(String, String)]) -> Result<ListRequest> {
         acl: list_or_null(one(pairs, "acl")),
         authz: list_or_null(one(pairs, "authz")),
         metadata,
+        urls_metadata,
+        negate,
     };
     let hashes: Map<String, Value> = query
         .hashes
@@ -140,10 +143,112 @@ pub fn list_query(pairs: &[(String, String)]) -> Result<ListRequest> {
         "authz": query.authz,
         "hashes": hashes,
         "metadata": metadata,
-        "urls_metadata": Value::Null,
+        "urls_metadata": urls_metadata_json,
     });
     let Value::Object(echo) = echo else {
         unreachable!("json! of an object")
     };
     Ok(ListRequest { query, echo })
+}
+
+/// A parameter holding JSON (`urls_metadata`, `negate_params`), in indexd's words when it does not parse.
+fn json_parameter(pairs: &[(String, String)], name: &str) -> Result<Option<Value>> {
+    one(pairs, name)
+        .filter(|v| !v.is_empty())
+        .map(|text| {
+            serde_json::from_str::<Value>(text)
+                .map_err(|_| IndexError::Invalid(format!("{name} must be a valid json string")))
+        })
+        .transpose()
+}
+
+/// A JSON value as the text a stored value is compared with; null and ""
+/// are "no value" (`negate_params`: the key must be absent).
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// `{"<part of a url>": {"<key>": "<value>", ...}, ...}`.
+fn url_metadata_filters(value: &Value, name: &str) -> Result<Vec<UrlMetadataFilter>> {
+    let invalid = || {
+        IndexError::Invalid(format!(
+            "{name} must map parts of urls to objects of metadata keys and values"
+        ))
+    };
+    let Value::Object(urls) = value else {
+        return Err(invalid());
+    };
+    urls.iter()
+        .map(|(url_part, pairs)| {
+            let Value::Object(pairs) = pairs else {
+                return Err(invalid());
+            };
+            Ok(UrlMetadataFilter {
+                url_part: url_part.clone(),
+                pairs: pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_text(v)))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// `negate_params`: records that do not match these (indexd's `_negate_filter`).
+fn negation(value: &Value) -> Result<IndexNegation> {
+    let Value::Object(params) = value else {
+        return Err(IndexError::Invalid(
+            "negate_params must be a JSON object".into(),
+        ));
+    };
+    let mut negation = IndexNegation::default();
+    let strings = |value: &Value, name: &str| -> Result<Vec<String>> {
+        match value {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    IndexError::Invalid(format!("negate_params {name} must be a list of strings"))
+                }),
+            _ => Err(IndexError::Invalid(format!(
+                "negate_params {name} must be a list of strings"
+            ))),
+        }
+    };
+    for (name, value) in params {
+        match name.as_str() {
+            "urls" => negation.urls = strings(value, name)?,
+            "acl" => negation.acl = strings(value, name)?,
+            "authz" => negation.authz = strings(value, name)?,
+            "file_name" => negation.file_name = value_text(value),
+            "version" => negation.version = value_text(value),
+            "metadata" => {
+                let Value::Object(pairs) = value else {
+                    return Err(IndexError::Invalid(
+                        "negate_params metadata must be an object".into(),
+                    ));
+                };
+                negation.metadata = pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_text(v)))
+                    .collect();
+            }
+            "urls_metadata" => {
+                negation.urls_metadata = url_metadata_filters(value, "negate_params urls_metadata")?
+            }
+            other => {
+                return Err(IndexError::Invalid(format!(
+                    "negate_params cannot negate {other:?}: only urls, acl, authz, file_name, version, metadata and urls_metadata"
+                )));
+            }
+        }
+    }
+    Ok(negation)
 }

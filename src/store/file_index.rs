@@ -68,6 +68,31 @@ pub struct IndexQuery {
     pub acl: Option<Vec<String>>,
     pub authz: Option<Vec<String>>,
     pub metadata: Vec<(String, String)>,
+    /// Records with a url containing `url_part` whose metadata holds these pairs.
+    pub urls_metadata: Vec<UrlMetadataFilter>,
+    /// Records that do not match these (indexd's `negate_params`).
+    pub negate: Option<IndexNegation>,
+}
+
+/// A url-metadata filter: a part of the url, and metadata pairs (a pair
+/// without a value, in a negation, asks for the key's absence).
+#[derive(Debug, Clone, Default)]
+pub struct UrlMetadataFilter {
+    pub url_part: String,
+    pub pairs: Vec<(String, Option<String>)>,
+}
+
+/// indexd's `negate_params`: lists the record must hold none of, values it
+/// must not have, metadata keys it must lack or not have with that value.
+#[derive(Debug, Clone, Default)]
+pub struct IndexNegation {
+    pub urls: Vec<String>,
+    pub acl: Vec<String>,
+    pub authz: Vec<String>,
+    pub file_name: Option<String>,
+    pub version: Option<String>,
+    pub metadata: Vec<(String, Option<String>)>,
+    pub urls_metadata: Vec<UrlMetadataFilter>,
 }
 
 /// A record change made inside a submission's transaction.
@@ -384,6 +409,140 @@ macro_rules! on_writes {
 }
 
 /// The SQL of a listing and its binds.
+/// The urls of a record that have metadata, as rows `(u.key, u.value)`:
+/// the url and its metadata object.
+fn urls_with_metadata(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "json_each(r.urls_metadata) u WHERE EXISTS (SELECT 1 FROM json_each(u.value))"
+        }
+        Dialect::Postgres => "jsonb_each(r.urls_metadata::jsonb) u WHERE u.value <> '{}'::jsonb",
+    }
+}
+
+/// The metadata object `u.value` has `key` (with `value`, when given).
+fn url_metadata_has(
+    params: &mut Params,
+    dialect: Dialect,
+    key: &str,
+    value: Option<&str>,
+) -> String {
+    let key = params.text(key);
+    let value = value.map(|v| params.text(v));
+    match (dialect, value) {
+        (Dialect::Sqlite, None) => {
+            format!("EXISTS (SELECT 1 FROM json_each(u.value) m WHERE m.key = {key})")
+        }
+        (Dialect::Sqlite, Some(value)) => format!(
+            "EXISTS (SELECT 1 FROM json_each(u.value) m WHERE m.key = {key} AND CAST(m.value AS TEXT) = {value})"
+        ),
+        (Dialect::Postgres, None) => format!("u.value ? {key}"),
+        (Dialect::Postgres, Some(value)) => format!("(u.value ->> {key}) = {value}"),
+    }
+}
+
+/// A url of the record contains `url_part` and has every pair in its metadata.
+fn url_metadata_match(params: &mut Params, dialect: Dialect, filter: &UrlMetadataFilter) -> String {
+    let part = params.text(&filter.url_part);
+    let mut inner = vec![dialect.contains("u.key", &part)];
+    for (key, value) in &filter.pairs {
+        inner.push(url_metadata_has(params, dialect, key, value.as_deref()));
+    }
+    format!(
+        "EXISTS (SELECT 1 FROM {} AND {})",
+        urls_with_metadata(dialect),
+        inner.join(" AND ")
+    )
+}
+
+/// indexd's `_negate_filter`, condition by condition. Like indexd's joins,
+/// a negated list or url-metadata filter keeps only records that have such
+/// a list or url metadata at all.
+fn negation_conditions(
+    params: &mut Params,
+    dialect: Dialect,
+    negation: &IndexNegation,
+    conditions: &mut Vec<String>,
+) {
+    for (column, value) in [
+        ("file_name", &negation.file_name),
+        ("version", &negation.version),
+    ] {
+        if let Some(value) = value {
+            conditions.push(format!("r.{column} <> {}", params.text(value)));
+        }
+    }
+    for (kind, values) in [
+        ("url", &negation.urls),
+        ("acl", &negation.acl),
+        ("authz", &negation.authz),
+    ] {
+        if values.is_empty() {
+            continue;
+        }
+        let column = if kind == "url" { "urls" } else { kind };
+        conditions.push(format!("r.{column} <> '[]'"));
+        for value in values {
+            conditions.push(format!(
+                "r.did NOT IN (SELECT did FROM index_terms WHERE kind = {} AND value = {})",
+                params.text(kind),
+                params.text(value)
+            ));
+        }
+    }
+    for (key, value) in &negation.metadata {
+        conditions.push(match value {
+            None => {
+                let key = params.text(key);
+                match dialect {
+                    Dialect::Sqlite => format!(
+                        "NOT EXISTS (SELECT 1 FROM json_each(r.metadata) WHERE key = {key})"
+                    ),
+                    Dialect::Postgres => format!("NOT (r.metadata::jsonb ? {key})"),
+                }
+            }
+            Some(value) => format!(
+                "r.did NOT IN (SELECT did FROM index_terms WHERE kind = 'metadata' AND value = {})",
+                params.text(&metadata_term(key, value))
+            ),
+        });
+    }
+    if !negation.urls_metadata.is_empty() {
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM {})",
+            urls_with_metadata(dialect)
+        ));
+    }
+    for filter in &negation.urls_metadata {
+        let part = params.text(&filter.url_part);
+        if filter.pairs.is_empty() {
+            // A url with metadata that does not contain the part.
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM {} AND NOT {})",
+                urls_with_metadata(dialect),
+                dialect.contains("u.key", &part)
+            ));
+            continue;
+        }
+        for (key, value) in &filter.pairs {
+            let contains = dialect.contains("u.key", &part);
+            let has = url_metadata_has(params, dialect, key, value.as_deref());
+            conditions.push(match value {
+                // A url with metadata that is not (containing the part and holding the key).
+                None => format!(
+                    "EXISTS (SELECT 1 FROM {} AND NOT ({contains} AND {has}))",
+                    urls_with_metadata(dialect)
+                ),
+                // No url containing the part holds the pair.
+                Some(_) => format!(
+                    "NOT EXISTS (SELECT 1 FROM {} AND {contains} AND {has})",
+                    urls_with_metadata(dialect)
+                ),
+            });
+        }
+    }
+}
+
 fn list_statement(query: &IndexQuery, dialect: Dialect) -> (String, Vec<BindValue>) {
     let mut params = Params::default();
     let mut conditions = Vec::new();
@@ -436,6 +595,12 @@ fn list_statement(query: &IndexQuery, dialect: Dialect) -> (String, Vec<BindValu
     }
     for (key, value) in &query.metadata {
         conditions.push(term(&mut params, "metadata", &metadata_term(key, value)));
+    }
+    for filter in &query.urls_metadata {
+        conditions.push(url_metadata_match(&mut params, dialect, filter));
+    }
+    if let Some(negation) = &query.negate {
+        negation_conditions(&mut params, dialect, negation, &mut conditions);
     }
     let mut sql = format!(
         "SELECT {} FROM index_records r{}",

@@ -32,7 +32,9 @@ use crate::sql::{BindValue, Dialect};
 pub use audit::{ORDER_COLUMNS as TRANSACTION_ORDER_COLUMNS, TransactionQuery, TransactionRow};
 pub use copy::CopySummary;
 pub use error::{Result, StoreError};
-pub use file_index::{IndexQuery, IndexRecord, IndexWrite, IndexWriter};
+pub use file_index::{
+    IndexNegation, IndexQuery, IndexRecord, IndexWrite, IndexWriter, UrlMetadataFilter,
+};
 pub use graph::{
     ChangeSet, Edge, EntityIds, KEPT_DOCUMENT_BYTES, LinkTarget, NodeRef, NodeRow, NodeWrite,
     TransactionDocument, TransactionRecord, WriteGuard, Writer,
