@@ -1,7 +1,8 @@
 //! Who is calling. Handlers name the caller they need as an argument, and
 //! the request is authenticated before the handler runs: [`Caller`] (a
-//! token with an optional scope), [`ArboristAdmin`], or
-//! [`CallerPermissions`] (anonymous allowed). A handler without one of
+//! token with an optional scope), [`PasswordOrToken`] (also HTTP Basic, for
+//! index writes), [`ArboristAdmin`], or [`CallerPermissions`] (anonymous
+//! allowed). A handler without one of
 //! these serves anyone (the authorization table test lists which).
 
 use std::marker::PhantomData;
@@ -112,6 +113,81 @@ impl FromRequestParts<SharedState> for CallerPermissions {
         };
         Ok(CallerPermissions(permissions))
     }
+}
+
+/// The caller of an index write: a bearer token, or HTTP Basic with a local
+/// account's name and password, as indexd takes writes from its own
+/// accounts (here the commons' users, with their grants; the password check
+/// is the login's, throttled alike). A wrong Basic password is indexd's 403.
+pub struct PasswordOrToken(pub Principal);
+
+impl FromRequestParts<SharedState> for PasswordOrToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let Some((username, password)) = basic_credentials(&parts.headers)? else {
+            let Caller(principal, _) = Caller::<AnyScope>::from_request_parts(parts, state).await?;
+            return Ok(Self(principal));
+        };
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let user = super::session::check_password(state, &username, &password, address)
+            .await
+            .map_err(|e| {
+                if e.status == StatusCode::UNAUTHORIZED {
+                    ApiError::new(403, "username / password mismatch")
+                } else {
+                    e
+                }
+            })?;
+        let permissions = Permissions::load(&state.store, Some(&user.username)).await?;
+        // No token: claims that name the user and nothing else.
+        let now = crate::store::now_unix();
+        let claims = crate::auth::tokens::Claims {
+            pur: "basic".into(),
+            iss: state.tokens.issuer.clone(),
+            sub: user.id.to_string(),
+            aud: Vec::new(),
+            iat: now,
+            exp: now,
+            jti: String::new(),
+            azp: String::new(),
+            scope: Vec::new(),
+            context: None,
+            api_key_jti: None,
+        };
+        let principal = Principal {
+            user,
+            claims,
+            permissions,
+        };
+        note_user(parts, &principal);
+        Ok(Self(principal))
+    }
+}
+
+/// `Authorization: Basic <base64 of name:password>`, when the request has it.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ApiError> {
+    use base64::Engine;
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || ApiError::unauthorized("could not parse authorization header");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (name, password) = text.split_once(':').ok_or_else(malformed)?;
+    Ok(Some((name.to_string(), password.to_string())))
 }
 
 /// The access log names the user a request acted as.

@@ -17,7 +17,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller, SharedState, parse_json_body};
+use super::{ApiError, PasswordOrToken, SharedState, parse_json_body};
 use crate::auth::Principal;
 use crate::file_index::{self, IndexError, UPLOAD_RESOURCE, authorize, document, receipt};
 use crate::store::{IndexRecord, StoreError};
@@ -98,10 +98,11 @@ impl From<IndexError> for IndexdError {
 
 type Reply = Result<Response, IndexdError>;
 
-/// The caller of a write, or indexd's refusal of a missing or bad token.
-fn writer(caller: Result<Caller, ApiError>) -> Result<Principal, IndexdError> {
+/// The caller of a write (a token, or indexd's HTTP Basic), or indexd's
+/// refusal of a missing or bad one.
+fn writer(caller: Result<PasswordOrToken, ApiError>) -> Result<Principal, IndexdError> {
     caller
-        .map(|Caller(principal, _)| principal)
+        .map(|PasswordOrToken(principal)| principal)
         .map_err(Into::into)
 }
 
@@ -165,7 +166,7 @@ async fn list(State(state): State<SharedState>, RawQuery(query): RawQuery) -> Re
 
 async fn create(
     State(state): State<SharedState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -209,7 +210,7 @@ fn authorize_blank(
 
 async fn create_blank(
     State(state): State<SharedState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -225,7 +226,7 @@ async fn fill_blank(
     State(state): State<SharedState>,
     Path(did): Path<String>,
     RawQuery(query): RawQuery,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -244,7 +245,7 @@ async fn fill_blank(
 async fn new_blank_version(
     State(state): State<SharedState>,
     Path(did): Path<String>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -341,7 +342,7 @@ async fn update_record(
     State(state): State<SharedState>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -393,7 +394,7 @@ fn method_not_allowed() -> IndexdError {
 async fn new_version_or_aliases(
     State(state): State<SharedState>,
     Path(path): Path<String>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
     body: Bytes,
 ) -> Reply {
     let principal = writer(caller)?;
@@ -424,7 +425,7 @@ async fn delete_record(
     State(state): State<SharedState>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
-    caller: Result<Caller, ApiError>,
+    caller: Result<PasswordOrToken, ApiError>,
 ) -> Reply {
     let principal = writer(caller)?;
     let index = state.file_index();

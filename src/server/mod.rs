@@ -20,7 +20,8 @@ mod sheepdog;
 mod throttle;
 
 pub use caller::{
-    AnyScope, ArboristAdmin, Caller, CallerPermissions, Credentials, Data, OpenId, UserInfo,
+    AnyScope, ArboristAdmin, Caller, CallerPermissions, Credentials, Data, OpenId, PasswordOrToken,
+    UserInfo,
 };
 pub use error::ApiError;
 pub use listen::{ConnectionLimits, serve, tls_config};

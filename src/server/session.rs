@@ -189,6 +189,28 @@ async fn login(
             "Please provide a username and a password",
         ));
     };
+    let address = peer.map(|p| p.0.0.ip());
+    let user = check_password(&state, username, password, address).await?;
+    let (token, cookies) = start_session(&state, &user);
+    let body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": SESSION_TTL,
+        "csrf_token": csrf_token(&token),
+    });
+    Ok((cookies, Json(body)).into_response())
+}
+
+/// The active local account `username` whose password is `password`, or
+/// 401 "Invalid username or password". Throttled per name and per client
+/// address; an unknown name costs a hash check too, so timing does not tell
+/// which names exist (`/user/login/local`, and HTTP Basic on index writes).
+pub(super) async fn check_password(
+    state: &SharedState,
+    username: &str,
+    password: &str,
+    address: Option<std::net::IpAddr>,
+) -> Result<crate::store::UserRow, ApiError> {
     let refused = || ApiError::new(401, "Invalid username or password");
     // No account has a name or password this long: refuse before any work.
     if username.len() > MAX_USERNAME_BYTES || password.len() > MAX_PASSWORD_BYTES {
@@ -197,11 +219,9 @@ async fn login(
     // Counted before the password is checked, so concurrent guesses cannot
     // all pass the test first.
     state.logins_by_name.take(&username.to_lowercase())?;
-    let address = peer.map_or_else(|| "local".to_string(), |p| p.0.0.ip().to_string());
+    let address = address.map_or_else(|| "local".to_string(), |ip| ip.to_string());
     state.logins_by_address.take(&address)?;
     let user = state.store.user_by_name(username).await?;
-    // An unknown name costs one hash check too, so timing does not tell
-    // which names exist.
     let hash = user
         .as_ref()
         .and_then(|u| u.password_hash.clone())
@@ -215,18 +235,11 @@ async fn login(
             tracing::error!(error = %e, "a password check failed");
             ApiError::new(500, "internal server error")
         })?;
-    let Some(user) = user.filter(|u| u.active && u.password_hash.is_some() && password_ok) else {
-        tracing::warn!(username = %crate::auth::loggable(username), "failed login");
-        return Err(refused());
-    };
-    let (token, cookies) = start_session(&state, &user);
-    let body = json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": SESSION_TTL,
-        "csrf_token": csrf_token(&token),
-    });
-    Ok((cookies, Json(body)).into_response())
+    user.filter(|u| u.active && u.password_hash.is_some() && password_ok)
+        .ok_or_else(|| {
+            tracing::warn!(username = %crate::auth::loggable(username), "failed login");
+            refused()
+        })
 }
 
 /// Whether a browser says the request comes from a page of another origin:

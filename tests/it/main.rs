@@ -15,6 +15,7 @@ mod drs;
 mod graphql;
 mod hostile;
 mod index;
+mod index_basic;
 mod index_filters;
 mod index_manifest;
 mod keys;
