@@ -152,6 +152,19 @@ impl LocalStore {
         body: impl Stream<Item = std::result::Result<bytes::Bytes, E>>,
         max_bytes: u64,
     ) -> Result<StoredObject> {
+        self.write_into_place(key, |temporary| async move {
+            write_hashed(&temporary, body, max_bytes, true).await
+        })
+        .await
+    }
+
+    /// Make the object `key` from what `write` puts into a temporary file:
+    /// renamed into place once whole, removed if anything failed.
+    async fn write_into_place<F, Fut>(&self, key: &str, write: F) -> Result<StoredObject>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<StoredObject>>,
+    {
         let target = self
             .path(key)
             .ok_or_else(|| std::io::Error::other(format!("invalid object key {key:?}")))?;
@@ -159,8 +172,7 @@ impl LocalStore {
             .root
             .join(INCOMING)
             .join(uuid::Uuid::new_v4().simple().to_string());
-        let written = write_hashed(&temporary, body, max_bytes, true).await;
-        let stored = match written {
+        let stored = match write(temporary.clone()).await {
             Ok(stored) => stored,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&temporary).await;
@@ -238,24 +250,12 @@ impl LocalStore {
         parts: &[Part],
     ) -> Result<StoredObject> {
         let folder = self.upload_folder(key, upload_id).await?;
-        let target = self
-            .path(key)
-            .ok_or_else(|| std::io::Error::other(format!("invalid object key {key:?}")))?;
-        let temporary = self
-            .root
-            .join(INCOMING)
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let stored = match join_parts(&folder, parts, &temporary).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&temporary).await;
-                return Err(e);
-            }
-        };
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::rename(&temporary, &target).await?;
+        let stored = self
+            .write_into_place(key, |temporary| {
+                let folder = folder.clone();
+                async move { join_parts(&folder, parts, &temporary).await }
+            })
+            .await?;
         tokio::fs::remove_dir_all(&folder).await?;
         Ok(stored)
     }
