@@ -316,15 +316,26 @@ fn part_number(value: &Value) -> Result<u16, ApiError> {
         })
 }
 
+/// The body of a multipart request by a caller who may upload parts, with
+/// the arguments it requires (`key` and `uploadId` among them).
+fn multipart_body(
+    principal: &Principal,
+    body: &[u8],
+    required: &[&str],
+) -> Result<Value, ApiError> {
+    may_upload_parts(principal)?;
+    let body = parse_json_body(body)?;
+    require_arguments(&body, required)?;
+    Ok(body)
+}
+
 /// `POST /user/data/multipart/upload`: a URL to PUT one part to.
 async fn multipart_part_url(
     State(state): State<SharedState>,
     Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    may_upload_parts(&principal)?;
-    let body = parse_json_body(&body)?;
-    require_arguments(&body, &["key", "uploadId", "partNumber"])?;
+    let body = multipart_body(&principal, &body, &["key", "uploadId", "partNumber"])?;
     let key = required_str(&body, "key")?;
     let upload_id = required_str(&body, "uploadId")?;
     let number = part_number(&body["partNumber"])?;
@@ -340,9 +351,7 @@ async fn multipart_complete(
     Caller(principal, _): Caller<Data>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    may_upload_parts(&principal)?;
-    let body = parse_json_body(&body)?;
-    require_arguments(&body, &["key", "uploadId", "parts"])?;
+    let body = multipart_body(&principal, &body, &["key", "uploadId", "parts"])?;
     let key = required_str(&body, "key")?;
     let upload_id = required_str(&body, "uploadId")?;
     let mut parts: Vec<Part> = body["parts"]

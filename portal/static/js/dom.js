@@ -62,3 +62,25 @@ export function field(label, control) {
   control.id = id;
   return h("div", { class: "field" }, h("label", { for: id }, label), control);
 }
+
+/** A drop zone around `children`: files dropped on it go to `onFiles` (a list). */
+export function dropZone(onFiles, ...children) {
+  const zone = h(
+    "div",
+    {
+      class: "dropzone",
+      ondragover: (e) => {
+        e.preventDefault();
+        zone.classList.add("over");
+      },
+      ondragleave: () => zone.classList.remove("over"),
+      ondrop: (e) => {
+        e.preventDefault();
+        zone.classList.remove("over");
+        onFiles([...e.dataTransfer.files]);
+      },
+    },
+    ...children,
+  );
+  return zone;
+}

@@ -1,7 +1,7 @@
 // Submit data: choose or drop a TSV/CSV/JSON file, validate it (dry run) or
 // submit it, watch the upload progress, and read per-row errors as a table.
 
-import { h, fill, field } from "../dom.js";
+import { h, fill, field, dropZone } from "../dom.js";
 import { submitFile } from "../api.js";
 import { readableProjects } from "../counts.js";
 
@@ -29,21 +29,8 @@ export async function render(main, session, projectId) {
     fill(results);
   };
   fileInput.addEventListener("change", () => choose(fileInput.files[0] || null));
-  const drop = h(
-    "div",
-    {
-      class: "dropzone",
-      ondragover: (e) => {
-        e.preventDefault();
-        drop.classList.add("over");
-      },
-      ondragleave: () => drop.classList.remove("over"),
-      ondrop: (e) => {
-        e.preventDefault();
-        drop.classList.remove("over");
-        choose(e.dataTransfer.files[0] || null);
-      },
-    },
+  const drop = dropZone(
+    (files) => choose(files[0] || null),
     h("p", {}, "Drop a TSV, CSV or JSON file here, or choose one:"),
     fileInput,
     chosen,

@@ -10,7 +10,7 @@
 // to a data-file node type of a project through a form (sheepdog links the
 // index record when the node names it in `object_id`), or deleted.
 
-import { h, fill, field, announce } from "../dom.js";
+import { h, fill, field, announce, dropZone } from "../dom.js";
 import { request, dictionary, linksOf, projectPath, csrfToken, ApiError } from "../api.js";
 import { readableProjects } from "../counts.js";
 import { humanSize } from "./file.js";
@@ -38,24 +38,7 @@ export async function render(main, session) {
     }
   };
   fileInput.addEventListener("change", () => start([...fileInput.files]));
-  const drop = h(
-    "div",
-    {
-      class: "dropzone",
-      ondragover: (e) => {
-        e.preventDefault();
-        drop.classList.add("over");
-      },
-      ondragleave: () => drop.classList.remove("over"),
-      ondrop: (e) => {
-        e.preventDefault();
-        drop.classList.remove("over");
-        start([...e.dataTransfer.files]);
-      },
-    },
-    h("p", {}, "Drop data files here, or choose them:"),
-    fileInput,
-  );
+  const drop = dropZone(start, h("p", {}, "Drop data files here, or choose them:"), fileInput);
   fill(
     main,
     h("h1", {}, "My files"),
