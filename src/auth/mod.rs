@@ -1,6 +1,7 @@
 //! Identity and access: users, API keys and tokens (fence), and grants (arborist).
 
 pub mod authz;
+mod callers;
 mod import;
 mod policies;
 pub mod tokens;
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use crate::store::{PolicyRow, RoleRow, Store, StoreError, UserRow};
 pub use authz::Permissions;
+pub use callers::VerifiedCallers;
 pub use import::{ImportError, ImportSummary, import_user_yaml};
 pub use policies::{PolicyError, create_policy};
 pub use tokens::{Claims, Lifetimes, TokenError, TokenService};

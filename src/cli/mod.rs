@@ -404,7 +404,8 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    // A command that took access away ends once running servers have seen it.
+    match runtime.block_on(crate::store::restrictions_settled(run(cli.command))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,6 +1,6 @@
 //! `commons serve`: the application state built once from the dictionary
-//! and the store, the server with its limits, key reloads and a graceful
-//! shutdown.
+//! and the store (with the watch that keeps verified callers and signing
+//! keys current), the server with its limits and a graceful shutdown.
 
 use std::sync::Arc;
 
@@ -13,9 +13,6 @@ use crate::graphql::{self, Limits};
 use crate::server::{self, AppState};
 use crate::store::Store;
 use crate::validate::Validators;
-
-/// How often a server reloads the signing keys in use.
-const KEY_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Build the application state from a dictionary and an open store.
 pub async fn app_state(
@@ -32,12 +29,16 @@ pub async fn app_state(
     let schema = graphql::build_schema(&dictionary, limits).map_err(anyhow::Error::msg)?;
     let introspection_gzip = graphql::introspection_gzip(&schema).await.into();
     let store = Arc::new(store);
+    let tokens = Arc::new(tokens);
+    let callers = Arc::new(auth::VerifiedCallers::default());
+    auth::VerifiedCallers::watch(&callers, store.clone(), tokens.clone());
     Ok(AppState {
         dictionary: Arc::new(dictionary),
         validators,
         index_creates: crate::file_index::CreateQueue::start(store.clone()),
         store,
         tokens,
+        callers,
         schema,
         introspection_gzip,
         graphql_limits: limits,
@@ -148,19 +149,6 @@ pub(super) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             created.login_secret
         );
     }
-    // Keys retired by `commons keys retire` (on any instance) stop verifying
-    // here within a minute; unknown new keys load on first sight anyway.
-    let keys = state.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(KEY_REFRESH);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            if let Err(e) = keys.tokens.reload(&keys.store).await {
-                tracing::warn!(error = %e, "could not reload the signing keys");
-            }
-        }
-    });
     let options = server::HttpOptions {
         metrics_route: args.metrics_listen.is_none(),
         max_body_bytes: args.max_body_bytes,

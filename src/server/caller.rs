@@ -236,6 +236,20 @@ impl AppState {
         token: &str,
         scope: Option<&str>,
     ) -> Result<Principal, ApiError> {
+        let missing_scope = |principal: &Principal| {
+            scope
+                .filter(|scope| !principal.claims.has_scope(scope))
+                .map(|scope| ApiError::unauthorized(TokenError::MissingScope(scope.into())))
+        };
+        // Read before anything the caller is built from: a write that
+        // lands meanwhile changes it, and the caller is not trusted again.
+        let generation = self.store.identity_generation();
+        if let Some(principal) = self.callers.get(token, generation) {
+            return match missing_scope(&principal) {
+                Some(refused) => Err(refused),
+                None => Ok(principal),
+            };
+        }
         let claims = self
             .tokens
             .verify(&self.store, token, "access")
@@ -296,10 +310,12 @@ impl AppState {
             }
             _ => Permissions::load(&self.store, Some(&user.username)).await?,
         };
-        Ok(Principal {
+        let principal = Principal {
             user,
             claims,
             permissions,
-        })
+        };
+        self.callers.insert(token, generation, principal.clone());
+        Ok(principal)
     }
 }

@@ -49,7 +49,9 @@ pub struct AppState {
     pub dictionary: Arc<Dictionary>,
     pub validators: Validators,
     pub store: Arc<Store>,
-    pub tokens: TokenService,
+    pub tokens: Arc<TokenService>,
+    /// Callers whose tokens were verified, kept while still exact.
+    pub callers: Arc<crate::auth::VerifiedCallers>,
     pub schema: async_graphql::dynamic::Schema,
     /// `/getschema`, computed once at start-up and kept as gzip-compressed
     /// JSON text (as a value it took tens of megabytes with the largest
@@ -186,6 +188,7 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
             json_errors(response, max_body_bytes)
         }))
         .layer(axum::middleware::from_fn(session::cookie_to_bearer))
+        .layer(axum::middleware::from_fn(restrictions_settled))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(BodyLimit(max_body_bytes)))
         .layer(axum::Extension(options.documents))
@@ -212,6 +215,15 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
                 header::COOKIE,
             ]),
         )
+}
+
+/// A request that took access away (a revoked key, a logout, a narrower
+/// grant) is answered once every server has seen that (SECURITY.md).
+async fn restrictions_settled(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    crate::store::restrictions_settled(next.run(request)).await
 }
 
 /// A handler that panicked: logged, and answered as any internal error.

@@ -272,7 +272,9 @@ impl Store {
         let tables = source.read_all().await?;
         let dialect = self.dialect();
         let _graph = self.write_lock.lock().await;
-        let _identity = self.identity_lock.lock().await;
+        let _identity = self
+            .identity_write(super::identity::IdentityChange::Restricts)
+            .await;
         super::on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Migrations and start-up may have written defaults (settings); the source wins.

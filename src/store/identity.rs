@@ -1,10 +1,74 @@
 //! Users, API keys, token-signing keys and the arborist-style authorization
 //! objects (resources, roles, policies, grants).
 
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use sqlx::Row;
 
 use super::{Result, Store, StoreError, now_unix, on_pool};
+
+/// How often a server reads the database's identity epoch to learn of
+/// changes other processes made to users, keys, sessions and grants.
+pub const IDENTITY_POLL: Duration = Duration::from_millis(100);
+
+/// How long after a change that takes access away every server has seen
+/// it: a server trusts the callers it keeps only while its last completed
+/// read of the identity epoch began less than this long ago, and whatever
+/// made such a change (a request, a `commons` command) answers only after
+/// this long. So once a revocation is answered, it holds everywhere.
+pub const IDENTITY_SETTLE: Duration = Duration::from_millis(300);
+
+/// What a write to users, keys, sessions or grants may do to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdentityChange {
+    /// Adds users, keys or grants: no caller loses anything.
+    Extends,
+    /// May take access away (a revocation, a disabled user, a narrower policy).
+    Restricts,
+}
+
+/// An identity write in progress. When it ends, the callers this process
+/// keeps are verified again before they are trusted.
+pub(super) struct IdentityWrite<'a> {
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+    store: &'a Store,
+    change: IdentityChange,
+}
+
+impl Drop for IdentityWrite<'_> {
+    fn drop(&mut self) {
+        self.store
+            .identity_generation
+            .fetch_add(1, Ordering::SeqCst);
+        if self.change == IdentityChange::Restricts {
+            // Outside a settling scope (tests, start-up) no one waits.
+            let _ = RESTRICTED_AT.try_with(|at| at.set(Some(Instant::now())));
+        }
+    }
+}
+
+tokio::task_local! {
+    /// When the work in this scope last took access away, if it did.
+    static RESTRICTED_AT: Cell<Option<Instant>>;
+}
+
+/// Run `work` (a request, a command) and, if it took access away from
+/// anyone, return only once every server has seen that ([`IDENTITY_SETTLE`]).
+pub async fn restrictions_settled<F: Future>(work: F) -> F::Output {
+    let (output, restricted_at) = RESTRICTED_AT
+        .scope(Cell::new(None), async {
+            let output = work.await;
+            (output, RESTRICTED_AT.with(Cell::get))
+        })
+        .await;
+    if let Some(at) = restricted_at {
+        tokio::time::sleep_until((at + IDENTITY_SETTLE).into()).await;
+    }
+    output
+}
 
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -115,6 +179,35 @@ pub fn canonical_username(name: &str) -> String {
 }
 
 impl Store {
+    /// Serialises this process's identity writes (see [`IdentityWrite`]).
+    pub(super) async fn identity_write(&self, change: IdentityChange) -> IdentityWrite<'_> {
+        IdentityWrite {
+            _lock: self.identity_lock.lock().await,
+            store: self,
+            change,
+        }
+    }
+
+    /// A number that changes whenever users, keys, sessions or grants may
+    /// have changed: at once for this process's own writes, and when the
+    /// server's watch reads a new identity epoch for everyone else's.
+    pub fn identity_generation(&self) -> u64 {
+        self.identity_generation.load(Ordering::SeqCst)
+    }
+
+    /// Another process changed users, keys, sessions or grants.
+    pub fn identity_changed_elsewhere(&self) {
+        self.identity_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The database's identity epoch, raised by every change to users,
+    /// keys, sessions or grants in the change's own transaction.
+    pub async fn identity_epoch(&self) -> Result<i64> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT n FROM identity_epoch WHERE id = 1")
+            .fetch_one(pool)
+            .await?))
+    }
+
     pub async fn user_count(&self) -> Result<i64> {
         on_pool!(self, pool => Ok(sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(pool).await?))
     }
@@ -125,7 +218,7 @@ impl Store {
         password_hash: Option<&str>,
         is_admin: bool,
     ) -> Result<UserRow> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         if username.is_empty() || username.len() > MAX_USERNAME_BYTES {
             return Err(StoreError::Invalid(format!(
                 "a user name must have 1 to {MAX_USERNAME_BYTES} bytes"
@@ -189,7 +282,7 @@ impl Store {
     /// Set a password; the user's sessions end (a session must not outlive
     /// the password that opened it).
     pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         execute!(
             self,
             "UPDATE users SET password_hash = $2, sessions_after = $3 WHERE id = $1",
@@ -203,7 +296,7 @@ impl Store {
     /// End every session of a user: session tokens issued until now stop
     /// working (API keys are not sessions: revoke them on their own).
     pub async fn end_sessions(&self, user_id: i64) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         execute!(
             self,
             "UPDATE users SET sessions_after = $2 WHERE id = $1",
@@ -216,7 +309,7 @@ impl Store {
     /// Disable (`false`) or enable a user: a disabled user's tokens, keys and
     /// sessions are all refused, and it cannot log in.
     pub async fn set_active(&self, user_id: i64, active: bool) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         execute!(
             self,
             "UPDATE users SET active = $2 WHERE id = $1",
@@ -229,7 +322,7 @@ impl Store {
     /// Stop verifying tokens signed with `kid`; false if there is no such
     /// key still in use. The newest key, which signs, cannot be retired.
     pub async fn retire_signing_key(&self, kid: &str) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         let keys = self.signing_keys().await?;
         let in_use: Vec<&SigningKeyRow> = keys.iter().filter(|k| !k.retired).collect();
         if in_use.last().is_some_and(|k| k.kid == kid) {
@@ -249,7 +342,7 @@ impl Store {
     }
 
     pub async fn insert_api_key(&self, jti: &str, user_id: i64, exp: i64) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO api_keys (jti, user_id, exp, created) VALUES ($1, $2, $3, $4)",
@@ -288,7 +381,7 @@ impl Store {
 
     /// Revoke one of a user's keys; false when the user has no such key.
     pub async fn revoke_api_key(&self, jti: &str, user_id: i64) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         let n = execute!(
             self,
             "UPDATE api_keys SET revoked = TRUE WHERE jti = $1 AND user_id = $2 AND revoked = FALSE",
@@ -300,7 +393,7 @@ impl Store {
 
     /// End a session token before its expiry (logout); expired entries are pruned.
     pub async fn revoke_session(&self, jti: &str, exp: i64) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         execute!(
             self,
             "DELETE FROM revoked_sessions WHERE exp < $1",
@@ -326,7 +419,7 @@ impl Store {
 
     /// Record a one-time login link by the hash of its secret.
     pub async fn insert_login_link(&self, token_hash: &str, user_id: i64, exp: i64) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO login_links (token_hash, user_id, exp) VALUES ($1, $2, $3)",
@@ -339,7 +432,7 @@ impl Store {
 
     /// Use up a login link: the user it logs in, if it exists and has not expired.
     pub async fn take_login_link(&self, token_hash: &str) -> Result<Option<i64>> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         let link = on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(
             "DELETE FROM login_links WHERE token_hash = $1 RETURNING user_id, exp",
         )
@@ -370,7 +463,7 @@ impl Store {
     }
 
     pub async fn insert_signing_key(&self, kid: &str, private_der: &[u8]) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO signing_keys (kid, private_der, created) VALUES ($1, $2, $3)",
@@ -384,7 +477,7 @@ impl Store {
     // ------------------------------------------------------------ authorization
 
     pub async fn upsert_resource(&self, path: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO authz_resources (path) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -394,7 +487,7 @@ impl Store {
     }
 
     pub async fn delete_resource(&self, path: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             // A prefix compared exactly: `LIKE` would read `_` and `%` in the path as wildcards.
@@ -410,7 +503,7 @@ impl Store {
 
     /// Create or replace a role; returns true when it is new.
     pub async fn upsert_role(&self, role: &RoleRow) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         let new = !self.roles().await?.iter().any(|r| r.id == role.id);
         execute!(
             self,
@@ -423,7 +516,7 @@ impl Store {
     }
 
     pub async fn delete_role(&self, id: &str) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         Ok(execute!(self, "DELETE FROM authz_roles WHERE id = $1", id)? == 1)
     }
 
@@ -441,7 +534,7 @@ impl Store {
 
     /// Create or replace a policy; returns true when it is new.
     pub async fn upsert_policy(&self, policy: &PolicyRow) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         let new = !self.policy_exists(&policy.id).await?;
         execute!(
             self,
@@ -455,7 +548,7 @@ impl Store {
     }
 
     pub async fn delete_policy(&self, id: &str) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM authz_user_policies WHERE policy_id = $1").bind(id).execute(&mut *tx).await?;
@@ -487,7 +580,7 @@ impl Store {
 
     /// Grants are stored by lower-cased user name: names compare case-insensitively.
     pub async fn grant_user_policy(&self, username: &str, policy_id: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO authz_user_policies (username, policy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -498,7 +591,7 @@ impl Store {
     }
 
     pub async fn revoke_user_policy(&self, username: &str, policy_id: &str) -> Result<bool> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Restricts).await;
         let n = execute!(
             self,
             "DELETE FROM authz_user_policies WHERE username = $1 AND policy_id = $2",
@@ -509,7 +602,7 @@ impl Store {
     }
 
     pub async fn grant_group_policy(&self, group: &str, policy_id: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO authz_group_policies (group_name, policy_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -520,7 +613,7 @@ impl Store {
     }
 
     pub async fn add_group_user(&self, group: &str, username: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO authz_group_users (group_name, username) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -561,7 +654,7 @@ impl Store {
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        let _guard = self.identity_lock.lock().await;
+        let _guard = self.identity_write(IdentityChange::Extends).await;
         execute!(
             self,
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -40,7 +40,8 @@ pub use graph::{
     TransactionDocument, TransactionRecord, WriteGuard, Writer,
 };
 pub use identity::{
-    ApiKeyRow, MAX_USERNAME_BYTES, PolicyRow, RoleRow, SigningKeyRow, UserRow, canonical_username,
+    ApiKeyRow, IDENTITY_POLL, IDENTITY_SETTLE, MAX_USERNAME_BYTES, PolicyRow, RoleRow,
+    SigningKeyRow, UserRow, canonical_username, restrictions_settled,
 };
 pub(crate) use upkeep::Upkeep;
 
@@ -77,6 +78,8 @@ pub struct Store {
     /// Users, keys, sessions and grants: apart from graph writes, so a long
     /// submission does not hold up a logout, a key revocation or a grant.
     identity_lock: Mutex<()>,
+    /// See [`Store::identity_generation`].
+    identity_generation: AtomicU64,
     /// Read statements run for GraphQL, so tests can prove one per root field.
     graphql_statements: AtomicU64,
     /// What the database needs after many writes (see [`Upkeep`]).

@@ -76,6 +76,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "file_index",
         include_str!("../../migrations/sqlite/0012_file_index.sql"),
     ),
+    (
+        13,
+        "identity_epoch",
+        include_str!("../../migrations/sqlite/0013_identity_epoch.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -142,6 +147,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         "file_index",
         include_str!("../../migrations/postgres/0013_file_index.sql"),
+    ),
+    (
+        14,
+        "identity_epoch",
+        include_str!("../../migrations/postgres/0014_identity_epoch.sql"),
     ),
 ];
 
@@ -291,6 +301,7 @@ impl Store {
             sqlite_dedicated,
             write_lock: Mutex::new(()),
             identity_lock: Mutex::new(()),
+            identity_generation: AtomicU64::new(0),
             totals: std::sync::Mutex::new(None),
             graphql_statements: AtomicU64::new(0),
         })

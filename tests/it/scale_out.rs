@@ -195,3 +195,83 @@ async fn two_instances_share_tokens_and_never_duplicate_entities() {
         Vec::<String>::new()
     );
 }
+
+/// Servers keep the callers they verified, so a request reads nothing to
+/// check its token; yet whatever takes access away holds on every server
+/// by the time it is answered: a grant revoked through one server, a key
+/// revoked by the `commons` command.
+#[tokio::test(flavor = "multi_thread")]
+async fn kept_callers_lose_access_everywhere_once_it_is_taken_away() {
+    let app = TestApp::new(None).await;
+    app.project("prog", "proj").await;
+    let reader = app
+        .admin_json(
+            "POST",
+            "/authz/policy",
+            &json!({"id": "proj_reader", "role_ids": ["reader"], "resource_paths": ["/programs/prog/projects/proj"]}),
+        )
+        .await;
+    assert_eq!(reader.status.as_u16(), 201, "{}", reader.text());
+    let (_, credentials, token) = app.user("eve", &["proj_reader"]).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let servers = [
+        common::serve(&app.database_url, dirs[0].path(), common::free_port()),
+        common::serve(&app.database_url, dirs[1].path(), common::free_port()),
+    ];
+    let grants = |server: &common::Server| {
+        let (status, body) = call(
+            "GET",
+            &format!("{}/user/user", server.url),
+            &token,
+            &Value::Null,
+        );
+        (status, body["authz"].as_object().map(|m| m.len()))
+    };
+    // Verified, then kept: the servers' watches have read the epoch since.
+    for server in &servers {
+        assert_eq!(grants(server), (200, Some(1)));
+    }
+    tokio::time::sleep(commons::store::IDENTITY_SETTLE).await;
+    for server in &servers {
+        assert_eq!(grants(server), (200, Some(1)));
+    }
+
+    let started = std::time::Instant::now();
+    let (status, body) = call(
+        "DELETE",
+        &format!("{}/authz/user/eve/policy/proj_reader", servers[0].url),
+        &app.admin_token,
+        &Value::Null,
+    );
+    assert!(status < 300, "{status} {body}");
+    assert!(
+        started.elapsed() >= commons::store::IDENTITY_SETTLE,
+        "a revocation is answered once every server has seen it"
+    );
+    for server in &servers {
+        assert_eq!(
+            grants(server),
+            (200, Some(0)),
+            "the grant is gone everywhere"
+        );
+    }
+
+    let revoke = std::process::Command::new(env!("CARGO_BIN_EXE_commons"))
+        .args([
+            "keys",
+            "revoke",
+            credentials["key_id"].as_str().unwrap(),
+            "--database-url",
+        ])
+        .arg(&app.database_url)
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    for server in &servers {
+        assert_eq!(grants(server).0, 401, "the revoked key's token is refused");
+    }
+}
