@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 
 use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
-use md5::Md5;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use sha2::Sha256;
 
+use super::writer::ObjectWriter;
 use super::{MIN_PART_BYTES, Part, Result, StorageError, StoredObject, bare_etag};
 use crate::store::now_unix;
 
@@ -318,73 +317,6 @@ fn sweep(incoming: &Path, now: std::time::SystemTime) {
     }
 }
 
-/// MD5 (and SHA-256) of a stream of chunks, each hash on a blocking thread
-/// of its own, beside the receiving and the writing: one after the other
-/// they halved an upload's rate on two cores.
-struct Digests {
-    md5: Hashing,
-    sha256: Option<Hashing>,
-}
-
-/// One hash's thread and the channel that feeds it.
-struct Hashing {
-    feed: tokio::sync::mpsc::Sender<bytes::Bytes>,
-    worker: tokio::task::JoinHandle<Vec<u8>>,
-}
-
-impl Hashing {
-    fn start<D: Digest + Send + 'static>() -> Self {
-        let (feed, mut chunks) = tokio::sync::mpsc::channel::<bytes::Bytes>(32);
-        let worker = tokio::task::spawn_blocking(move || {
-            let mut digest = D::new();
-            while let Some(chunk) = chunks.blocking_recv() {
-                digest.update(&chunk);
-            }
-            digest.finalize().to_vec()
-        });
-        Self { feed, worker }
-    }
-
-    async fn feed(&self, chunk: &bytes::Bytes) -> Result<()> {
-        self.feed
-            .send(chunk.clone())
-            .await
-            .map_err(|_| std::io::Error::other("a hashing thread stopped").into())
-    }
-
-    async fn finish(self) -> Result<String> {
-        drop(self.feed);
-        let digest = self.worker.await.map_err(std::io::Error::other)?;
-        Ok(hex::encode(digest))
-    }
-}
-
-impl Digests {
-    fn start(with_sha256: bool) -> Self {
-        Self {
-            md5: Hashing::start::<Md5>(),
-            sha256: with_sha256.then(Hashing::start::<Sha256>),
-        }
-    }
-
-    async fn feed(&self, chunk: &bytes::Bytes) -> Result<()> {
-        self.md5.feed(chunk).await?;
-        if let Some(sha256) = &self.sha256 {
-            sha256.feed(chunk).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish(self, size: u64) -> Result<StoredObject> {
-        let md5 = self.md5.finish().await?;
-        let sha256 = match self.sha256 {
-            Some(sha256) => Some(sha256.finish().await?),
-            None => None,
-        };
-        Ok(StoredObject { size, md5, sha256 })
-    }
-}
-
 /// Copy the parts in order into `target`, after checking each one's ETag
 /// and size, hashing the whole.
 async fn join_parts(folder: &Path, parts: &[Part], target: &Path) -> Result<StoredObject> {
@@ -419,10 +351,7 @@ async fn join_parts(folder: &Path, parts: &[Part], target: &Path) -> Result<Stor
             )));
         }
     }
-    let mut out =
-        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(target).await?);
-    let digests = Digests::start(true);
-    let mut size = 0u64;
+    let mut out = ObjectWriter::create(target, true).await?;
     for part in parts {
         let mut file = tokio::fs::File::open(folder.join(part.number.to_string())).await?;
         loop {
@@ -430,15 +359,10 @@ async fn join_parts(folder: &Path, parts: &[Part], target: &Path) -> Result<Stor
             if file.read_buf(&mut buffer).await? == 0 {
                 break;
             }
-            let chunk = buffer.freeze();
-            size += chunk.len() as u64;
-            digests.feed(&chunk).await?;
-            out.write_all(&chunk).await?;
+            out.write(buffer.freeze()).await?;
         }
     }
-    out.flush().await?;
-    out.get_ref().sync_all().await?;
-    digests.finish(size).await
+    out.finish().await
 }
 
 /// Write `body` to `path` (at most `max_bytes`), hashing it on the way.
@@ -448,28 +372,23 @@ async fn write_hashed<E: std::fmt::Display>(
     max_bytes: u64,
     with_sha256: bool,
 ) -> Result<StoredObject> {
-    let file = tokio::fs::File::create(path).await?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let digests = Digests::start(with_sha256);
-    let mut size = 0u64;
+    let mut out = ObjectWriter::create(path, with_sha256).await?;
     futures::pin_mut!(body);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| StorageError::Incomplete(e.to_string()))?;
-        size += chunk.len() as u64;
-        if size > max_bytes {
+        if out.size() + chunk.len() as u64 > max_bytes {
             return Err(StorageError::TooLarge(max_bytes));
         }
-        digests.feed(&chunk).await?;
-        out.write_all(&chunk).await?;
+        out.write(chunk).await?;
     }
-    out.flush().await?;
-    out.get_ref().sync_all().await?;
-    digests.finish(size).await
+    out.finish().await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::Md5;
+    use sha2::Digest;
 
     fn store(dir: &Path) -> LocalStore {
         LocalStore::open(dir, b"secret".to_vec(), "http://commons.test").unwrap()

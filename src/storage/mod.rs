@@ -16,6 +16,7 @@
 
 mod local;
 mod s3;
+mod writer;
 
 pub use local::LocalStore;
 pub use s3::{S3Bucket, S3Settings};
