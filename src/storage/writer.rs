@@ -5,13 +5,15 @@
 //! upload's rate on two cores; batched, the threads wake once per MiB, not
 //! once per network read.
 //!
-//! The file is synced as it grows (a third thread asks the disk for each
-//! 64 MiB written), so the sync that makes an object durable before it is
-//! renamed into place waits for the last few MiB, not for all of them: the
-//! kernel would otherwise hold a whole 2 GiB upload in the page cache until
-//! that final sync.
+//! The file is written with direct I/O where the filesystem allows it:
+//! blocks go from an aligned buffer to the disk, not through the page
+//! cache. Copying an upload into the page cache took twice MD5's time on a
+//! loaded machine (`perf`, BENCHMARKS.md), and a 2 GiB upload waited for
+//! all of its pages at the final sync. Filesystems without direct I/O
+//! (tmpfs) get ordinary writes and one sync at the end.
 
-use std::io::{IoSlice, Write};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,8 +29,10 @@ const BATCH_BYTES: usize = 1 << 20;
 const BATCH_PIECES: usize = 1024;
 /// Batches waiting for each thread at most: what an upload holds in memory.
 const QUEUED_BATCHES: usize = 8;
-/// Bytes written between two requests to the disk to catch up.
-const SYNC_EVERY: u64 = 64 << 20;
+/// Bytes written to the disk at once with direct I/O.
+const DIRECT_BYTES: usize = 4 << 20;
+/// What direct I/O aligns buffers, offsets and lengths to.
+const DIRECT_ALIGN: usize = 4096;
 
 type Batch = Arc<[Bytes]>;
 
@@ -45,7 +49,10 @@ pub(super) struct ObjectWriter {
 impl ObjectWriter {
     /// Create `path` and write into it; with `with_sha256`, the SHA-256 too.
     pub(super) async fn create(path: &Path, with_sha256: bool) -> Result<Self> {
-        let file = tokio::fs::File::create(path).await?.into_std().await;
+        let path = path.to_path_buf();
+        let file = tokio::task::spawn_blocking(move || open_direct(&path))
+            .await
+            .map_err(std::io::Error::other)??;
         Ok(Self {
             md5: Stage::start(hash_md5),
             file: Stage::start(move |batches| write_file(file, batches, with_sha256)),
@@ -149,73 +156,154 @@ fn hash_md5(mut batches: tokio::sync::mpsc::Receiver<Batch>) -> Result<String> {
     Ok(hex::encode(md5.finalize()))
 }
 
-/// Write every batch into `file` (hashing with SHA-256 when asked), the
-/// disk catching up as it goes; then sync what is left.
+/// `path` created for writing, with direct I/O when its filesystem has it.
+fn open_direct(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    let direct = rustix::fs::OFlags::DIRECT.bits() as i32;
+    match options.clone().custom_flags(direct).open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => options.open(path),
+        opened => opened,
+    }
+}
+
+/// Write every batch into `file` (hashing with SHA-256 when asked), then
+/// sync it.
 fn write_file(
-    mut file: std::fs::File,
+    file: std::fs::File,
     mut batches: tokio::sync::mpsc::Receiver<Batch>,
     with_sha256: bool,
 ) -> Result<Option<String>> {
     let mut sha256 = with_sha256.then(Sha256::new);
-    let syncer = Syncer::start(file.try_clone()?);
-    let mut unsynced = 0u64;
+    let mut out = BlockWriter::new(file)?;
     while let Some(batch) = batches.blocking_recv() {
-        if let Some(sha256) = &mut sha256 {
-            batch.iter().for_each(|piece| sha256.update(piece));
-        }
-        write_all(&mut file, &batch)?;
-        unsynced += batch.iter().map(|p| p.len() as u64).sum::<u64>();
-        if unsynced >= SYNC_EVERY {
-            syncer.catch_up();
-            unsynced = 0;
+        for piece in batch.iter() {
+            if let Some(sha256) = &mut sha256 {
+                sha256.update(piece);
+            }
+            out.write(piece)?;
         }
     }
-    syncer.finish()?;
-    file.sync_all()?;
+    out.finish()?;
     Ok(sha256.map(|sha256| hex::encode(sha256.finalize())))
 }
 
-fn write_all(file: &mut std::fs::File, batch: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice> = batch.iter().map(|piece| IoSlice::new(piece)).collect();
-    let mut remaining = &mut slices[..];
-    while !remaining.is_empty() {
-        let written = file.write_vectored(remaining)?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+/// Writes a file in whole aligned blocks when it was opened for direct
+/// I/O, the last partial block through the page cache.
+struct BlockWriter {
+    file: std::fs::File,
+    /// Without direct I/O, bytes go straight to `file`.
+    direct: bool,
+    buffer: Vec<u8>,
+    /// Where the aligned part of `buffer` starts.
+    start: usize,
+    filled: usize,
+}
+
+impl BlockWriter {
+    fn new(file: std::fs::File) -> std::io::Result<Self> {
+        let direct = rustix::fs::fcntl_getfl(&file)?.contains(rustix::fs::OFlags::DIRECT);
+        let buffer = if direct {
+            vec![0u8; DIRECT_BYTES + DIRECT_ALIGN]
+        } else {
+            Vec::new()
+        };
+        let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        Ok(Self {
+            file,
+            direct,
+            buffer,
+            start,
+            filled: 0,
+        })
+    }
+
+    fn write(&mut self, mut piece: &[u8]) -> std::io::Result<()> {
+        if !self.direct {
+            return self.file.write_all(piece);
         }
-        IoSlice::advance_slices(&mut remaining, written);
-    }
-    Ok(())
-}
-
-/// A thread that syncs a file's data while it is still being written.
-struct Syncer {
-    /// One request waits at most; more while it waits add nothing.
-    requests: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
-}
-
-impl Syncer {
-    fn start(file: std::fs::File) -> Self {
-        let (requests, asked) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::spawn(move || {
-            for () in asked {
-                file.sync_data()?;
+        while !piece.is_empty() {
+            let room = DIRECT_BYTES - self.filled;
+            let taken = room.min(piece.len());
+            let at = self.start + self.filled;
+            self.buffer[at..at + taken].copy_from_slice(&piece[..taken]);
+            self.filled += taken;
+            piece = &piece[taken..];
+            if self.filled == DIRECT_BYTES {
+                self.file
+                    .write_all(&self.buffer[self.start..self.start + DIRECT_BYTES])?;
+                self.filled = 0;
             }
-            Ok(())
-        });
-        Self { requests, thread }
+        }
+        Ok(())
     }
 
-    fn catch_up(&self) {
-        // Full: a sync is already asked for. Gone: finish reports why.
-        let _ = self.requests.try_send(());
+    fn finish(mut self) -> std::io::Result<()> {
+        if self.direct && self.filled > 0 {
+            let whole = self.filled - self.filled % DIRECT_ALIGN;
+            let blocks = self.start..self.start + whole;
+            self.file.write_all(&self.buffer[blocks])?;
+            // The tail is not a whole block: an ordinary write.
+            let flags = rustix::fs::fcntl_getfl(&self.file)?;
+            rustix::fs::fcntl_setfl(&self.file, flags - rustix::fs::OFlags::DIRECT)?;
+            let tail = self.start + whole..self.start + self.filled;
+            self.file.write_all(&self.buffer[tail])?;
+        }
+        self.file.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn varied(length: u32) -> Vec<u8> {
+        (0..length)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
     }
 
-    fn finish(self) -> std::io::Result<()> {
-        drop(self.requests);
-        self.thread
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the syncing thread panicked")))
+    /// Whole blocks, a partial last block and odd piece sizes come out
+    /// byte-equal, with their hashes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn written_objects_are_byte_equal_with_their_hashes() {
+        let bytes = varied((9 << 20) + 4099);
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("object");
+        let probe = open_direct(&folder.path().join("probe")).unwrap();
+        assert!(
+            rustix::fs::fcntl_getfl(&probe)
+                .unwrap()
+                .contains(rustix::fs::OFlags::DIRECT),
+            "the test folder takes direct I/O"
+        );
+        let mut writer = ObjectWriter::create(&path, true).await.unwrap();
+        for piece in bytes.chunks(65_537) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let stored = writer.finish().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(stored.size, bytes.len() as u64);
+        assert_eq!(stored.md5, hex::encode(Md5::digest(&bytes)));
+        assert_eq!(
+            stored.sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&bytes)).as_str())
+        );
+    }
+
+    /// A file opened without direct I/O (a filesystem without it) is
+    /// written as it comes.
+    #[test]
+    fn files_without_direct_io_are_written_as_they_come() {
+        let bytes = varied((4 << 20) + 77);
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("object");
+        let mut out = BlockWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+        assert!(!out.direct);
+        for piece in bytes.chunks(10_000) {
+            out.write(piece).unwrap();
+        }
+        out.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 }
