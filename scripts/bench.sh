@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The data-file figures are measured beside nginx (Debian's package) serving
-# the same file.
-if ! [[ -x /usr/sbin/nginx ]]; then
-    apt-get update -qq && apt-get install -y -qq nginx-light
+# the same file, and presigned URLs per second with wrk.
+if ! [[ -x /usr/sbin/nginx ]] || ! command -v wrk >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq nginx-light wrk
 fi
 cargo bench --bench commons
 report=target/benchmarks.md
