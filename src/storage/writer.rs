@@ -28,9 +28,9 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Pieces gathered at most before the threads get them (one `writev`).
 const BATCH_PIECES: usize = 1024;
 /// Batches waiting for each thread at most: what an upload holds in memory.
-const QUEUED_BATCHES: usize = 8;
+const QUEUED_BATCHES: usize = 4;
 /// Bytes written to the disk at once with direct I/O.
-const DIRECT_BYTES: usize = 4 << 20;
+const DIRECT_BYTES: usize = 1 << 20;
 /// What direct I/O aligns buffers, offsets and lengths to.
 const DIRECT_ALIGN: usize = 4096;
 
