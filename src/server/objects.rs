@@ -20,9 +20,6 @@ use crate::file_index::is_blank;
 use crate::storage::{Bucket, LocalStore, MAX_OBJECT_BYTES};
 use crate::store::now_unix;
 
-/// Objects from this size on are read 1 MiB at a time.
-const LARGE_OBJECT_BYTES: u64 = 64 << 20;
-
 pub fn routes() -> Router<SharedState> {
     Router::new().route(
         "/_objects/{*key}",
@@ -145,14 +142,9 @@ async fn get_object(
         ));
     }
     let (guid, file_name) = split_key(&key)?;
-    let (path, size) = store
+    let path = store
         .path(&key)
-        .and_then(|p| {
-            p.metadata()
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| (p, m.len()))
-        })
+        .filter(|p| p.is_file())
         .ok_or_else(|| ApiError::new(404, "no such object"))?;
     let md5 = record(&state, guid)
         .await
@@ -160,15 +152,9 @@ async fn get_object(
         .and_then(|r| r.hashes.get("md5").cloned());
     // tower-http's ServeFile answers Range (206, 416), HEAD and the lengths.
     // Reads of 256 KiB (not its 64 KiB): a fifth fewer system calls and
-    // wake-ups per gigabyte, at 256 KiB of buffer per download in flight;
-    // 1 MiB for large objects, which are few at a time.
-    let chunk = if size >= LARGE_OBJECT_BYTES {
-        1 << 20
-    } else {
-        256 << 10
-    };
+    // wake-ups per gigabyte, at 256 KiB of buffer per download in flight.
     let served = tower_http::services::ServeFile::new(path)
-        .with_buf_chunk_size(chunk)
+        .with_buf_chunk_size(256 << 10)
         .oneshot(request)
         .await
         .map_err(|e| {
