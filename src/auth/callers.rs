@@ -88,11 +88,13 @@ impl VerifiedCallers {
                 match store.identity_epoch().await {
                     Ok(epoch) => {
                         if seen != Some(epoch) {
-                            store.identity_changed_elsewhere();
+                            // Keys first: a caller verified after the change
+                            // below is verified with the keys now in use.
                             if let Err(e) = tokens.reload(&store).await {
                                 tracing::warn!(error = %e, "could not reload the signing keys");
                                 continue;
                             }
+                            store.identity_changed_elsewhere();
                             seen = Some(epoch);
                         }
                         *callers.epoch_read_at.lock().expect("epoch lock poisoned") = Some(began);
