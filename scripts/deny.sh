@@ -43,5 +43,9 @@ else
     config=target/deny-offline.toml
     mkdir -p target
     sed 's|^\[advisories\]|[advisories]\nmaximum-db-staleness = "P3650D"|' deny.toml > "$config"
+    # Offline, cargo-deny reads every locked crate (all platforms') from the
+    # local registry: fetch them from crates.io first (a build fetches only
+    # this platform's).
+    cargo fetch --locked
     cargo deny --locked --offline --config "$config" check
 fi
