@@ -296,7 +296,7 @@ impl Store {
             )));
         };
         Ok(Self {
-            upkeep: Upkeep::new(&pool),
+            upkeep: Upkeep::new(&pool, sqlite_dedicated.as_ref().map(|d| &d.writes)),
             pool,
             sqlite_dedicated,
             write_lock: Mutex::new(()),
