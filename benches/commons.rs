@@ -908,6 +908,66 @@ fn md5(i: usize) -> String {
     )
 }
 
+/// Where the guids of records posted over HTTP begin: far above those
+/// imported (0, 1, 2...), so the two never meet.
+const HTTP_RECORDS: usize = 100_000_000;
+
+/// Records created per second by wrk posting records `first`, `first + 1`...
+/// over `connections` for `seconds` (counted by the index's `_stats`).
+fn publish_with_wrk(
+    server: &Server,
+    work: &Path,
+    first: usize,
+    connections: usize,
+    seconds: u64,
+) -> f64 {
+    // More rows than the run can post at 25,000 a second.
+    let mut rows = String::new();
+    for i in first..first + 25_000 * seconds as usize {
+        let record = json!({
+            "did": guid(i), "form": "object", "size": 1000 + i,
+            "hashes": {"md5": md5(i)},
+            "acl": ["phs001"], "authz": [format!("/programs/{PROGRAM}/projects/{PROJECT}")],
+            "urls": [format!("s3://bucket/{i}.cram"), format!("gs://bucket/{i}.cram")],
+            "file_name": format!("file-{i}.cram"),
+        });
+        writeln!(rows, "{record}").unwrap();
+    }
+    let rows_file = work.join(format!("publish-{first}.jsonl"));
+    std::fs::write(&rows_file, rows).unwrap();
+    let script = work.join("publish.lua");
+    std::fs::write(&script, include_str!("commons/publish.lua")).unwrap();
+    let count = || {
+        server.json("GET", "/index/_stats", &Value::Null)["fileCount"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = count();
+    let threads = connections.min(2);
+    let t = Instant::now();
+    let output = Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"))
+        .arg("-s")
+        .arg(&script)
+        .arg(&server.url)
+        .arg("--")
+        .arg(&rows_file)
+        .arg(threads.to_string())
+        .arg(&server.token)
+        .output()
+        .expect("wrk is installed (scripts/bench.sh installs it)");
+    let elapsed = t.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && !text.contains("refused") && !text.contains("Non-2xx"),
+        "wrk: {text}"
+    );
+    let created = count() - before;
+    created as f64 / elapsed.as_secs_f64()
+}
+
 fn file_index_figures(
     name: &str,
     database_url: Option<&str>,
@@ -921,64 +981,21 @@ fn file_index_figures(
 
     // A client publishing a manifest record by record, as the SDK does:
     // `gen3 objects manifest publish` posts from 8 threads, each reusing
-    // its connection; then the same from one thread.
-    let rows: Vec<String> = (0..manifest_rows)
-        .map(|i| {
-            json!({
-                "did": guid(i), "form": "object", "size": 1000 + i,
-                "hashes": {"md5": md5(i)},
-                "acl": ["phs001"], "authz": [format!("/programs/{PROGRAM}/projects/{PROJECT}")],
-                "urls": [format!("s3://bucket/{i}.cram"), format!("gs://bucket/{i}.cram")],
-                "file_name": format!("file-{i}.cram"),
-            })
-            .to_string()
-        })
-        .collect();
-    let sequential = manifest_rows / 10;
-    let post_all = |rows: &[String], threads: usize| -> Duration {
-        let t = Instant::now();
-        let server = &server;
-        std::thread::scope(|scope| {
-            for part in rows.chunks(rows.len().div_ceil(threads)) {
-                scope.spawn(move || {
-                    let agent = agent();
-                    let url = format!("{}/index/index/", server.url);
-                    let auth = format!("bearer {}", server.token);
-                    for row in part {
-                        let reply = agent
-                            .post(&url)
-                            .header("Authorization", &auth)
-                            .header("Content-Type", "application/json")
-                            .send(row.as_str())
-                            .unwrap();
-                        assert_eq!(reply.status().as_u16(), 200);
-                    }
-                });
-            }
-        });
-        t.elapsed()
+    // its connection; then the same from one. The client is wrk (C, see
+    // publish.lua): a Rust client on the same two cores measured itself.
+    let mut publish = |first: usize, connections: usize, seconds: u64| {
+        let rate = publish_with_wrk(&server, dir.path(), first, connections, seconds);
+        let label = match connections {
+            1 => "one connection".to_string(),
+            n => format!("{n} connections (as `gen3 objects manifest publish`)"),
+        };
+        figures.add(
+            format!("`POST /index/index/` for {seconds} s, {label}, wrk"),
+            format!("{rate:.0} records/s"),
+        );
     };
-    let http = post_all(&rows[sequential..], 8);
-    figures.add(
-        format!(
-            "`POST /index/index/` of {} records, 8 connections (as `gen3 objects manifest publish`)",
-            manifest_rows - sequential
-        ),
-        format!(
-            "{:.0} records/s ({:.1} s)",
-            (manifest_rows - sequential) as f64 / http.as_secs_f64(),
-            http.as_secs_f64()
-        ),
-    );
-    let one = post_all(&rows[..sequential], 1);
-    figures.add(
-        format!("`POST /index/index/` of {sequential} records, one connection"),
-        format!(
-            "{:.0} records/s ({:.1} s)",
-            sequential as f64 / one.as_secs_f64(),
-            one.as_secs_f64()
-        ),
-    );
+    publish(HTTP_RECORDS, 8, 10);
+    publish(2 * HTTP_RECORDS, 1, 5);
 
     // The same number of rows through `commons index import`, then the rest.
     let import = |first: usize, rows: usize| -> Duration {
@@ -1002,7 +1019,7 @@ fn file_index_figures(
         );
         t.elapsed()
     };
-    let imported = import(manifest_rows, manifest_rows);
+    let imported = import(0, manifest_rows);
     figures.add(
         format!("`commons index import` of a {manifest_rows}-row manifest"),
         format!(
@@ -1011,12 +1028,17 @@ fn file_index_figures(
             imported.as_secs_f64()
         ),
     );
-    let mut loaded = 2 * manifest_rows;
-    while loaded < total {
-        let rows = (total - loaded).min(500_000);
-        import(loaded, rows);
-        loaded += rows;
+    let published = server.json("GET", "/index/_stats", &Value::Null)["fileCount"]
+        .as_u64()
+        .unwrap() as usize
+        - manifest_rows;
+    let mut imported_rows = manifest_rows;
+    while published + imported_rows < total {
+        let rows = (total - published - imported_rows).min(500_000);
+        import(imported_rows, rows);
+        imported_rows += rows;
     }
+    let loaded = published + imported_rows;
 
     // Every record, 1,024 per page, with `start` (as get_all_records pages).
     let mut pages = Vec::new();
@@ -1059,7 +1081,7 @@ fn file_index_figures(
     let t = Instant::now();
     let mut latencies = Vec::with_capacity(lookups);
     for k in 0..lookups {
-        let i = (k * 7919) % loaded;
+        let i = (k * 7919) % imported_rows;
         let q = Instant::now();
         let found = server.json(
             "GET",

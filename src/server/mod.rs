@@ -201,12 +201,7 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
                 .gzip(true)
                 .quality(tower_http::CompressionLevel::Fastest)
                 // Data files keep their bytes and their Content-Length.
-                .compress_when(tower_http::compression::predicate::Predicate::and(
-                    tower_http::compression::DefaultPredicate::new(),
-                    tower_http::compression::predicate::NotForContentType::const_new(
-                        "application/octet-stream",
-                    ),
-                )),
+                .compress_when(compress_when()),
         )
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(
@@ -215,6 +210,20 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
                 header::COOKIE,
             ]),
         )
+}
+
+/// Which responses are gzipped (when the client asks): those of a KiB or
+/// more, or of unknown length (streamed exports and lists). A small answer
+/// (a presigned URL, a record) gains a few bytes and cost a fifth of the
+/// request's time to compress. Data files keep their bytes and their
+/// `Content-Length`; images and event streams as tower-http's default.
+fn compress_when() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    SizeAbove::new(1024)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::const_new("application/octet-stream"))
 }
 
 /// A request that took access away (a revoked key, a logout, a narrower

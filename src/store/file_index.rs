@@ -113,31 +113,47 @@ const COLUMN_COUNT: usize = 19;
 const INSERT_ROWS: usize = 500;
 
 macro_rules! record_from_row {
-    ($row:expr) => {{
+    ($row:expr) => {
+        record_from_row!($row, try_get)
+    };
+    ($row:expr, $get:ident) => {{
         let row = $row;
-        let text = |name: &str| -> Result<String> { Ok(row.try_get::<String, _>(name)?) };
+        let text = |name: &str| -> Result<String> {
+            let text: String = row.$get(name)?;
+            Ok(text)
+        };
         Ok::<IndexRecord, StoreError>(IndexRecord {
-            did: row.try_get("did")?,
-            baseid: row.try_get("baseid")?,
-            rev: row.try_get("rev")?,
-            form: row.try_get("form")?,
-            size: row.try_get("size")?,
-            file_name: row.try_get("file_name")?,
-            version: row.try_get("version")?,
-            uploader: row.try_get("uploader")?,
-            description: row.try_get("description")?,
+            did: row.$get("did")?,
+            baseid: row.$get("baseid")?,
+            rev: row.$get("rev")?,
+            form: row.$get("form")?,
+            size: row.$get("size")?,
+            file_name: row.$get("file_name")?,
+            version: row.$get("version")?,
+            uploader: row.$get("uploader")?,
+            description: row.$get("description")?,
             hashes: serde_json::from_str(&text("hashes")?)?,
             urls: serde_json::from_str(&text("urls")?)?,
             acl: serde_json::from_str(&text("acl")?)?,
             authz: serde_json::from_str(&text("authz")?)?,
             metadata: serde_json::from_str(&text("metadata")?)?,
             urls_metadata: serde_json::from_str(&text("urls_metadata")?)?,
-            created_date: row.try_get("created_date")?,
-            updated_date: row.try_get("updated_date")?,
-            content_created_date: row.try_get("content_created_date")?,
-            content_updated_date: row.try_get("content_updated_date")?,
+            created_date: row.$get("created_date")?,
+            updated_date: row.$get("updated_date")?,
+            content_created_date: row.$get("content_created_date")?,
+            content_updated_date: row.$get("content_updated_date")?,
         })
     }};
+}
+
+/// The read of one record by did, in SQLite's words (see `point_reads`).
+pub(super) fn record_by_did_sqlite() -> String {
+    format!("SELECT {COLUMNS} FROM index_records WHERE did = ?1")
+}
+
+/// A record from a row of the SQLite library's own (see `point_reads`).
+pub(super) fn record_from_sqlite_row(row: &rusqlite::Row) -> Result<IndexRecord> {
+    record_from_row!(row, get)
 }
 
 /// A column value: text or integer, either of which may be null (a
@@ -706,6 +722,9 @@ impl Store {
     }
 
     pub async fn index_record(&self, did: &str) -> Result<Option<IndexRecord>> {
+        if let Some(reads) = self.point_reads() {
+            return reads.index_record(did);
+        }
         Ok(self.index_records(&[did.to_string()]).await?.pop())
     }
 

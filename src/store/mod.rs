@@ -17,6 +17,7 @@ mod sqlite;
 
 mod error;
 mod open;
+mod point_reads;
 mod reads;
 mod upkeep;
 
@@ -135,12 +136,20 @@ struct SqliteDedicated {
     writes: sqlx::SqlitePool,
     /// Whole-type exports ([`Store::page_end`], [`Store::export_page`]).
     exports: sqlx::SqlitePool,
+    /// Reads of one row by key, on the caller's thread (a database file
+    /// only, not an in-memory one).
+    point_reads: Option<point_reads::PointReads>,
 }
 
 impl Store {
     /// Whether the database takes one write at a time (SQLite).
     pub fn writes_one_at_a_time(&self) -> bool {
         matches!(self.pool, Pool::Sqlite(_))
+    }
+
+    /// The point reads of SQLite, made on the caller's thread.
+    fn point_reads(&self) -> Option<&point_reads::PointReads> {
+        self.sqlite_dedicated.as_ref()?.point_reads.as_ref()
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -212,6 +212,9 @@ impl Store {
         let (pool, sqlite_dedicated) = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?;
             create_private(options.get_filename())?;
+            let file = options.get_filename().to_path_buf();
+            let point_reads = (file != Path::new(":memory:") && !file.as_os_str().is_empty())
+                .then(|| point_reads::PointReads::new(file));
             let options = options
                 .create_if_missing(true)
                 // WAL + NORMAL: a crash never corrupts the database; a committed
@@ -274,7 +277,11 @@ impl Store {
                 .connect_lazy_with(options);
             (
                 Pool::Sqlite(pool),
-                Some(SqliteDedicated { writes, exports }),
+                Some(SqliteDedicated {
+                    writes,
+                    exports,
+                    point_reads,
+                }),
             )
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // No JIT: statements are prepared once per connection and later run
