@@ -304,8 +304,8 @@ async fn readiness_follows_the_database_and_its_migrations() {
 async fn large_answers_are_compressed_when_asked_and_a_panic_is_a_500() {
     let app = TestApp::with_study().await;
     let service = commons::server::service(app.state.clone(), Default::default());
-    let fetch = |accept: Option<&str>| {
-        let mut request = Request::get("/index/index/?limit=1024");
+    let fetch = |path: &str, accept: Option<&str>| {
+        let mut request = Request::get(path);
         if let Some(accept) = accept {
             request = request.header("Accept-Encoding", accept);
         }
@@ -313,11 +313,17 @@ async fn large_answers_are_compressed_when_asked_and_a_panic_is_a_500() {
             .clone()
             .oneshot(request.body(Body::empty()).unwrap())
     };
-    let gzip = fetch(Some("gzip")).await.unwrap();
+    // The whole dictionary: tens of KiB.
+    let large = "/api/v0/submission/_dictionary/_all";
+    let gzip = fetch(large, Some("gzip")).await.unwrap();
     assert_eq!(gzip.status(), StatusCode::OK);
     assert_eq!(gzip.headers()["content-encoding"], "gzip");
-    let plain = fetch(None).await.unwrap();
+    let plain = fetch(large, None).await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
+    // A small answer (an empty page of the index) gains nothing from it.
+    let small = fetch("/index/index/?limit=1024", Some("gzip")).await.unwrap();
+    assert_eq!(small.status(), StatusCode::OK);
+    assert!(small.headers().get("content-encoding").is_none());
 
     // The layers every route has, around a handler that panics.
     let routes = axum::Router::new().route(
