@@ -150,18 +150,22 @@ async fn get_object(
         .await
         .ok()
         .and_then(|r| r.hashes.get("md5").cloned());
-    // tower-http's ServeFile answers Range (206, 416), HEAD and the lengths.
-    // Reads of 256 KiB (not its 64 KiB): a fifth fewer system calls and
-    // wake-ups per gigabyte, at 256 KiB of buffer per download in flight.
-    let served = tower_http::services::ServeFile::new(path)
-        .with_buf_chunk_size(256 << 10)
-        .oneshot(request)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "serving an object failed");
-            ApiError::new(500, "internal server error")
-        })?;
-    let mut response = served.map(Body::new);
+    fn failed(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "serving an object failed");
+        ApiError::new(500, "internal server error")
+    }
+    let mut response = if is_plain_get(&request) {
+        whole_object(&path).map_err(failed)?
+    } else {
+        // tower-http's ServeFile answers Range (206, 416), HEAD, conditions
+        // and the lengths.
+        tower_http::services::ServeFile::new(path)
+            .with_buf_chunk_size(256 << 10)
+            .oneshot(request)
+            .await
+            .map_err(failed)?
+            .map(Body::new)
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -178,6 +182,64 @@ async fn get_object(
         && let Ok(value) = HeaderValue::from_str(&format!("\"{md5}\""))
     {
         headers.insert(header::ETAG, value);
+    }
+    Ok(response)
+}
+
+/// A GET of the whole object, without a range or a condition: most
+/// downloads.
+fn is_plain_get(request: &Request) -> bool {
+    let headers = request.headers();
+    request.method() == axum::http::Method::GET
+        && ![
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+        ]
+        .iter()
+        .any(|name| headers.contains_key(name))
+}
+
+/// Bytes handed to the connection at a time from a mapped object.
+const MAPPED_PIECE: usize = 4 << 20;
+
+/// A whole object: its file mapped into memory and handed to the
+/// connection in slices, so its bytes go from the page cache to the socket
+/// in one copy, on the connection's thread. Read through a buffer instead
+/// (ServeFile: each piece read on the blocking pool, then copied again),
+/// those copies and hand-overs were half of the server's time in a 2 GiB
+/// download. Mapping is sound because an object never changes once stored:
+/// it is written aside and renamed into place, and a deletion unlinks the
+/// name while a mapping keeps its pages.
+fn whole_object(path: &std::path::Path) -> std::io::Result<Response> {
+    let file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    let body = if length == 0 {
+        Body::empty()
+    } else {
+        // SAFETY: the file is never written or truncated once stored (above).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        // Read ahead further as pages are touched in order.
+        map.advise(memmap2::Advice::Sequential)?;
+        let bytes = bytes::Bytes::from_owner(map);
+        let pieces = (0..bytes.len()).step_by(MAPPED_PIECE).map(move |start| {
+            let end = (start + MAPPED_PIECE).min(bytes.len());
+            Ok::<_, std::convert::Infallible>(bytes.slice(start..end))
+        });
+        Body::from_stream(futures::stream::iter(pieces))
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(modified) = file.metadata()?.modified() {
+        let date = httpdate::fmt_http_date(modified);
+        if let Ok(value) = HeaderValue::from_str(&date) {
+            headers.insert(header::LAST_MODIFIED, value);
+        }
     }
     Ok(response)
 }

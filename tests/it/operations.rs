@@ -321,7 +321,9 @@ async fn large_answers_are_compressed_when_asked_and_a_panic_is_a_500() {
     let plain = fetch(large, None).await.unwrap();
     assert!(plain.headers().get("content-encoding").is_none());
     // A small answer (an empty page of the index) gains nothing from it.
-    let small = fetch("/index/index/?limit=1024", Some("gzip")).await.unwrap();
+    let small = fetch("/index/index/?limit=1024", Some("gzip"))
+        .await
+        .unwrap();
     assert_eq!(small.status(), StatusCode::OK);
     assert!(small.headers().get("content-encoding").is_none());
 
