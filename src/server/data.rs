@@ -38,7 +38,7 @@ pub const DATA_BODY_BYTES: usize = 1 << 20;
 
 /// `/user/data/...`, nested under `/user`.
 pub fn routes() -> Router<SharedState> {
-    Router::new()
+    let routes = Router::new()
         .route("/data/upload", post(upload))
         .route("/data/upload/{*guid}", get(upload_url))
         .route("/data/multipart/init", post(multipart_init))
@@ -46,8 +46,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/data/multipart/complete", post(multipart_complete))
         .route("/data/download/bulk", post(download_bulk))
         .route("/data/download/{*guid}", get(download))
-        .route("/data/{*guid}", axum::routing::delete(delete_file))
-        .layer(axum::extract::DefaultBodyLimit::max(DATA_BODY_BYTES))
+        .route("/data/{*guid}", axum::routing::delete(delete_file));
+    super::limit_body(routes, DATA_BODY_BYTES)
 }
 
 /// A record, or fence's 404.

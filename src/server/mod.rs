@@ -104,6 +104,27 @@ pub const USER_BODY_BYTES: usize = 64 << 10;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// The body limit of a group of routes smaller than the server's, carried
+/// by its 413 so the refusal names the limit that refused.
+#[derive(Debug, Clone, Copy)]
+struct RefusedAbove(usize);
+
+/// `routes`, taking bodies of at most `bytes` (the innermost limit wins).
+pub(super) fn limit_body(routes: Router<SharedState>, bytes: usize) -> Router<SharedState> {
+    routes
+        .layer(axum::middleware::map_response(
+            move |mut response: Response| async move {
+                if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+                    && response.extensions().get::<RefusedAbove>().is_none()
+                {
+                    response.extensions_mut().insert(RefusedAbove(bytes));
+                }
+                response
+            },
+        ))
+        .layer(DefaultBodyLimit::max(bytes))
+}
+
 /// How the application serves: limits on what one request may send (its
 /// size, and how long the body may stall between two pieces: a slow or
 /// stuck client gets 408, not a held slot), and whether `/metrics` is one of
@@ -155,15 +176,17 @@ fn routes(options: HttpOptions) -> Router<SharedState> {
         // Keys, logins and profiles are small: a large body there is abuse.
         .nest(
             "/user",
-            fence::routes()
-                .merge(session::routes())
-                .merge(data::routes())
-                .layer(DefaultBodyLimit::max(USER_BODY_BYTES)),
+            limit_body(
+                fence::routes()
+                    .merge(session::routes())
+                    .merge(data::routes()),
+                USER_BODY_BYTES,
+            ),
         )
         .nest("/authz", arborist::routes())
         .nest(
             "/index",
-            indexd::routes().layer(DefaultBodyLimit::max(indexd::INDEX_BODY_BYTES)),
+            limit_body(indexd::routes(), indexd::INDEX_BODY_BYTES),
         )
         .merge(objects::routes())
         .merge(drs::routes())
@@ -295,9 +318,14 @@ async fn json_errors(response: Response, max_body_bytes: usize) -> Response {
         return response;
     }
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        let message = format!(
-            "Request body is larger than this server accepts ({max_body_bytes} bytes); split the submission into smaller files"
-        );
+        let message = match response.extensions().get::<RefusedAbove>() {
+            Some(RefusedAbove(limit)) => {
+                format!("Request body is larger than this endpoint accepts ({limit} bytes)")
+            }
+            None => format!(
+                "Request body is larger than this server accepts ({max_body_bytes} bytes); split the submission into smaller files"
+            ),
+        };
         return (status, axum::Json(json!({"message": message}))).into_response();
     }
     let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)

@@ -1171,3 +1171,35 @@ async fn oversized_values_and_documents_are_refused_by_name() {
         "nothing was written"
     );
 }
+
+/// A route group's own body limit, smaller than the server's, is the one
+/// its 413 names: fence's 64 KiB, its data routes' 1 MiB, indexd's 8 MiB.
+#[tokio::test]
+async fn a_refused_body_names_the_limit_that_refused_it() {
+    let app = TestApp::new(None).await;
+    for (path, limit) in [
+        (
+            "/user/credentials/api/access_token",
+            commons::server::USER_BODY_BYTES,
+        ),
+        ("/user/data/upload", 1 << 20),
+        ("/index/index", 8 << 20),
+    ] {
+        let body = json!({"file_name": "x".repeat(limit + 1)}).to_string();
+        let reply = app
+            .request(
+                "POST",
+                path,
+                Some(&app.admin_token),
+                "application/json",
+                body.into_bytes(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let message = reply.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains(&format!("({limit} bytes)")) && !message.contains("split"),
+            "{path}: {message}"
+        );
+    }
+}
