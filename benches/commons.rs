@@ -908,6 +908,13 @@ fn md5(i: usize) -> String {
     )
 }
 
+/// Records in the index (`_stats`).
+fn index_count(server: &Server) -> usize {
+    server.json("GET", "/index/_stats", &Value::Null)["fileCount"]
+        .as_u64()
+        .unwrap() as usize
+}
+
 /// Where the guids of records posted over HTTP begin: far above those
 /// imported (0, 1, 2...), so the two never meet.
 const HTTP_RECORDS: usize = 100_000_000;
@@ -937,12 +944,7 @@ fn publish_with_wrk(
     std::fs::write(&rows_file, rows).unwrap();
     let script = work.join("publish.lua");
     std::fs::write(&script, include_str!("commons/publish.lua")).unwrap();
-    let count = || {
-        server.json("GET", "/index/_stats", &Value::Null)["fileCount"]
-            .as_u64()
-            .unwrap()
-    };
-    let before = count();
+    let before = index_count(server);
     let threads = connections.min(2);
     let t = Instant::now();
     let output = Command::new("wrk")
@@ -964,7 +966,7 @@ fn publish_with_wrk(
         output.status.success() && !text.contains("refused") && !text.contains("Non-2xx"),
         "wrk: {text}"
     );
-    let created = count() - before;
+    let created = index_count(server) - before;
     created as f64 / elapsed.as_secs_f64()
 }
 
@@ -1028,10 +1030,7 @@ fn file_index_figures(
             imported.as_secs_f64()
         ),
     );
-    let published = server.json("GET", "/index/_stats", &Value::Null)["fileCount"]
-        .as_u64()
-        .unwrap() as usize
-        - manifest_rows;
+    let published = index_count(&server) - manifest_rows;
     let mut imported_rows = manifest_rows;
     while published + imported_rows < total {
         let rows = (total - published - imported_rows).min(500_000);

@@ -223,7 +223,6 @@ pub fn with_layers(routes: Router<SharedState>, options: HttpOptions) -> Router<
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)
                 .quality(tower_http::CompressionLevel::Fastest)
-                // Data files keep their bytes and their Content-Length.
                 .compress_when(compress_when()),
         )
         .layer(axum::middleware::from_fn(observe::observe))

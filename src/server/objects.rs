@@ -216,7 +216,8 @@ const MAPPED_PIECE: usize = 4 << 20;
 /// name while a mapping keeps its pages.
 fn whole_object(path: &std::path::Path) -> std::io::Result<Response> {
     let file = std::fs::File::open(path)?;
-    let length = file.metadata()?.len();
+    let metadata = file.metadata()?;
+    let length = metadata.len();
     let body = if length == 0 {
         Body::empty()
     } else {
@@ -235,7 +236,7 @@ fn whole_object(path: &std::path::Path) -> std::io::Result<Response> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(modified) = file.metadata()?.modified() {
+    if let Ok(modified) = metadata.modified() {
         let date = httpdate::fmt_http_date(modified);
         if let Ok(value) = HeaderValue::from_str(&date) {
             headers.insert(header::LAST_MODIFIED, value);

@@ -147,9 +147,8 @@ macro_rules! record_from_row {
 }
 
 /// The read of one record by did, in SQLite's words (see `point_reads`).
-pub(super) fn record_by_did_sqlite() -> String {
-    format!("SELECT {COLUMNS} FROM index_records WHERE did = ?1")
-}
+pub(super) static RECORD_BY_DID_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM index_records WHERE did = ?1"));
 
 /// A record from a row of the SQLite library's own (see `point_reads`).
 pub(super) fn record_from_sqlite_row(row: &rusqlite::Row) -> Result<IndexRecord> {

@@ -180,10 +180,15 @@ impl MigrationSource<'static> for EmbeddedMigrations {
     }
 }
 
+/// Whether an SQLite database named `path` lives in memory, not in a file.
+fn in_memory(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path == Path::new(":memory:")
+}
+
 /// Create the SQLite file readable by its owner only (it holds the token
 /// signing keys); SQLite gives its WAL and shared-memory files the same mode.
 fn create_private(path: &Path) -> Result<()> {
-    if path.as_os_str().is_empty() || path == Path::new(":memory:") || path.exists() {
+    if in_memory(path) || path.exists() {
         return Ok(());
     }
     let mut file = std::fs::OpenOptions::new();
@@ -212,9 +217,9 @@ impl Store {
         let (pool, sqlite_dedicated) = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?;
             create_private(options.get_filename())?;
-            let file = options.get_filename().to_path_buf();
-            let point_reads = (file != Path::new(":memory:") && !file.as_os_str().is_empty())
-                .then(|| point_reads::PointReads::new(file));
+            let file = options.get_filename();
+            let point_reads =
+                (!in_memory(file)).then(|| point_reads::PointReads::new(file.to_path_buf()));
             let options = options
                 .create_if_missing(true)
                 // WAL + NORMAL: a crash never corrupts the database; a committed
@@ -322,6 +327,9 @@ impl Store {
                 if let Some(dedicated) = &self.sqlite_dedicated {
                     dedicated.writes.close().await;
                     dedicated.exports.close().await;
+                    if let Some(reads) = &dedicated.point_reads {
+                        reads.close();
+                    }
                 }
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                     .execute(pool)

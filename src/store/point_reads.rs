@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -23,6 +24,8 @@ const MOST_IDLE: usize = 4;
 pub(super) struct PointReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`Store::close`](super::Store::close), as its pools close.
+    closed: AtomicBool,
 }
 
 impl PointReads {
@@ -30,7 +33,14 @@ impl PointReads {
         PointReads {
             path,
             idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Close the idle connections and refuse later reads, as a closed pool.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.idle.lock().expect("point reads lock").clear();
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -46,6 +56,9 @@ impl PointReads {
 
     /// Run `read` on an idle connection (or a new one).
     fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("the database is closed".into()));
+        }
         let idle = self.idle.lock().expect("point reads lock").pop();
         let connection = match idle {
             Some(connection) => connection,
@@ -53,7 +66,7 @@ impl PointReads {
         };
         let outcome = read(&connection);
         let mut idle = self.idle.lock().expect("point reads lock");
-        if idle.len() < MOST_IDLE {
+        if idle.len() < MOST_IDLE && !self.closed.load(Ordering::SeqCst) {
             idle.push(connection);
         }
         outcome
@@ -63,7 +76,7 @@ impl PointReads {
     pub(super) fn index_record(&self, did: &str) -> Result<Option<IndexRecord>> {
         self.with(|connection| {
             let mut statement =
-                connection.prepare_cached(&super::file_index::record_by_did_sqlite())?;
+                connection.prepare_cached(&super::file_index::RECORD_BY_DID_SQLITE)?;
             let mut rows = statement.query([did])?;
             match rows.next()? {
                 Some(row) => Ok(Some(super::file_index::record_from_sqlite_row(row)?)),
